@@ -1,0 +1,23 @@
+//! packrat: a caching pull-through proxy and mirror for GitLab package registries.
+//!
+//! # Layout
+//! - [`config`]: TOML + `PACKRAT_<SECTION>_<KEY>` configuration, validated once at start.
+//! - [`server`]: hyper accept loop, TLS, routing, the one error→response mapping, ops endpoints.
+//! - [`auth`]: credentials (never printed), and the one authorization gate for cached reads.
+//! - [`upstream`]: the only HTTP client; classifies upstream answers into a small enum.
+//! - [`cache`]: the cache core the protocol adapters call: metadata freshness, blobs, single-flight.
+//! - [`store`]: the only module touching the data directory: sled index and the blob store.
+//! - [`npm`]: the npm protocol adapter (three route prefixes).
+//! - [`metrics`]: Prometheus counters and histograms.
+//! - [`error`]: typed errors per layer.
+
+pub mod auth;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod npm;
+pub mod server;
+pub mod store;
+pub mod upstream;
