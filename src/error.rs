@@ -1,1 +1,151 @@
-//! TODO
+//! Typed errors, one enum per layer. Each knows its HTTP status; the only code that turns an
+//! error into a response is [`crate::server::respond::error_response`].
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+/// Failures of the data directory: the sled index, blob files, verification.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("index error: {0}")]
+    Index(#[from] sled::Error),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("downloaded content failed verification: {0}")]
+    Verify(String),
+    #[error("content is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("index record {key} could not be decoded: {reason}")]
+    Decode { key: String, reason: String },
+    #[error("the data directory {dir} is in use by another packrat process ({reason})")]
+    Locked { dir: PathBuf, reason: String },
+}
+
+impl StoreError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Failures talking to an upstream (GitLab, a public registry, a checksum database).
+/// URLs carried here are already redacted (no query string, no userinfo).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("the upstream at {url} could not be reached ({reason}); check upstream.url and the network, or retry later")]
+    Unreachable { url: String, reason: String },
+    #[error("the upstream at {url} did not answer within {secs}s; retry later or raise upstream.timeout")]
+    Timeout { url: String, secs: u64 },
+    #[error("the upstream at {url} answered with status {status}")]
+    Status { url: String, status: u16 },
+    #[error("the upstream at {url} broke off the transfer ({reason}); nothing was cached, retry the request")]
+    Body { url: String, reason: String },
+    #[error("packrat is in offline mode and does not contact {url}")]
+    Offline { url: String },
+    #[error("the upstream at {url} redirected too many times")]
+    Redirects { url: String },
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Offline { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Problems with the client's request itself.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// GitLab's Grape `file_path` validator answer for package names.
+    #[error("package_name should be a valid file path")]
+    BadPackageName,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body is larger than server.max_body ({limit} bytes)")]
+    BodyTooLarge { limit: u64 },
+    #[error("404 Not Found")]
+    NoRoute,
+    #[error("405 Method Not Allowed")]
+    MethodNotAllowed,
+}
+
+/// Everything a request handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A refusal or not-found answered by GitLab, passed to the client as GitLab sent it.
+    #[error("upstream answered {status}")]
+    Passthrough {
+        status: StatusCode,
+        body: Bytes,
+        www_authenticate: Option<String>,
+    },
+    /// A GitLab-shaped answer that packrat produces itself, e.g. `404 Package Not Found`.
+    #[error("{message}")]
+    Gitlab {
+        status: StatusCode,
+        message: String,
+        /// npm routes add an `error` key next to `message`.
+        error: Option<String>,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// One failure shared by every request that joined the same download.
+    #[error("{0}")]
+    Shared(std::sync::Arc<Error>),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Request(r) => match r {
+                RequestError::BadPackageName | RequestError::BadRequest(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                RequestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                RequestError::NoRoute => StatusCode::NOT_FOUND,
+                RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            },
+            Error::Upstream(u) => u.status(),
+            Error::Store(StoreError::Verify(_)) => StatusCode::BAD_GATEWAY,
+            Error::Store(StoreError::TooLarge { .. }) => StatusCode::BAD_GATEWAY,
+            Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Passthrough { status, .. } | Error::Gitlab { status, .. } => *status,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Shared(e) => e.status(),
+        }
+    }
+
+    /// npm's structured not-found answers (API.md §1, §6).
+    pub fn npm_not_found(thing: &str) -> Self {
+        Error::Gitlab {
+            status: StatusCode::NOT_FOUND,
+            message: format!("404 {thing} Not Found"),
+            error: Some(format!("{thing} not found")),
+        }
+    }
+
+    pub fn gitlab(status: StatusCode, message: impl Into<String>) -> Self {
+        Error::Gitlab {
+            status,
+            message: message.into(),
+            error: None,
+        }
+    }
+}

@@ -1,1 +1,8 @@
-//! TODO
+//! Who may read what. [`credential`] extracts and hides credentials; [`decision`] remembers
+//! what the upstream answered each credential hash for each scope.
+
+pub mod credential;
+pub mod decision;
+
+pub use credential::{CredKind, Credential, CredentialHash};
+pub use decision::{Age, Decisions};

@@ -1,1 +1,620 @@
-//! TODO
+//! The cache core: the only API the protocol adapters call.
+//!
+//! # HTTP caching as a proxy
+//! packrat caches on behalf of many credentials, so "is this response fresh?" and "may this
+//! caller see it?" are separate questions with separate clocks:
+//!
+//! - **Content** (a [`MetaRecord`]) is fresh for `metadata_ttl` after the upstream last
+//!   confirmed it; then it is revalidated with `If-None-Match` (a 304 only bumps the clock).
+//!   If the upstream is down or answers 5xx, content younger than `stale_if_error` is served
+//!   with `Warning: 110`.
+//! - **Access** (a [`Decision`] per credential hash and scope) is reused for `auth_ttl`
+//!   (`negative_ttl` for 404s). A caller with no fresh decision is always checked upstream,
+//!   even if the content is fresh: the conditional request that checks them costs a 304.
+//!   With the upstream unreachable, a decision younger than `stale_if_error` is reused;
+//!   otherwise the request fails: it is never allowed on doubt.
+//! - **Blobs** are immutable and content-addressed; reading one requires the caller to have
+//!   passed the gate for the metadata scope that names it (the adapters do this first).
+//!
+//! The gate ([`Core::gate`]) is the one function every cached read goes through.
+
+pub mod flight;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::StatusCode;
+
+use crate::auth::{Age, Credential, Decisions};
+use crate::config::Config;
+use crate::error::{Error, StoreError, UpstreamError};
+use crate::metrics::Metrics;
+use crate::store::{
+    now_ms, BlobEntry, Decision, Digest, Expect, MetaRecord, Origin, Store, Tree, Variant,
+};
+use crate::upstream::{self, Fetched, Request, Upstream};
+use flight::{Flights, Progress, Role};
+
+/// Largest metadata document accepted from an upstream.
+const MAX_METADATA: u64 = 512 << 20;
+/// Variants up to this size are kept in the hot memory tier; larger ones stream from disk.
+const HOT_MAX_ITEM: u64 = 64 << 20;
+
+/// How a read was answered (a metric label and the `X-Packrat-Cache` header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    Miss,
+    Joined,
+    Revalidated,
+    StaleIfError,
+    Refused,
+    Bypass,
+}
+
+impl CacheOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheOutcome::Hit => "hit",
+            CacheOutcome::Miss => "miss",
+            CacheOutcome::Joined => "joined",
+            CacheOutcome::Revalidated => "revalidated",
+            CacheOutcome::StaleIfError => "stale",
+            CacheOutcome::Refused => "refused",
+            CacheOutcome::Bypass => "bypass",
+        }
+    }
+}
+
+/// Turns an upstream metadata body into the variants packrat serves. Runs off the async
+/// threads, once per upstream revision (and again only if `server.public_url` changes).
+pub trait Build: Send + Sync {
+    fn build(&self, raw: &[u8]) -> Result<Built, Error>;
+    /// The public base URL the variants embed (a change triggers a rebuild from `raw`).
+    fn base(&self) -> String;
+}
+
+#[derive(Default)]
+pub struct Built {
+    pub variants: Vec<BuiltVariant>,
+    /// Small adapter-owned index records written with the document.
+    pub aux: Vec<(String, serde_json::Value)>,
+}
+
+pub struct BuiltVariant {
+    pub name: &'static str,
+    pub bytes: Bytes,
+    pub content_type: &'static str,
+}
+
+/// A metadata read.
+pub struct MetaSpec<'a> {
+    /// Index key of the document.
+    pub key: String,
+    /// Authorization scope: whoever the upstream allowed to read `url` may read this.
+    pub scope: String,
+    pub url: String,
+    pub credential: &'a Credential,
+    pub forward_name: Option<&'a str>,
+    pub kind: &'static str,
+    pub builder: Arc<dyn Build>,
+    /// What a not-found looks like on this route (GitLab's body differs per family).
+    pub not_found: fn() -> Error,
+}
+
+pub struct MetaHit {
+    pub record: Arc<MetaRecord>,
+    pub outcome: CacheOutcome,
+}
+
+/// A blob read; the caller has already passed the gate for the scope that names it.
+pub struct BlobSpec {
+    pub key: String,
+    pub url: String,
+    pub credential: Credential,
+    pub expect: Expect,
+    pub content_type: &'static str,
+    pub kind: &'static str,
+    pub origin: Origin,
+}
+
+pub enum BlobBody {
+    File(tokio::fs::File),
+    Stream(std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>),
+}
+
+pub struct BlobHit {
+    pub body: BlobBody,
+    pub len: Option<u64>,
+    pub digest: Option<Digest>,
+    pub outcome: CacheOutcome,
+}
+
+/// A metadata variant's bytes, from memory or from disk.
+pub enum Payload {
+    Bytes(Bytes),
+    File(tokio::fs::File, u64),
+}
+
+/// The gate's verdict for (credential, scope).
+enum Verdict {
+    Allow,
+    Refuse(Error),
+    /// No usable decision: ask the upstream. Carries a stale decision usable if it is down.
+    Ask(Option<Arc<Decision>>),
+}
+
+pub struct Core {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub upstream: Upstream,
+    pub decisions: Decisions,
+    pub flights: Flights,
+    pub metrics: Arc<Metrics>,
+    hot: moka::future::Cache<Digest, Bytes>,
+    meta_locks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
+    public_url: OnceLock<String>,
+}
+
+impl Core {
+    pub fn new(config: Arc<Config>, store: Store, metrics: Arc<Metrics>) -> Result<Self, Error> {
+        let upstream = Upstream::new(&config, metrics.clone())?;
+        let c = &config.cache;
+        let decisions = Decisions::new(
+            store.index.clone(),
+            c.auth_ttl,
+            c.negative_ttl,
+            c.stale_if_error,
+        );
+        let hot = moka::future::Cache::builder()
+            .max_capacity(config.storage.memory_cache)
+            .weigher(|_k: &Digest, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+            .build();
+        let meta_locks = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_idle(Duration::from_secs(120))
+            .build();
+        Ok(Core {
+            config,
+            store,
+            upstream,
+            decisions,
+            flights: Flights::default(),
+            metrics,
+            hot,
+            meta_locks,
+            public_url: OnceLock::new(),
+        })
+    }
+
+    /// Set once the listener is bound (the URL may depend on the port).
+    pub fn set_public_url(&self, url: String) {
+        let _ = self.public_url.set(url.trim_end_matches('/').to_string());
+    }
+
+    pub fn public_url(&self) -> &str {
+        self.public_url.get().map_or("", String::as_str)
+    }
+
+    /// The one authorization function for cached reads.
+    fn gate(&self, credential: &Credential, scope: &str) -> Verdict {
+        match self.decisions.get(credential, scope) {
+            Some(d) => match self.decisions.age(&d) {
+                Age::Fresh if d.allowed() => Verdict::Allow,
+                Age::Fresh => Verdict::Refuse(refusal(&d)),
+                Age::Stale => Verdict::Ask(Some(d)),
+                Age::Expired => Verdict::Ask(None),
+            },
+            None => Verdict::Ask(None),
+        }
+    }
+
+    fn record_decision(&self, credential: &Credential, scope: &str, status: StatusCode, body: &Bytes, www: Option<String>) {
+        self.decisions.record(
+            credential,
+            scope,
+            Decision {
+                at: now_ms(),
+                status: status.as_u16(),
+                body: (!status.is_success()).then(|| String::from_utf8_lossy(body).into_owned()),
+                www_authenticate: www,
+            },
+        );
+    }
+
+    fn fresh(&self, rec: &MetaRecord) -> bool {
+        Duration::from_millis(now_ms().saturating_sub(rec.fetched_at)) < self.config.cache.metadata_ttl
+    }
+
+    fn within_stale_if_error(&self, rec: &MetaRecord) -> bool {
+        Duration::from_millis(now_ms().saturating_sub(rec.fetched_at)) < self.config.cache.stale_if_error
+    }
+
+    /// Read a metadata document: from the index when fresh and the caller is known to be
+    /// allowed, else from the upstream (conditionally when possible).
+    pub async fn metadata(&self, spec: MetaSpec<'_>) -> Result<MetaHit, Error> {
+        if let Some(hit) = self.meta_from_cache(&spec).await? {
+            return Ok(hit);
+        }
+        // Coalesce concurrent refreshes of one document; after the wait, look again.
+        let lock = self
+            .meta_locks
+            .get_with(spec.key.clone(), || Arc::new(tokio::sync::Mutex::new(())));
+        let _guard = lock.lock().await;
+        if let Some(hit) = self.meta_from_cache(&spec).await? {
+            return Ok(hit);
+        }
+        let rec: Option<MetaRecord> = self.store.index.get(Tree::Meta, &spec.key)?;
+        let stale_decision = match self.gate(spec.credential, &spec.scope) {
+            Verdict::Ask(d) => d,
+            Verdict::Allow => None,
+            Verdict::Refuse(e) => return Err(e),
+        };
+        self.metrics.miss(spec.kind);
+        let etag = rec
+            .as_ref()
+            .filter(|r| !r.variants.is_empty())
+            .and_then(|r| r.etag.clone());
+        let mut req = Request::get(spec.url.clone(), spec.credential, spec.kind);
+        req.if_none_match = etag.as_deref();
+        req.accept = Some("application/json");
+        req.forward_name = spec.forward_name;
+        let ok = StatusCode::OK;
+        match self.upstream.send(req).await {
+            Ok(Fetched::NotModified { etag: new_etag }) => {
+                let Some(mut rec) = rec else {
+                    return Err(Error::Internal("upstream answered 304 to an unconditional request".into()));
+                };
+                rec.fetched_at = now_ms();
+                if new_etag.is_some() {
+                    rec.etag = new_etag;
+                }
+                self.store.index.put(Tree::Meta, &spec.key, &rec)?;
+                self.record_decision(spec.credential, &spec.scope, ok, &Bytes::new(), None);
+                self.ready(&spec, rec, CacheOutcome::Revalidated).await
+            }
+            Ok(Fetched::Body(body)) => {
+                let raw = upstream::read_all(body.stream, MAX_METADATA, &spec.url).await?;
+                let rec = self
+                    .store_meta(&spec.key, &spec.builder, raw, body.etag, Origin::Gitlab)
+                    .await?;
+                self.record_decision(spec.credential, &spec.scope, ok, &Bytes::new(), None);
+                Ok(MetaHit {
+                    record: Arc::new(rec),
+                    outcome: CacheOutcome::Miss,
+                })
+            }
+            Ok(Fetched::NotFound { body }) => {
+                self.record_decision(spec.credential, &spec.scope, StatusCode::NOT_FOUND, &body, None);
+                Err(passthrough(StatusCode::NOT_FOUND, body, None))
+            }
+            Ok(Fetched::Denied {
+                status,
+                body,
+                www_authenticate,
+            }) => {
+                self.record_decision(spec.credential, &spec.scope, status, &body, www_authenticate.clone());
+                Err(passthrough(status, body, www_authenticate))
+            }
+            Ok(Fetched::ForwardedToPublic { location }) => {
+                // GitLab has no such package and would send the client to a public registry.
+                // Public fallback is decided by packrat's forwarding rules, not here.
+                tracing::info!(name = spec.forward_name, location = %upstream::redact(&location), "upstream forwards this name to a public registry; answering not found");
+                Err((spec.not_found)())
+            }
+            Err(e) => self.on_upstream_error(&spec, rec, stale_decision, e).await,
+        }
+    }
+
+    async fn meta_from_cache(&self, spec: &MetaSpec<'_>) -> Result<Option<MetaHit>, Error> {
+        match self.gate(spec.credential, &spec.scope) {
+            Verdict::Refuse(e) => {
+                self.metrics.hit(spec.kind);
+                Err(e)
+            }
+            Verdict::Allow => {
+                let rec: Option<MetaRecord> = self.store.index.get(Tree::Meta, &spec.key)?;
+                match rec {
+                    Some(rec) if self.fresh(&rec) && !rec.variants.is_empty() => {
+                        self.metrics.hit(spec.kind);
+                        self.ready(spec, rec, CacheOutcome::Hit).await.map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            }
+            Verdict::Ask(_) => Ok(None),
+        }
+    }
+
+    async fn on_upstream_error(
+        &self,
+        spec: &MetaSpec<'_>,
+        rec: Option<MetaRecord>,
+        stale_decision: Option<Arc<Decision>>,
+        e: UpstreamError,
+    ) -> Result<MetaHit, Error> {
+        let decision = stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
+        match decision {
+            Some(d) if d.allowed() && self.decisions.age(&d) != Age::Expired => {
+                if let Some(rec) = rec.filter(|r| self.within_stale_if_error(r) && !r.variants.is_empty()) {
+                    tracing::warn!(key = %spec.key, error = %e, "upstream failed; serving stale metadata");
+                    return self.ready(spec, rec, CacheOutcome::StaleIfError).await;
+                }
+                Err(e.into())
+            }
+            Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => Err(refusal(&d)),
+            _ => Err(e.into()),
+        }
+    }
+
+    /// Make sure the record's variants were built for this server's public URL.
+    async fn ready(&self, spec: &MetaSpec<'_>, rec: MetaRecord, outcome: CacheOutcome) -> Result<MetaHit, Error> {
+        let base = spec.builder.base();
+        if rec.built_for == base {
+            return Ok(MetaHit {
+                record: Arc::new(rec),
+                outcome,
+            });
+        }
+        let Some(raw) = &rec.raw else {
+            return Err(Error::Internal("metadata record has no raw body to rebuild from".into()));
+        };
+        let raw = self
+            .store
+            .blobs
+            .read(&raw.digest)
+            .await?
+            .ok_or_else(|| Error::Internal("raw metadata blob is missing".into()))?;
+        let mut rebuilt = self
+            .store_meta(&spec.key, &spec.builder, raw, rec.etag.clone(), rec.origin)
+            .await?;
+        rebuilt.fetched_at = rec.fetched_at;
+        self.store.index.put(Tree::Meta, &spec.key, &rebuilt)?;
+        Ok(MetaHit {
+            record: Arc::new(rebuilt),
+            outcome,
+        })
+    }
+
+    /// Build the variants of a new upstream revision and index them.
+    async fn store_meta(
+        &self,
+        key: &str,
+        builder: &Arc<dyn Build>,
+        raw: Bytes,
+        etag: Option<String>,
+        origin: Origin,
+    ) -> Result<MetaRecord, Error> {
+        let b = builder.clone();
+        let raw2 = raw.clone();
+        let built = tokio::task::spawn_blocking(move || b.build(&raw2))
+            .await
+            .map_err(|e| Error::Internal(format!("metadata build task failed: {e}")))??;
+        let raw_info = self.store.blobs.put_bytes(&raw).await?;
+        let mut variants = Vec::with_capacity(built.variants.len());
+        for v in built.variants {
+            let info = self.store.blobs.put_bytes(&v.bytes).await?;
+            if info.len <= HOT_MAX_ITEM {
+                self.hot.insert(info.digest, v.bytes.clone()).await;
+            }
+            variants.push(Variant {
+                name: v.name.to_string(),
+                digest: info.digest,
+                len: info.len,
+                etag: format!("\"{}\"", info.digest.hex()),
+                content_type: v.content_type.to_string(),
+            });
+        }
+        for (k, v) in &built.aux {
+            self.store.index.put(Tree::Aux, k, v)?;
+        }
+        let rec = MetaRecord {
+            fetched_at: now_ms(),
+            etag,
+            origin,
+            raw: Some(Variant {
+                name: "raw".into(),
+                digest: raw_info.digest,
+                len: raw_info.len,
+                etag: String::new(),
+                content_type: "application/json".into(),
+            }),
+            built_for: builder.base(),
+            variants,
+        };
+        self.store.index.put(Tree::Meta, key, &rec)?;
+        Ok(rec)
+    }
+
+    /// The bytes of a variant: the hot tier, else the blob store.
+    pub async fn payload(&self, v: &Variant) -> Result<Payload, Error> {
+        if let Some(b) = self.hot.get(&v.digest).await {
+            return Ok(Payload::Bytes(b));
+        }
+        if v.len <= HOT_MAX_ITEM {
+            let bytes = self
+                .store
+                .blobs
+                .read(&v.digest)
+                .await?
+                .ok_or_else(|| Error::Store(StoreError::Verify(format!("metadata blob {} is missing; run `packrat verify`", v.digest))))?;
+            self.hot.insert(v.digest, bytes.clone()).await;
+            return Ok(Payload::Bytes(bytes));
+        }
+        match self.store.blobs.open(&v.digest).await? {
+            Some((f, len)) => Ok(Payload::File(f, len)),
+            None => Err(Error::Store(StoreError::Verify(format!(
+                "metadata blob {} is missing; run `packrat verify`",
+                v.digest
+            )))),
+        }
+    }
+
+    /// An adapter-owned index record.
+    pub fn aux<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        Ok(self.store.index.get(Tree::Aux, key)?)
+    }
+
+    /// Serve a blob: from the store, by joining a download in flight, or by starting one.
+    pub async fn blob(self: &Arc<Self>, spec: BlobSpec) -> Result<BlobHit, Error> {
+        loop {
+            if let Some(hit) = self.blob_from_store(&spec).await? {
+                return Ok(hit);
+            }
+            if self.upstream.is_offline() {
+                return Err(UpstreamError::Offline {
+                    url: upstream::redact(&spec.url),
+                }
+                .into());
+            }
+            let index = self.store.index.clone();
+            let key = spec.key.clone();
+            let role = self.flights.join_or_lead(&spec.key, || {
+                matches!(index.get::<BlobEntry>(Tree::Blobs, &key), Ok(Some(_)))
+            });
+            let (mut rx, outcome) = match role {
+                Role::Ready => continue,
+                Role::Joiner(rx) => {
+                    self.metrics.join();
+                    (rx, CacheOutcome::Joined)
+                }
+                Role::Leader(lead) => {
+                    self.metrics.miss(spec.kind);
+                    let rx = lead.subscribe();
+                    let core = self.clone();
+                    let spec = BlobSpec {
+                        key: spec.key.clone(),
+                        url: spec.url.clone(),
+                        credential: spec.credential.clone(),
+                        expect: spec.expect.clone(),
+                        content_type: spec.content_type,
+                        kind: spec.kind,
+                        origin: spec.origin,
+                    };
+                    tokio::spawn(async move { core.download(spec, lead).await });
+                    (rx, CacheOutcome::Miss)
+                }
+            };
+            let len = flight::first_answer(&mut rx).await.map_err(Error::Shared)?;
+            let body = flight::tail(rx, self.store.blobs.clone());
+            return Ok(BlobHit {
+                body: BlobBody::Stream(Box::pin(body)),
+                len,
+                digest: None,
+                outcome,
+            });
+        }
+    }
+
+    async fn blob_from_store(&self, spec: &BlobSpec) -> Result<Option<BlobHit>, Error> {
+        let Some(entry) = self.store.index.get::<BlobEntry>(Tree::Blobs, &spec.key)? else {
+            return Ok(None);
+        };
+        match self.store.blobs.open(&entry.digest).await? {
+            Some((file, len)) => {
+                self.metrics.hit(spec.kind);
+                Ok(Some(BlobHit {
+                    body: BlobBody::File(file),
+                    len: Some(len),
+                    digest: Some(entry.digest),
+                    outcome: CacheOutcome::Hit,
+                }))
+            }
+            None => {
+                tracing::warn!(key = %spec.key, digest = %entry.digest, "indexed blob is missing on disk; refetching");
+                self.store.index.remove(Tree::Blobs, &spec.key)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The leader's download: stream to a temp file, publishing progress; commit; index.
+    async fn download(self: Arc<Self>, spec: BlobSpec, lead: flight::Lead) {
+        match self.fetch_into_store(&spec, &lead).await {
+            Ok((digest, len)) => lead.finish(Progress::Done { digest, len }),
+            Err(e) => {
+                tracing::warn!(key = %spec.key, error = %e, "download failed; nothing cached");
+                lead.finish(Progress::Failed(Arc::new(e)));
+            }
+        }
+    }
+
+    async fn fetch_into_store(&self, spec: &BlobSpec, lead: &flight::Lead) -> Result<(Digest, u64), Error> {
+        let req = Request::get(spec.url.clone(), &spec.credential, spec.kind);
+        let body = match self.upstream.send(req).await? {
+            Fetched::Body(b) => b,
+            Fetched::NotFound { body } => return Err(passthrough(StatusCode::NOT_FOUND, body, None)),
+            Fetched::Denied {
+                status,
+                body,
+                www_authenticate,
+            } => return Err(passthrough(status, body, www_authenticate)),
+            Fetched::NotModified { .. } | Fetched::ForwardedToPublic { .. } => {
+                return Err(Error::gitlab(StatusCode::NOT_FOUND, "404 Not Found"))
+            }
+        };
+        let mut expect = spec.expect.clone();
+        if expect.max_size.is_none() {
+            expect.max_size = Some(self.config.storage.max_size);
+        }
+        let mut writer = self.store.blobs.create(expect).await?;
+        let tmp = Arc::new(writer.tmp_path().to_path_buf());
+        let total = body.len;
+        lead.progress(Progress::Writing {
+            tmp: tmp.clone(),
+            bytes: 0,
+            total,
+        });
+        let mut stream = body.stream;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            writer.write(&chunk).await?;
+            lead.progress(Progress::Writing {
+                tmp: tmp.clone(),
+                bytes: writer.len(),
+                total,
+            });
+        }
+        if let Some(t) = total {
+            if t != writer.len() {
+                return Err(UpstreamError::Body {
+                    url: upstream::redact(&spec.url),
+                    reason: format!("expected {t} bytes, got {}", writer.len()),
+                }
+                .into());
+            }
+        }
+        let info = writer.commit().await?;
+        self.store.index.put(
+            Tree::Blobs,
+            &spec.key,
+            &BlobEntry {
+                digest: info.digest,
+                size: info.len,
+                content_type: spec.content_type.to_string(),
+                fetched_at: now_ms(),
+                etag: body.etag,
+                origin: spec.origin,
+            },
+        )?;
+        Ok((info.digest, info.len))
+    }
+}
+
+fn passthrough(status: StatusCode, body: Bytes, www_authenticate: Option<String>) -> Error {
+    Error::Passthrough {
+        status,
+        body,
+        www_authenticate,
+    }
+}
+
+fn refusal(d: &Decision) -> Error {
+    Error::Passthrough {
+        status: StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN),
+        body: Bytes::from(d.body.clone().unwrap_or_default()),
+        www_authenticate: d.www_authenticate.clone(),
+    }
+}

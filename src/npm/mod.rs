@@ -1,1 +1,1 @@
-//! TODO
+//! The npm adapter (in progress)

@@ -1,1 +1,449 @@
-//! TODO
+//! The upstream client: the only module that builds HTTP clients.
+//!
+//! Every answer is classified into [`Fetched`] at this boundary, so the cache core decides
+//! with a few `match`es. Redirects are followed here, by hand: a hop to another origin
+//! (GitLab's object storage) never carries the client's credentials — reqwest would drop
+//! `Authorization` but keep `PRIVATE-TOKEN`, `Job-Token` and `Deploy-Token`. A redirect that
+//! is GitLab's own npm request forwarding (to a public registry) is reported as
+//! [`Fetched::ForwardedToPublic`] and never followed.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http::{HeaderMap, Method, StatusCode};
+
+use crate::auth::Credential;
+use crate::config::Config;
+use crate::error::UpstreamError;
+use crate::metrics::Metrics;
+
+const MAX_REDIRECTS: usize = 5;
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
+/// Whether the upstream may be contacted at all (offline mode holds no client).
+enum Connectivity {
+    Online(reqwest::Client),
+    Offline,
+}
+
+pub struct Upstream {
+    conn: Connectivity,
+    base: String,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// One request to an upstream.
+pub struct Request<'a> {
+    pub method: Method,
+    /// Absolute URL.
+    pub url: String,
+    pub credential: &'a Credential,
+    pub if_none_match: Option<&'a str>,
+    pub accept: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    pub body: Option<Bytes>,
+    /// For npm metadata: a cross-origin redirect whose path is `/<name>` is GitLab
+    /// forwarding the request to a public registry.
+    pub forward_name: Option<&'a str>,
+    /// Metric label: what is being fetched.
+    pub kind: &'static str,
+}
+
+impl<'a> Request<'a> {
+    pub fn get(url: String, credential: &'a Credential, kind: &'static str) -> Self {
+        Request {
+            method: Method::GET,
+            url,
+            credential,
+            if_none_match: None,
+            accept: None,
+            content_type: None,
+            body: None,
+            forward_name: None,
+            kind,
+        }
+    }
+}
+
+/// A successful upstream body.
+pub struct Body {
+    pub status: StatusCode,
+    pub etag: Option<String>,
+    pub len: Option<u64>,
+    pub content_type: Option<String>,
+    pub headers: HeaderMap,
+    pub stream: ByteStream,
+}
+
+/// The upstream's answer, classified.
+pub enum Fetched {
+    Body(Body),
+    NotModified { etag: Option<String> },
+    NotFound { body: Bytes },
+    /// Any other 4xx: a refusal to pass on unchanged (401, 403, 400, …).
+    Denied {
+        status: StatusCode,
+        body: Bytes,
+        www_authenticate: Option<String>,
+    },
+    ForwardedToPublic { location: String },
+}
+
+impl Upstream {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, UpstreamError> {
+        let base = config.upstream.url.trim_end_matches('/').to_string();
+        let conn = if config.cache.offline {
+            Connectivity::Offline
+        } else {
+            #[allow(clippy::disallowed_methods)] // upstream/ owns the HTTP client
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(config.upstream.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(64)
+                .tcp_nodelay(true)
+                .user_agent(concat!("packrat/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| UpstreamError::Unreachable {
+                    url: base.clone(),
+                    reason: format!("cannot build the HTTP client: {e}"),
+                })?;
+            Connectivity::Online(client)
+        };
+        Ok(Upstream {
+            conn,
+            base,
+            timeout: config.upstream.timeout,
+            metrics,
+        })
+    }
+
+    /// The GitLab base URL, e.g. `https://gitlab.example.com`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `base` + a path starting with `/api/v4/...`.
+    pub fn gitlab_url(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.base, path_and_query)
+    }
+
+    pub fn is_offline(&self) -> bool {
+        matches!(self.conn, Connectivity::Offline)
+    }
+
+    /// Send a request, follow redirects safely, classify the answer.
+    pub async fn send(&self, req: Request<'_>) -> Result<Fetched, UpstreamError> {
+        let client = match &self.conn {
+            Connectivity::Online(c) => c,
+            Connectivity::Offline => {
+                return Err(UpstreamError::Offline {
+                    url: redact(&req.url),
+                })
+            }
+        };
+        let started = Instant::now();
+        let origin = origin_of(&req.url);
+        let mut url = req.url.clone();
+        let mut with_credentials = true;
+        let mut method = req.method.clone();
+        let mut body = req.body.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let mut rb = client.request(method.clone(), &url);
+            if with_credentials {
+                for (name, value) in req.credential.headers() {
+                    rb = rb.header(name, value);
+                }
+                if let Some(etag) = req.if_none_match {
+                    rb = rb.header(http::header::IF_NONE_MATCH, etag);
+                }
+            }
+            if let Some(a) = req.accept {
+                rb = rb.header(http::header::ACCEPT, a);
+            }
+            if let Some(ct) = req.content_type {
+                rb = rb.header(http::header::CONTENT_TYPE, ct);
+            }
+            if let Some(b) = &body {
+                rb = rb.body(b.clone());
+            }
+            let resp = match tokio::time::timeout(self.timeout, rb.send()).await {
+                Err(_) => {
+                    self.observe(req.kind, "timeout", started);
+                    return Err(UpstreamError::Timeout {
+                        url: redact(&url),
+                        secs: self.timeout.as_secs(),
+                    });
+                }
+                Ok(Err(e)) => {
+                    self.observe(req.kind, "error", started);
+                    return Err(classify(&url, &e, self.timeout));
+                }
+                Ok(Ok(r)) => r,
+            };
+            let status = resp.status();
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                let Some(loc) = resp
+                    .headers()
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                else {
+                    return Err(UpstreamError::Status {
+                        url: redact(&url),
+                        status: status.as_u16(),
+                    });
+                };
+                let next = resolve(&url, loc);
+                if origin_of(&next) != origin {
+                    if let Some(name) = req.forward_name {
+                        if is_public_forward(&next, name) {
+                            self.observe(req.kind, "forwarded", started);
+                            return Ok(Fetched::ForwardedToPublic { location: next });
+                        }
+                    }
+                    // Object storage: never send the client's credentials there.
+                    with_credentials = false;
+                }
+                if status == StatusCode::SEE_OTHER
+                    || ((status == StatusCode::FOUND || status == StatusCode::MOVED_PERMANENTLY)
+                        && method != Method::GET
+                        && method != Method::HEAD)
+                {
+                    method = Method::GET;
+                    body = None;
+                }
+                url = next;
+                continue;
+            }
+            self.observe(req.kind, status.as_str(), started);
+            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(UpstreamError::Status {
+                    url: redact(&url),
+                    status: status.as_u16(),
+                });
+            }
+            return Ok(self.classify_response(resp, &url).await);
+        }
+        Err(UpstreamError::Redirects { url: redact(&req.url) })
+    }
+
+    async fn classify_response(&self, resp: reqwest::Response, url: &str) -> Fetched {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let etag = header_str(&headers, http::header::ETAG);
+        if status == StatusCode::NOT_MODIFIED {
+            return Fetched::NotModified { etag };
+        }
+        if status.is_success() {
+            let len = resp.content_length();
+            let content_type = header_str(&headers, http::header::CONTENT_TYPE);
+            let timeout = self.timeout;
+            let redacted = redact(url);
+            let mut inner = resp.bytes_stream();
+            // Each chunk must arrive within `timeout` (an idle timeout, not a total one:
+            // large files on slow links are fine as long as bytes keep coming).
+            let stream = async_stream(move |tx| async move {
+                loop {
+                    match tokio::time::timeout(timeout, inner.next()).await {
+                        Err(_) => {
+                            let _ = tx
+                                .send(Err(UpstreamError::Timeout {
+                                    url: redacted.clone(),
+                                    secs: timeout.as_secs(),
+                                }))
+                                .await;
+                            return;
+                        }
+                        Ok(None) => return,
+                        Ok(Some(Ok(b))) => {
+                            if tx.send(Ok(b)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(Some(Err(e))) => {
+                            let _ = tx
+                                .send(Err(UpstreamError::Body {
+                                    url: redacted.clone(),
+                                    reason: e.to_string(),
+                                }))
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+            return Fetched::Body(Body {
+                status,
+                etag,
+                len,
+                content_type,
+                headers,
+                stream,
+            });
+        }
+        let www_authenticate = header_str(&headers, http::header::WWW_AUTHENTICATE);
+        // Error bodies are small; read at most 64 KiB of one, within the timeout.
+        let mut body = BytesMut::new();
+        let mut chunks = resp.bytes_stream();
+        let _ = tokio::time::timeout(self.timeout, async {
+            while let Some(Ok(c)) = chunks.next().await {
+                body.extend_from_slice(&c);
+                if body.len() > 64 << 10 {
+                    body.truncate(64 << 10);
+                    break;
+                }
+            }
+        })
+        .await;
+        let body = body.freeze();
+        if status == StatusCode::NOT_FOUND {
+            Fetched::NotFound { body }
+        } else {
+            Fetched::Denied {
+                status,
+                body,
+                www_authenticate,
+            }
+        }
+    }
+
+    fn observe(&self, kind: &'static str, outcome: &str, started: Instant) {
+        self.metrics
+            .upstream_latency(kind, outcome, started.elapsed().as_secs_f64());
+    }
+}
+
+/// Read a whole upstream body into memory, refusing more than `limit` bytes.
+pub async fn read_all(mut stream: ByteStream, limit: u64, url: &str) -> Result<Bytes, UpstreamError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(UpstreamError::Body {
+                url: redact(url),
+                reason: format!("document larger than {limit} bytes"),
+            });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// A stream fed by a task (no extra crate for generators).
+fn async_stream<F, Fut>(f: F) -> ByteStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Bytes, UpstreamError>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream_from(rx))
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, UpstreamError>>,
+) -> impl Stream<Item = Result<Bytes, UpstreamError>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn header_str(h: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+fn classify(url: &str, e: &reqwest::Error, timeout: Duration) -> UpstreamError {
+    if e.is_timeout() {
+        UpstreamError::Timeout {
+            url: redact(url),
+            secs: timeout.as_secs(),
+        }
+    } else {
+        let mut reason = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            reason = format!("{reason}: {s}");
+            src = s.source();
+        }
+        UpstreamError::Unreachable {
+            url: redact(url),
+            reason,
+        }
+    }
+}
+
+/// `scheme://host[:port]` of a URL (lowercased), for same-origin checks.
+pub fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or(host);
+    format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
+}
+
+/// A URL fit for logs and error messages: no userinfo, no query string.
+pub fn redact(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or(url);
+    match no_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (host, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let host = host.rsplit('@').next().unwrap_or(host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => no_query.to_string(),
+    }
+}
+
+fn resolve(base: &str, loc: &str) -> String {
+    if loc.contains("://") {
+        loc.to_string()
+    } else if loc.starts_with('/') {
+        format!("{}{}", origin_of(base), loc)
+    } else {
+        let dir = base.rsplit_once('/').map_or(base, |(d, _)| d);
+        format!("{dir}/{loc}")
+    }
+}
+
+/// GitLab's npm forwarding redirects to `https://<registry>/<name>` (scope not encoded).
+fn is_public_forward(location: &str, name: &str) -> bool {
+    let path = location
+        .split_once("://")
+        .map_or(location, |(_, r)| r)
+        .split_once('/')
+        .map_or("", |(_, p)| p);
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    decoded.trim_end_matches('/').eq_ignore_ascii_case(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_redaction() {
+        assert_eq!(origin_of("http://A.example:80/x?y"), "http://a.example:80");
+        assert_eq!(
+            redact("https://u:p@h.example/a/b?private_token=x"),
+            "https://h.example/a/b"
+        );
+        assert_eq!(resolve("http://h/a/b", "/c"), "http://h/c");
+        assert_eq!(resolve("http://h/a/b", "http://o/c"), "http://o/c");
+    }
+
+    #[test]
+    fn public_forward_detection() {
+        assert!(is_public_forward("https://reg.example/@acme/ui", "@acme/ui"));
+        assert!(is_public_forward("https://reg.example/@acme%2fui", "@acme/ui"));
+        assert!(!is_public_forward(
+            "https://s3.example/bucket/metadata.json?X-Amz-Signature=1",
+            "@acme/ui"
+        ));
+    }
+}

@@ -1,0 +1,274 @@
+//! Single-flight downloads with streaming joiners.
+//!
+//! Invariants:
+//! - at most one download per blob key is in flight; every request for that key while it runs
+//!   *joins* it (the first requester is a joiner too: the download runs in its own task, so a
+//!   client that goes away does not cancel the fill for the others);
+//! - joiners stream the bytes as they arrive by tailing the temp file up to the byte count the
+//!   leader published, never past it;
+//! - `Failed` is a state distinct from `Done`: on failure every joiner's body stream ends with
+//!   an error, so hyper cuts the response and no client ever sees a short 200;
+//! - the leader holds a [`Lead`] whose `Drop` publishes `Failed` if it did not finish (panic,
+//!   early return): "remember to call done" is not a protocol;
+//! - the flight is removed from the map only after the index entry is written, so a request
+//!   arriving in between joins and sees `Done`, and one arriving later finds the index entry.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+use crate::error::Error;
+use crate::store::{BlobStore, Digest};
+
+const CHUNK: usize = 64 * 1024;
+
+#[derive(Clone, Debug)]
+pub enum Progress {
+    /// Waiting for the upstream's answer.
+    Starting,
+    /// Bytes `0..bytes` are in the temp file and readable.
+    Writing {
+        tmp: Arc<PathBuf>,
+        bytes: u64,
+        total: Option<u64>,
+    },
+    /// Committed: verified, fsynced, renamed into the store.
+    Done { digest: Digest, len: u64 },
+    /// Nothing was cached; joiners must fail their responses.
+    Failed(Arc<Error>),
+}
+
+type Map = Mutex<HashMap<String, watch::Sender<Progress>>>;
+
+#[derive(Default)]
+pub struct Flights {
+    map: Arc<Map>,
+}
+
+pub enum Role {
+    Leader(Lead),
+    Joiner(watch::Receiver<Progress>),
+    /// The blob became available while we looked: serve it from the store.
+    Ready,
+}
+
+impl Flights {
+    /// Join the flight for `key`, or become its leader. `landed` is checked under the map lock
+    /// (is the blob in the index now?), closing the window between a flight's end and a
+    /// request's index lookup.
+    pub fn join_or_lead(&self, key: &str, landed: impl FnOnce() -> bool) -> Role {
+        let mut map = match self.map.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(tx) = map.get(key) {
+            return Role::Joiner(tx.subscribe());
+        }
+        if landed() {
+            return Role::Ready;
+        }
+        let (tx, _rx) = watch::channel(Progress::Starting);
+        map.insert(key.to_string(), tx.clone());
+        Role::Leader(Lead {
+            key: key.to_string(),
+            tx,
+            map: self.map.clone(),
+            finished: false,
+        })
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// The leader's handle on its flight.
+pub struct Lead {
+    key: String,
+    tx: watch::Sender<Progress>,
+    map: Arc<Map>,
+    finished: bool,
+}
+
+impl Lead {
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.tx.subscribe()
+    }
+
+    pub fn progress(&self, p: Progress) {
+        self.tx.send_replace(p);
+    }
+
+    /// Publish the final state (`Done` or `Failed`) and leave the map.
+    pub fn finish(mut self, p: Progress) {
+        self.close(p);
+    }
+
+    fn close(&mut self, p: Progress) {
+        self.finished = true;
+        self.tx.send_replace(p);
+        let mut map = match self.map.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if map
+            .get(&self.key)
+            .is_some_and(|tx| tx.same_channel(&self.tx))
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.close(Progress::Failed(Arc::new(Error::Internal(
+                "the download ended unexpectedly".into(),
+            ))));
+        }
+    }
+}
+
+/// Wait until the flight has an answer: `Ok(total length if known)` once bytes flow (or are
+/// done), or the failure.
+pub async fn first_answer(rx: &mut watch::Receiver<Progress>) -> Result<Option<u64>, Arc<Error>> {
+    loop {
+        let p = rx.borrow_and_update().clone();
+        match p {
+            Progress::Starting => {}
+            Progress::Writing { total, .. } => return Ok(total),
+            Progress::Done { len, .. } => return Ok(Some(len)),
+            Progress::Failed(e) => return Err(e),
+        }
+        if rx.changed().await.is_err() {
+            return Err(Arc::new(Error::Internal("the download was abandoned".into())));
+        }
+    }
+}
+
+struct Tail {
+    rx: watch::Receiver<Progress>,
+    blobs: BlobStore,
+    file: Option<tokio::fs::File>,
+    pos: u64,
+    done: bool,
+}
+
+/// A response body that follows a flight: bytes as they land, an error if it fails.
+pub fn tail(rx: watch::Receiver<Progress>, blobs: BlobStore) -> impl Stream<Item = io::Result<Bytes>> + Send {
+    let st = Tail {
+        rx,
+        blobs,
+        file: None,
+        pos: 0,
+        done: false,
+    };
+    futures_util::stream::unfold(st, |mut st| async move {
+        let item = next_chunk(&mut st).await?;
+        if item.is_err() {
+            st.done = true;
+        }
+        Some((item, st))
+    })
+}
+
+async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
+    loop {
+        if st.done {
+            return None;
+        }
+        let p = st.rx.borrow_and_update().clone();
+        match p {
+            Progress::Starting => {}
+            Progress::Writing { tmp, bytes, .. } => {
+                if st.pos < bytes {
+                    if st.file.is_none() {
+                        match open_at(&tmp, st.pos).await {
+                            Ok(f) => st.file = Some(f),
+                            // Renamed or removed between our look and our open: wait for
+                            // the next state (Done or Failed) and go from there.
+                            Err(_) => {
+                                if st.rx.changed().await.is_err() {
+                                    return Some(Err(abandoned()));
+                                }
+                                continue;
+                            }
+                        }
+                    }
+                    return Some(read_some(st, bytes).await);
+                }
+            }
+            Progress::Done { digest, len } => {
+                if st.pos >= len {
+                    st.done = true;
+                    return None;
+                }
+                if st.file.is_none() {
+                    match st.blobs.open(&digest).await {
+                        Ok(Some((mut f, _))) => {
+                            if let Err(e) = f.seek(io::SeekFrom::Start(st.pos)).await {
+                                return Some(Err(e));
+                            }
+                            st.file = Some(f);
+                        }
+                        Ok(None) => return Some(Err(io::Error::other("committed blob vanished"))),
+                        Err(e) => return Some(Err(io::Error::other(e.to_string()))),
+                    }
+                }
+                return Some(read_some(st, len).await);
+            }
+            Progress::Failed(e) => {
+                st.done = true;
+                return Some(Err(io::Error::other(e.to_string())));
+            }
+        }
+        if st.rx.changed().await.is_err() {
+            // The sender is gone without a final state (cannot happen with Lead's Drop, but
+            // a body must never end cleanly on doubt).
+            let last = st.rx.borrow().clone();
+            if !matches!(last, Progress::Done { .. }) {
+                return Some(Err(abandoned()));
+            }
+        }
+    }
+}
+
+fn abandoned() -> io::Error {
+    io::Error::other("the upstream download was abandoned")
+}
+
+async fn open_at(path: &PathBuf, pos: u64) -> io::Result<tokio::fs::File> {
+    let mut f = tokio::fs::File::open(path).await?;
+    if pos > 0 {
+        f.seek(io::SeekFrom::Start(pos)).await?;
+    }
+    Ok(f)
+}
+
+async fn read_some(st: &mut Tail, limit: u64) -> io::Result<Bytes> {
+    let Some(file) = st.file.as_mut() else {
+        return Err(io::Error::other("no file to read"));
+    };
+    let want = usize::try_from((limit - st.pos).min(CHUNK as u64)).unwrap_or(CHUNK);
+    let mut buf = BytesMut::with_capacity(want);
+    let mut read = 0;
+    while read < want {
+        let n = (&mut *file).take((want - read) as u64).read_buf(&mut buf).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "blob shorter than announced",
+            ));
+        }
+        read += n;
+    }
+    st.pos += read as u64;
+    Ok(buf.freeze())
+}

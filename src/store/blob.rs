@@ -1,0 +1,314 @@
+//! The blob store and its durability protocol.
+//!
+//! A blob becomes visible only through [`BlobWriter::commit`], which consumes the writer:
+//! 1. every byte was hashed as it was written (sha256 address, plus sha1/sha512 when npm
+//!    metadata gave a `shasum`/`integrity` to check);
+//! 2. the hashes and the size are verified against what the metadata promised;
+//! 3. the temp file is fsynced;
+//! 4. it is renamed into `blobs-v1/sha256/ab/cd/<hex>` (same filesystem, atomic);
+//! 5. the directory is fsynced, so the rename survives a crash.
+//!
+//! Dropping a writer without committing deletes its temp file: a partial, corrupt or failed
+//! download is never visible. Paths are derived from digests only, never from client input.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+
+use super::digest::{Digest, Expect, Hasher};
+use super::layout::blob_path;
+use crate::error::StoreError;
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone)]
+pub struct BlobStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    blobs: PathBuf,
+    tmp: PathBuf,
+    bytes_on_disk: AtomicU64,
+}
+
+/// What a committed blob is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub len: u64,
+}
+
+impl BlobStore {
+    pub fn new(blobs: PathBuf, tmp: PathBuf) -> Self {
+        BlobStore {
+            inner: Arc::new(Inner {
+                blobs,
+                tmp,
+                bytes_on_disk: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn path_of(&self, digest: &Digest) -> PathBuf {
+        blob_path(&self.inner.blobs, &digest.hex())
+    }
+
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.path_of(digest).is_file()
+    }
+
+    /// Bytes of committed blobs, as counted since start plus the startup scan.
+    pub fn bytes_on_disk(&self) -> u64 {
+        self.inner.bytes_on_disk.load(Ordering::Relaxed)
+    }
+
+    /// Walk the store once (at startup, off the request path) to learn its size.
+    pub fn scan_size(&self) -> u64 {
+        fn walk(p: &Path, total: &mut u64) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    match e.file_type() {
+                        Ok(t) if t.is_dir() => walk(&e.path(), total),
+                        Ok(t) if t.is_file() => {
+                            *total += e.metadata().map(|m| m.len()).unwrap_or(0);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let mut total = 0;
+        walk(&self.inner.blobs, &mut total);
+        self.inner.bytes_on_disk.fetch_add(total, Ordering::Relaxed);
+        total
+    }
+
+    /// Start writing a new blob into a fresh temp file.
+    pub async fn create(&self, expect: Expect) -> Result<BlobWriter, StoreError> {
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}-{}-{:016x}.part", std::process::id(), n, rand::random::<u64>());
+        let path = self.inner.tmp.join(name);
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok(BlobWriter {
+            store: self.clone(),
+            file: Some(file),
+            hasher: Some(Hasher::new(&expect)),
+            expect,
+            path,
+            len: 0,
+            committed: false,
+        })
+    }
+
+    /// Store a small in-memory body (metadata variants) through the same protocol.
+    pub async fn put_bytes(&self, bytes: &[u8]) -> Result<BlobInfo, StoreError> {
+        let digest = Digest::of(bytes);
+        if self.contains(&digest) {
+            return Ok(BlobInfo {
+                digest,
+                len: bytes.len() as u64,
+            });
+        }
+        let mut w = self.create(Expect::default()).await?;
+        w.write(bytes).await?;
+        w.commit().await
+    }
+
+    /// Open a committed blob for reading.
+    pub async fn open(&self, digest: &Digest) -> Result<Option<(tokio::fs::File, u64)>, StoreError> {
+        let path = self.path_of(digest);
+        match tokio::fs::File::open(&path).await {
+            Ok(f) => {
+                let len = f
+                    .metadata()
+                    .await
+                    .map_err(|e| StoreError::io(&path, e))?
+                    .len();
+                Ok(Some((f, len)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    /// Read a whole committed blob into memory (metadata variants, small files).
+    pub async fn read(&self, digest: &Digest) -> Result<Option<bytes::Bytes>, StoreError> {
+        let path = self.path_of(digest);
+        match tokio::fs::read(&path).await {
+            Ok(v) => Ok(Some(v.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+}
+
+/// A blob being written. Commit it or drop it; dropping deletes the temp file.
+pub struct BlobWriter {
+    store: BlobStore,
+    file: Option<tokio::fs::File>,
+    hasher: Option<Hasher>,
+    expect: Expect,
+    path: PathBuf,
+    len: u64,
+    committed: bool,
+}
+
+impl BlobWriter {
+    /// The temp file, which single-flight joiners tail while the download runs.
+    pub fn tmp_path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Append a chunk; it is flushed to the OS before this returns, so readers of the temp
+    /// file see it.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let new_len = self.len + chunk.len() as u64;
+        if let Some(max) = self.expect.max_size {
+            if new_len > max {
+                return Err(StoreError::TooLarge { limit: max });
+            }
+        }
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
+        file.write_all(chunk)
+            .await
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        file.flush().await.map_err(|e| StoreError::io(&self.path, e))?;
+        if let Some(h) = &mut self.hasher {
+            h.update(chunk);
+        }
+        self.len = new_len;
+        Ok(())
+    }
+
+    /// Verify, fsync, rename into place, fsync the directory. Only then is the blob visible.
+    #[allow(clippy::disallowed_methods)] // store/ owns the data directory
+    pub async fn commit(mut self) -> Result<BlobInfo, StoreError> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
+        let hasher = self
+            .hasher
+            .take()
+            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
+        let digest = hasher
+            .verify(&self.expect, self.len)
+            .map_err(StoreError::Verify)?;
+        file.sync_all()
+            .await
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        drop(file);
+        let dest = self.store.path_of(&digest);
+        let parent = dest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.store.inner.blobs.clone());
+        let src = self.path.clone();
+        let len = self.len;
+        let existed = tokio::task::spawn_blocking(move || -> Result<bool, StoreError> {
+            std::fs::create_dir_all(&parent).map_err(|e| StoreError::io(&parent, e))?;
+            if dest.is_file() {
+                // Content-addressed: the same bytes are already there.
+                let _ = std::fs::remove_file(&src);
+                return Ok(true);
+            }
+            std::fs::rename(&src, &dest).map_err(|e| StoreError::io(&dest, e))?;
+            let dir = std::fs::File::open(&parent).map_err(|e| StoreError::io(&parent, e))?;
+            dir.sync_all().map_err(|e| StoreError::io(&parent, e))?;
+            Ok(false)
+        })
+        .await
+        .map_err(|e| StoreError::Verify(format!("commit task failed: {e}")))??;
+        self.committed = true;
+        if !existed {
+            self.store
+                .inner
+                .bytes_on_disk
+                .fetch_add(len, Ordering::Relaxed);
+        }
+        Ok(BlobInfo { digest, len })
+    }
+}
+
+impl Drop for BlobWriter {
+    #[allow(clippy::disallowed_methods)] // store/ owns the data directory
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, BlobStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let l = super::super::layout::Layout::new(dir.path());
+        l.init().unwrap();
+        let s = BlobStore::new(l.blobs(), l.tmp());
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn commit_makes_visible_and_drop_cleans_up() {
+        let (dir, s) = store();
+        let mut w = s.create(Expect::default()).await.unwrap();
+        w.write(b"abc").await.unwrap();
+        let tmp = w.tmp_path().to_path_buf();
+        let info = w.commit().await.unwrap();
+        assert!(!tmp.exists());
+        assert!(s.contains(&info.digest));
+        assert_eq!(s.read(&info.digest).await.unwrap().unwrap(), &b"abc"[..]);
+
+        let mut w = s.create(Expect::default()).await.unwrap();
+        w.write(b"partial").await.unwrap();
+        let tmp = w.tmp_path().to_path_buf();
+        drop(w);
+        assert!(!tmp.exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn verification_failure_is_never_visible() {
+        let (dir, s) = store();
+        let e = Expect::npm(Some(&"00".repeat(20)), None);
+        let mut w = s.create(e).await.unwrap();
+        w.write(b"abc").await.unwrap();
+        assert!(matches!(w.commit().await, Err(StoreError::Verify(_))));
+        assert!(!s.contains(&Digest::of(b"abc")));
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn size_limit_is_enforced_while_writing() {
+        let (_dir, s) = store();
+        let e = Expect {
+            max_size: Some(4),
+            ..Expect::default()
+        };
+        let mut w = s.create(e).await.unwrap();
+        w.write(b"abcd").await.unwrap();
+        assert!(matches!(w.write(b"e").await, Err(StoreError::TooLarge { .. })));
+    }
+}

@@ -1,0 +1,214 @@
+//! The sled index: typed, versioned records in a few trees.
+//!
+//! - `meta`: [`MetaRecord`] per metadata document (npm packument per route scope, Go list, …);
+//! - `blobs`: [`BlobEntry`] per upstream file (tarball, zip, …) → its content digest;
+//! - `aux`: adapter-owned small records (e.g. npm file name → upstream tarball + shasum);
+//! - `auth`: [`Decision`] per (credential hash, scope): what the upstream said to whom.
+//!
+//! Values are JSON behind a one-byte format version. A record that fails to decode is logged,
+//! counted and treated as absent: the caller refetches and overwrites it.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::digest::Digest;
+use crate::error::StoreError;
+
+const FORMAT: u8 = 1;
+
+/// Records that failed to decode since start (exported as a metric).
+pub static CORRUPT_RECORDS: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone, Copy, Debug)]
+pub enum Tree {
+    Meta,
+    Blobs,
+    Aux,
+    Auth,
+}
+
+/// Where content came from. A name once served from GitLab stays GitLab's (pinning).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Gitlab,
+    Public,
+}
+
+/// One stored representation of a metadata document.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variant {
+    /// e.g. `json`, `json.gz`, `abbrev`, `abbrev.gz`.
+    pub name: String,
+    pub digest: Digest,
+    pub len: u64,
+    /// Strong ETag for this exact representation (quoted).
+    pub etag: String,
+    pub content_type: String,
+}
+
+/// A metadata document as last seen upstream, with its precomputed variants.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetaRecord {
+    /// Unix milliseconds when the upstream last confirmed this revision.
+    pub fetched_at: u64,
+    /// The upstream's validator, for `If-None-Match` revalidation.
+    pub etag: Option<String>,
+    pub origin: Origin,
+    /// The body exactly as the upstream sent it: variants can be rebuilt from it offline.
+    pub raw: Option<Variant>,
+    /// The public base URL the variants were built for (rebuilt when it changes).
+    pub built_for: String,
+    pub variants: Vec<Variant>,
+}
+
+impl MetaRecord {
+    pub fn variant(&self, name: &str) -> Option<&Variant> {
+        self.variants.iter().find(|v| v.name == name)
+    }
+}
+
+/// One upstream file and the blob holding it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlobEntry {
+    pub digest: Digest,
+    pub size: u64,
+    pub content_type: String,
+    /// Unix milliseconds.
+    pub fetched_at: u64,
+    pub etag: Option<String>,
+    pub origin: Origin,
+}
+
+/// What the upstream answered a credential for a scope. Only the credential's sha256 is kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Decision {
+    /// Unix milliseconds.
+    pub at: u64,
+    /// 200 = allowed; anything else is the refusal to repeat.
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub www_authenticate: Option<String>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.status < 300
+    }
+}
+
+pub struct Index {
+    db: sled::Db,
+    meta: sled::Tree,
+    blobs: sled::Tree,
+    aux: sled::Tree,
+    auth: sled::Tree,
+}
+
+impl Index {
+    #[allow(clippy::disallowed_methods)] // store/ owns the index
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 << 20)
+            .flush_every_ms(Some(500))
+            .open()?;
+        Ok(Index {
+            meta: db.open_tree("meta")?,
+            blobs: db.open_tree("blobs")?,
+            aux: db.open_tree("aux")?,
+            auth: db.open_tree("auth")?,
+            db,
+        })
+    }
+
+    fn tree(&self, t: Tree) -> &sled::Tree {
+        match t {
+            Tree::Meta => &self.meta,
+            Tree::Blobs => &self.blobs,
+            Tree::Aux => &self.aux,
+            Tree::Auth => &self.auth,
+        }
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, t: Tree, key: &str) -> Result<Option<T>, StoreError> {
+        let Some(v) = self.tree(t).get(key.as_bytes())? else {
+            return Ok(None);
+        };
+        match decode(&v) {
+            Ok(x) => Ok(Some(x)),
+            Err(reason) => {
+                CORRUPT_RECORDS.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(tree = ?t, key, %reason, "index record does not decode; treating as absent");
+                Ok(None)
+            }
+        }
+    }
+
+    pub fn put<T: Serialize>(&self, t: Tree, key: &str, value: &T) -> Result<(), StoreError> {
+        let mut buf = vec![FORMAT];
+        serde_json::to_writer(&mut buf, value).map_err(|e| StoreError::Decode {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.tree(t).insert(key.as_bytes(), buf)?;
+        Ok(())
+    }
+
+    pub fn remove(&self, t: Tree, key: &str) -> Result<(), StoreError> {
+        self.tree(t).remove(key.as_bytes())?;
+        Ok(())
+    }
+
+    /// All (key, value) pairs of a tree under a key prefix; undecodable ones are skipped.
+    pub fn scan<T: DeserializeOwned>(&self, t: Tree, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree(t).scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            if let (Ok(k), Ok(v)) = (String::from_utf8(k.to_vec()), decode(&v)) {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn decode<T: DeserializeOwned>(v: &[u8]) -> Result<T, String> {
+    match v.split_first() {
+        Some((&FORMAT, rest)) => serde_json::from_slice(rest).map_err(|e| e.to_string()),
+        Some((other, _)) => Err(format!("unknown record format {other}")),
+        None => Err("empty record".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_garbage_is_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(dir.path()).unwrap();
+        let d = Decision {
+            at: 1,
+            status: 200,
+            body: None,
+            www_authenticate: None,
+        };
+        idx.put(Tree::Auth, "k", &d).unwrap();
+        let back: Decision = idx.get(Tree::Auth, "k").unwrap().unwrap();
+        assert_eq!(back.status, 200);
+        idx.tree(Tree::Auth).insert("bad", &b"\x09junk"[..]).unwrap();
+        assert!(idx.get::<Decision>(Tree::Auth, "bad").unwrap().is_none());
+    }
+}
