@@ -1,1 +1,435 @@
-//! The npm adapter (in progress)
+//! The npm adapter: GitLab's npm API at three prefixes (instance, group, project).
+//!
+//! It parses typed routes, asks [`Core`] and renders; it never touches sled, files or the HTTP
+//! client. Deliberately better than GitLab (SPEC §3): tarball URLs keep the prefix the client
+//! used, and tarballs are served at all three prefixes, mapped to the owning project through
+//! the packument the client was allowed to read.
+
+pub mod name;
+pub mod packument;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::auth::Credential;
+use crate::cache::{BlobSpec, CacheOutcome, Core, MetaHit, MetaSpec};
+use crate::error::{Error, RequestError};
+use crate::server::reply::Reply;
+use crate::store::{Expect, Origin};
+pub use name::PackageName;
+use packument::{PackumentBuilder, TarballRef};
+
+/// Characters kept as-is when a project or group path is put into a URL segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Which GitLab npm prefix a request came in on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NpmScope {
+    /// `/api/v4/projects/:id/packages/npm` (id: number or full path, decoded).
+    Project(String),
+    /// `/api/v4/groups/:id/-/packages/npm`.
+    Group(String),
+    /// `/api/v4/packages/npm`.
+    Instance,
+}
+
+impl NpmScope {
+    /// Parse a decoded project/group id: a number or a full path.
+    pub fn id(raw_segment: &str) -> Option<String> {
+        let id = percent_encoding::percent_decode_str(raw_segment)
+            .decode_utf8()
+            .ok()?
+            .into_owned();
+        let ok = !id.is_empty()
+            && id.len() <= 255
+            && !id.starts_with('/')
+            && !id.ends_with('/')
+            && id.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+            });
+        ok.then_some(id)
+    }
+
+    fn key(&self) -> String {
+        match self {
+            NpmScope::Project(id) => format!("p:{id}"),
+            NpmScope::Group(id) => format!("g:{id}"),
+            NpmScope::Instance => "i".to_string(),
+        }
+    }
+
+    /// The URL path prefix, as GitLab routes it (and as packrat serves it).
+    pub fn prefix(&self) -> String {
+        match self {
+            NpmScope::Project(id) => {
+                format!("/api/v4/projects/{}/packages/npm", utf8_percent_encode(id, SEGMENT))
+            }
+            NpmScope::Group(id) => {
+                format!("/api/v4/groups/{}/-/packages/npm", utf8_percent_encode(id, SEGMENT))
+            }
+            NpmScope::Instance => "/api/v4/packages/npm".to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditKind {
+    AdvisoriesBulk,
+    AuditsQuick,
+}
+
+/// A parsed npm route (below the prefix).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NpmRoute {
+    Metadata(PackageName),
+    Tarball(PackageName, String),
+    DistTags(PackageName),
+    Audit(AuditKind),
+}
+
+impl NpmRoute {
+    /// Parse the raw (still percent-encoded) path below the prefix.
+    pub fn parse(method: &Method, rest: &str) -> Result<NpmRoute, Error> {
+        let decoded = percent_encoding::percent_decode_str(rest)
+            .decode_utf8()
+            .map_err(|_| RequestError::BadPackageName)?;
+        let rest = decoded.as_ref();
+        let read = *method == Method::GET || *method == Method::HEAD;
+        if let Some(audit) = rest.strip_prefix("-/npm/v1/security/") {
+            let kind = match audit {
+                "advisories/bulk" => AuditKind::AdvisoriesBulk,
+                "audits/quick" => AuditKind::AuditsQuick,
+                _ => return Err(RequestError::NoRoute.into()),
+            };
+            return if *method == Method::POST {
+                Ok(NpmRoute::Audit(kind))
+            } else {
+                Err(RequestError::NoRoute.into())
+            };
+        }
+        if let Some(pkg) = rest.strip_prefix("-/package/") {
+            let (name, tail) = pkg
+                .split_once("/dist-tags")
+                .ok_or(RequestError::NoRoute)?;
+            let name = PackageName::parse(name)?;
+            return match (tail, read) {
+                ("", true) => Ok(NpmRoute::DistTags(name)),
+                _ => Err(RequestError::MethodNotAllowed.into()),
+            };
+        }
+        if rest.starts_with("-/") {
+            return Err(RequestError::NoRoute.into());
+        }
+        if !read {
+            return Err(RequestError::MethodNotAllowed.into());
+        }
+        if let Some((name, file)) = rest.split_once("/-/") {
+            let name = PackageName::parse(name)?;
+            if !valid_file_name(&name, file) {
+                return Err(Error::npm_not_found("Package"));
+            }
+            return Ok(NpmRoute::Tarball(name, file.to_string()));
+        }
+        Ok(NpmRoute::Metadata(PackageName::parse(rest)?))
+    }
+}
+
+/// `<name>-<version>.tgz`, or the unscoped `<basename>-<version>.tgz` npm also uses.
+fn valid_file_name(name: &PackageName, file: &str) -> bool {
+    let base = name.as_str().rsplit('/').next().unwrap_or(name.as_str());
+    let ok_prefix = file.starts_with(&format!("{}-", name.as_str())) || file.starts_with(&format!("{base}-"));
+    ok_prefix
+        && file.ends_with(".tgz")
+        && file.len() <= 512
+        && !file.contains("..")
+        && !file.bytes().any(|b| b.is_ascii_control() || b == b'\\')
+}
+
+/// What the adapter needs from the HTTP request.
+pub struct NpmRequest<'a> {
+    pub credential: &'a Credential,
+    pub headers: &'a HeaderMap,
+    pub body: Option<Bytes>,
+}
+
+pub async fn handle(core: &Arc<Core>, scope: &NpmScope, route: NpmRoute, req: NpmRequest<'_>) -> Result<Reply, Error> {
+    match route {
+        NpmRoute::Metadata(name) => {
+            let hit = packument(core, scope, &name, req.credential).await?;
+            let gzip = accepts_gzip(req.headers);
+            let variant = hit
+                .record
+                .variant(if gzip { packument::JSON_GZ } else { packument::JSON })
+                .or_else(|| hit.record.variant(packument::JSON))
+                .ok_or_else(|| Error::Internal("packument has no JSON variant".into()))?
+                .clone();
+            let payload = core.payload(&variant).await?;
+            let mut reply = Reply::payload(payload, hit.outcome)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::VARY, "Accept, Accept-Encoding")
+                .header(http::header::CACHE_CONTROL, &metadata_cache_control(req.credential))
+                .etag(&variant.etag);
+            if variant.name == packument::JSON_GZ {
+                reply = reply.header(http::header::CONTENT_ENCODING, "gzip");
+            }
+            Ok(stale_warning(reply, hit.outcome))
+        }
+        NpmRoute::DistTags(name) => {
+            let hit = packument(core, scope, &name, req.credential)
+                .await
+                .map_err(|e| not_found_as(e, "Package"))?;
+            let variant = hit
+                .record
+                .variant(packument::DIST_TAGS)
+                .ok_or_else(|| Error::Internal("packument has no dist-tags variant".into()))?
+                .clone();
+            let payload = core.payload(&variant).await?;
+            let reply = Reply::payload(payload, hit.outcome)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::CACHE_CONTROL, &metadata_cache_control(req.credential))
+                .etag(&variant.etag);
+            Ok(stale_warning(reply, hit.outcome))
+        }
+        NpmRoute::Tarball(name, file) => tarball(core, scope, &name, &file, req.credential).await,
+        NpmRoute::Audit(kind) => audit(core, scope, kind, req).await,
+    }
+}
+
+/// The packument for `name` as seen at `scope`, through the cache core's gate.
+async fn packument(core: &Arc<Core>, scope: &NpmScope, name: &PackageName, credential: &Credential) -> Result<MetaHit, Error> {
+    let key = format!("npm/{}/{}", scope.key(), name);
+    let builder = PackumentBuilder {
+        name: name.clone(),
+        tarball_base: format!("{}{}", core.public_url(), scope.prefix()),
+        upstream_base: core.upstream.base().to_string(),
+        aux_prefix: format!("npmfile/{}/{}/", scope.key(), name),
+    };
+    core.metadata(MetaSpec {
+        scope: key.clone(),
+        key,
+        url: core
+            .upstream
+            .gitlab_url(&format!("{}/{}", scope.prefix(), name.encoded())),
+        credential,
+        forward_name: Some(name.as_str()),
+        kind: "npm_metadata",
+        builder: Arc::new(builder),
+        not_found: || Error::npm_not_found("Packages"),
+    })
+    .await
+}
+
+async fn tarball(core: &Arc<Core>, scope: &NpmScope, name: &PackageName, file: &str, credential: &Credential) -> Result<Reply, Error> {
+    // The gate: whoever may read the package's metadata at this prefix may read its files.
+    packument(core, scope, name, credential)
+        .await
+        .map_err(|e| tarball_refusal(e, credential))?;
+    let aux_key = PackumentBuilder::file_key(&format!("npmfile/{}/{}/", scope.key(), name), file);
+    let tref: TarballRef = core
+        .aux(&aux_key)?
+        .ok_or_else(|| Error::npm_not_found("Package"))?;
+    let path = tref
+        .url
+        .find("/api/v4/")
+        .map_or(tref.url.as_str(), |i| &tref.url[i..]);
+    let hit = core
+        .blob(BlobSpec {
+            key: format!("npm-tgz:{path}"),
+            url: tref.url.clone(),
+            credential: credential.clone(),
+            expect: Expect::npm(tref.shasum.as_deref(), tref.integrity.as_deref()),
+            content_type: "application/octet-stream",
+            kind: "npm_tarball",
+            origin: Origin::Gitlab,
+        })
+        .await
+        .map_err(|e| tarball_refusal(e, credential))?;
+    let visibility = if credential.is_anonymous() { "public" } else { "private" };
+    Ok(Reply::blob(hit)
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(
+            http::header::CACHE_CONTROL,
+            &format!("{visibility}, max-age=31536000, immutable"),
+        ))
+}
+
+/// GitLab's tarball route answers 404 where its metadata route answers 401 (API.md §4).
+fn tarball_refusal(e: Error, credential: &Credential) -> Error {
+    match &e {
+        Error::Passthrough { status, body, .. } => {
+            if *status == StatusCode::UNAUTHORIZED && credential.is_anonymous() {
+                Error::npm_not_found("Project")
+            } else if *status == StatusCode::NOT_FOUND && body_mentions(body, "Packages not found") {
+                Error::npm_not_found("Package")
+            } else {
+                e
+            }
+        }
+        _ => e,
+    }
+}
+
+fn not_found_as(e: Error, thing: &str) -> Error {
+    match &e {
+        Error::Passthrough { status, body, .. }
+            if *status == StatusCode::NOT_FOUND && body_mentions(body, "Packages not found") =>
+        {
+            Error::npm_not_found(thing)
+        }
+        Error::Gitlab { status, .. } if *status == StatusCode::NOT_FOUND => Error::npm_not_found(thing),
+        _ => e,
+    }
+}
+
+fn body_mentions(body: &Bytes, s: &str) -> bool {
+    std::str::from_utf8(body).is_ok_and(|b| b.contains(s))
+}
+
+/// The two audit POSTs, answered as GitLab does with request forwarding off (API.md §1.9):
+/// the project prefix answers `[]` to anyone the upstream lets read the project; the group
+/// and instance prefixes answer 404; anonymous callers get 401.
+async fn audit(core: &Arc<Core>, scope: &NpmScope, kind: AuditKind, req: NpmRequest<'_>) -> Result<Reply, Error> {
+    if req.credential.is_anonymous() {
+        return Err(Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized"));
+    }
+    if !matches!(scope, NpmScope::Project(_)) {
+        return Err(Error::npm_not_found("Project"));
+    }
+    let path = match kind {
+        AuditKind::AdvisoriesBulk => "advisories/bulk",
+        AuditKind::AuditsQuick => "audits/quick",
+    };
+    // Let GitLab check the credential: it answers 200 `[]`, or 307 to a public registry
+    // when its own forwarding is on (which packrat does not follow), or a refusal.
+    let mut up = crate::upstream::Request::get(
+        core.upstream
+            .gitlab_url(&format!("{}/-/npm/v1/security/{path}", scope.prefix())),
+        req.credential,
+        "npm_audit",
+    );
+    up.method = Method::POST;
+    up.body = Some(req.body.unwrap_or_default());
+    up.content_type = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    up.follow_redirects = false;
+    match core.upstream.send(up).await? {
+        crate::upstream::Fetched::Denied {
+            status,
+            body,
+            www_authenticate,
+        } => Err(Error::Passthrough {
+            status,
+            body,
+            www_authenticate,
+        }),
+        crate::upstream::Fetched::NotFound { body } => Err(Error::Passthrough {
+            status: StatusCode::NOT_FOUND,
+            body,
+            www_authenticate: None,
+        }),
+        _ => Ok(Reply::json(StatusCode::OK, Bytes::from_static(b"[]"))),
+    }
+}
+
+fn accepts_gzip(h: &HeaderMap) -> bool {
+    h.get_all(http::header::ACCEPT_ENCODING).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').any(|part| {
+                let mut it = part.split(';');
+                let enc = it.next().unwrap_or("").trim();
+                let q_zero = it.any(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+                });
+                (enc.eq_ignore_ascii_case("gzip") || enc == "*") && !q_zero
+            })
+        })
+    })
+}
+
+/// Metadata may change: clients revalidate every time (a 304 is cheap).
+fn metadata_cache_control(credential: &Credential) -> String {
+    let visibility = if credential.is_anonymous() { "public" } else { "private" };
+    format!("{visibility}, max-age=0, must-revalidate")
+}
+
+fn stale_warning(reply: Reply, outcome: CacheOutcome) -> Reply {
+    if outcome == CacheOutcome::StaleIfError {
+        reply.header(http::header::WARNING, "110 - \"Response is Stale\"")
+    } else {
+        reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(rest: &str) -> Result<NpmRoute, Error> {
+        NpmRoute::parse(&Method::GET, rest)
+    }
+
+    #[test]
+    fn parses_routes_in_both_encodings() {
+        let ui = PackageName::parse("@acme/ui").unwrap();
+        assert_eq!(get("@acme%2fui").unwrap(), NpmRoute::Metadata(ui.clone()));
+        assert_eq!(get("@acme%2Fui").unwrap(), NpmRoute::Metadata(ui.clone()));
+        assert_eq!(get("@acme/ui").unwrap(), NpmRoute::Metadata(ui.clone()));
+        assert_eq!(
+            get("@acme/ui/-/@acme/ui-1.0.0.tgz").unwrap(),
+            NpmRoute::Tarball(ui.clone(), "@acme/ui-1.0.0.tgz".into())
+        );
+        assert_eq!(
+            get("@acme%2fui/-/ui-1.0.0.tgz").unwrap(),
+            NpmRoute::Tarball(ui.clone(), "ui-1.0.0.tgz".into())
+        );
+        assert_eq!(get("-/package/@acme%2fui/dist-tags").unwrap(), NpmRoute::DistTags(ui));
+        assert_eq!(
+            NpmRoute::parse(&Method::POST, "-/npm/v1/security/audits/quick").unwrap(),
+            NpmRoute::Audit(AuditKind::AuditsQuick)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert!(matches!(get(".."), Err(Error::Request(RequestError::BadPackageName))));
+        assert!(matches!(get("a%00b"), Err(Error::Request(RequestError::BadPackageName))));
+        assert!(matches!(get("%ff"), Err(Error::Request(RequestError::BadPackageName))));
+        assert!(get(&"a".repeat(2000)).is_err());
+        assert!(get("@acme/ui/-/../../etc/passwd.tgz").is_err());
+        assert!(matches!(get("-/v1/search"), Err(Error::Request(RequestError::NoRoute))));
+    }
+
+    #[test]
+    fn scope_ids_and_prefixes() {
+        assert_eq!(NpmScope::id("42").as_deref(), Some("42"));
+        assert_eq!(NpmScope::id("acme%2Fweb").as_deref(), Some("acme/web"));
+        assert_eq!(NpmScope::id("acme%2F..%2Fx"), None);
+        assert_eq!(
+            NpmScope::Project("acme/web".into()).prefix(),
+            "/api/v4/projects/acme%2Fweb/packages/npm"
+        );
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        let mut h = HeaderMap::new();
+        h.insert("accept-encoding", "gzip, deflate".parse().unwrap());
+        assert!(accepts_gzip(&h));
+        h.insert("accept-encoding", "gzip;q=0".parse().unwrap());
+        assert!(!accepts_gzip(&h));
+        h.insert("accept-encoding", "identity".parse().unwrap());
+        assert!(!accepts_gzip(&h));
+    }
+}

@@ -52,6 +52,8 @@ pub struct Request<'a> {
     pub forward_name: Option<&'a str>,
     /// Metric label: what is being fetched.
     pub kind: &'static str,
+    /// When false, any redirect is reported as [`Fetched::ForwardedToPublic`] unfollowed.
+    pub follow_redirects: bool,
 }
 
 impl<'a> Request<'a> {
@@ -66,6 +68,7 @@ impl<'a> Request<'a> {
             body: None,
             forward_name: None,
             kind,
+            follow_redirects: true,
         }
     }
 }
@@ -199,6 +202,10 @@ impl Upstream {
                     });
                 };
                 let next = resolve(&url, loc);
+                if !req.follow_redirects {
+                    self.observe(req.kind, status.as_str(), started);
+                    return Ok(Fetched::ForwardedToPublic { location: next });
+                }
                 if origin_of(&next) != origin {
                     if let Some(name) = req.forward_name {
                         if is_public_forward(&next, name) {
@@ -362,12 +369,18 @@ fn classify(url: &str, e: &reqwest::Error, timeout: Duration) -> UpstreamError {
             secs: timeout.as_secs(),
         }
     } else {
-        let mut reason = e.to_string();
+        // reqwest's own message repeats the URL; the causes say what happened.
+        let mut causes = Vec::new();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
-            reason = format!("{reason}: {s}");
+            causes.push(s.to_string());
             src = s.source();
         }
+        let reason = if causes.is_empty() {
+            e.to_string()
+        } else {
+            causes.join(": ")
+        };
         UpstreamError::Unreachable {
             url: redact(url),
             reason,

@@ -1,0 +1,151 @@
+//! Packument variants: built once per upstream revision, never re-parsed per request.
+//!
+//! GitLab's packument is already the abbreviated ("corgi") shape, and GitLab ignores
+//! `Accept`; packrat serves it as `json` (+ `json.gz`) and keeps `dist-tags` as its own small
+//! variant. Tarball URLs are rewritten to packrat's public URL *with the route prefix the
+//! client used*, and each file's upstream URL and checksums are indexed for the tarball route.
+
+use std::io::Write;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::name::PackageName;
+use crate::cache::{Build, Built, BuiltVariant};
+use crate::error::{Error, UpstreamError};
+
+/// Where one tarball lives upstream and what it must hash to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TarballRef {
+    /// Absolute upstream URL.
+    pub url: String,
+    pub shasum: Option<String>,
+    pub integrity: Option<String>,
+}
+
+pub struct PackumentBuilder {
+    pub name: PackageName,
+    /// e.g. `http://packrat:8080/api/v4/projects/42/packages/npm`
+    pub tarball_base: String,
+    /// The GitLab base URL (tarball URLs are re-anchored on it, whatever host GitLab wrote).
+    pub upstream_base: String,
+    /// Prefix of the aux keys for this document's files.
+    pub aux_prefix: String,
+}
+
+pub const JSON: &str = "json";
+pub const JSON_GZ: &str = "json.gz";
+pub const DIST_TAGS: &str = "dist-tags";
+
+impl PackumentBuilder {
+    pub fn file_key(aux_prefix: &str, file: &str) -> String {
+        format!("{aux_prefix}{file}")
+    }
+}
+
+impl Build for PackumentBuilder {
+    fn base(&self) -> String {
+        self.tarball_base.clone()
+    }
+
+    fn build(&self, raw: &[u8]) -> Result<Built, Error> {
+        let bad = |reason: &str| {
+            Error::Upstream(UpstreamError::Body {
+                url: format!("{} metadata", self.name),
+                reason: reason.to_string(),
+            })
+        };
+        let mut doc: Value = serde_json::from_slice(raw).map_err(|e| bad(&format!("not valid JSON: {e}")))?;
+        let obj = doc.as_object_mut().ok_or_else(|| bad("not a JSON object"))?;
+        let mut aux = Vec::new();
+        if let Some(Value::Object(versions)) = obj.get_mut("versions") {
+            for (_v, meta) in versions.iter_mut() {
+                let Some(dist) = meta.get_mut("dist").and_then(Value::as_object_mut) else {
+                    continue;
+                };
+                let Some(url) = dist.get("tarball").and_then(Value::as_str) else {
+                    continue;
+                };
+                let Some((_, file)) = url.rsplit_once("/-/") else {
+                    continue;
+                };
+                let file = percent_encoding::percent_decode_str(file)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                let upstream_url = match url.find("/api/v4/") {
+                    Some(i) => format!("{}{}", self.upstream_base, &url[i..]),
+                    None => url.to_string(),
+                };
+                let tref = TarballRef {
+                    url: upstream_url,
+                    shasum: dist.get("shasum").and_then(Value::as_str).map(str::to_string),
+                    integrity: dist.get("integrity").and_then(Value::as_str).map(str::to_string),
+                };
+                let rewritten = format!("{}/{}/-/{}", self.tarball_base, self.name, file);
+                dist.insert("tarball".into(), Value::String(rewritten));
+                aux.push((
+                    Self::file_key(&self.aux_prefix, &file),
+                    serde_json::to_value(&tref).map_err(|e| bad(&e.to_string()))?,
+                ));
+            }
+        }
+        let dist_tags = obj.get("dist-tags").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+        let json = serde_json::to_vec(&doc).map_err(|e| bad(&e.to_string()))?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::default());
+        gz.write_all(&json).map_err(|e| bad(&e.to_string()))?;
+        let gz = gz.finish().map_err(|e| bad(&e.to_string()))?;
+        let tags = serde_json::to_vec(&dist_tags).map_err(|e| bad(&e.to_string()))?;
+        Ok(Built {
+            variants: vec![
+                BuiltVariant {
+                    name: JSON,
+                    bytes: Bytes::from(json),
+                    content_type: "application/json",
+                },
+                BuiltVariant {
+                    name: JSON_GZ,
+                    bytes: Bytes::from(gz),
+                    content_type: "application/json",
+                },
+                BuiltVariant {
+                    name: DIST_TAGS,
+                    bytes: Bytes::from(tags),
+                    content_type: "application/json",
+                },
+            ],
+            aux,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_tarballs_and_indexes_files() {
+        let raw = br#"{"name":"@acme/ui","versions":{"1.0.0":{"name":"@acme/ui","version":"1.0.0","dist":{"shasum":"ab","tarball":"https://gitlab.example.com/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"}}},"dist-tags":{"latest":"1.0.0"}}"#;
+        let b = PackumentBuilder {
+            name: PackageName::parse("@acme/ui").unwrap(),
+            tarball_base: "http://p:1/api/v4/packages/npm".into(),
+            upstream_base: "http://internal:8080".into(),
+            aux_prefix: "npmfile/i/@acme/ui/".into(),
+        };
+        let built = b.build(raw).unwrap();
+        let json: Value = serde_json::from_slice(&built.variants[0].bytes).unwrap();
+        assert_eq!(
+            json["versions"]["1.0.0"]["dist"]["tarball"],
+            "http://p:1/api/v4/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"
+        );
+        let keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["name", "versions", "dist-tags"], "key order kept");
+        assert_eq!(built.aux[0].0, "npmfile/i/@acme/ui/@acme/ui-1.0.0.tgz");
+        assert_eq!(
+            built.aux[0].1["url"],
+            "http://internal:8080/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"
+        );
+        assert_eq!(&built.variants[2].bytes[..], br#"{"latest":"1.0.0"}"#);
+        assert!(b.build(b"not json").is_err());
+    }
+}

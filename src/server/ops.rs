@@ -1,0 +1,34 @@
+//! Operations endpoints: liveness, readiness, Prometheus metrics.
+
+use http::{Response, StatusCode};
+
+use super::body::{self, Body};
+use crate::cache::Core;
+
+pub fn health() -> Response<Body> {
+    text(StatusCode::OK, "ok\n".into(), "text/plain")
+}
+
+pub fn ready(core: &Core) -> Response<Body> {
+    // The index is open once a Core exists; report it with the in-flight downloads.
+    let body = format!("ready\nin_flight_downloads {}\n", core.flights.in_flight());
+    text(StatusCode::OK, body, "text/plain")
+}
+
+pub fn metrics(core: &Core) -> Response<Body> {
+    let body = core.metrics.render(core.store.blobs.bytes_on_disk());
+    text(
+        StatusCode::OK,
+        body,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+    )
+}
+
+fn text(status: StatusCode, s: String, ct: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, ct)
+        .header(http::header::CONTENT_LENGTH, s.len())
+        .body(body::full(s))
+        .unwrap_or_else(|_| super::respond::fallback())
+}

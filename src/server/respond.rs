@@ -1,0 +1,86 @@
+//! THE mapping from errors to responses. Every error a request meets is turned into a
+//! GitLab-shaped body here and nowhere else: `{"message": …}`, npm's
+//! `{"message": …, "error": …}`, Grape's `{"error": …}`, or GitLab's own answer passed on
+//! unchanged. The log level follows the status.
+
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use super::body::{self, Body};
+use crate::error::{Error, RequestError, StoreError};
+
+pub fn error_response(err: &Error) -> Response<Body> {
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::warn!(%status, error = %err, "request failed");
+    } else {
+        tracing::debug!(%status, error = %err, "request refused");
+    }
+    let mut www = None;
+    let body = match err {
+        Error::Shared(inner) => return error_response(inner),
+        Error::Passthrough {
+            body,
+            www_authenticate,
+            ..
+        } => {
+            www = www_authenticate.clone();
+            if body.is_empty() {
+                json!({ "message": status_line(status) }).to_string().into()
+            } else {
+                body.clone()
+            }
+        }
+        Error::Gitlab { message, error, .. } => match error {
+            Some(e) => json!({ "message": message, "error": e }),
+            None => json!({ "message": message }),
+        }
+        .to_string()
+        .into(),
+        Error::Request(RequestError::BadPackageName) => {
+            json!({ "error": "package_name should be a valid file path" })
+                .to_string()
+                .into()
+        }
+        Error::Request(RequestError::NoRoute) => json!({ "error": "404 Not Found" }).to_string().into(),
+        Error::Request(RequestError::MethodNotAllowed) => {
+            json!({ "error": "405 Not Allowed" }).to_string().into()
+        }
+        Error::Request(r) => json!({ "message": r.to_string() }).to_string().into(),
+        Error::Upstream(u) => json!({ "message": u.to_string() }).to_string().into(),
+        Error::Store(s @ (StoreError::Verify(_) | StoreError::TooLarge { .. })) => {
+            json!({ "message": format!("the upstream sent content that packrat refused: {s}; nothing was cached") })
+                .to_string()
+                .into()
+        }
+        Error::Store(_) | Error::Internal(_) => {
+            json!({ "message": "500 Internal Server Error" }).to_string().into()
+        }
+    };
+    let mut resp = Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(w) = www {
+        resp = resp.header(http::header::WWW_AUTHENTICATE, w);
+    }
+    let bytes: bytes::Bytes = body;
+    let len = bytes.len();
+    resp.header(http::header::CONTENT_LENGTH, len)
+        .body(body::full(bytes))
+        .unwrap_or_else(|_| fallback())
+}
+
+fn status_line(status: StatusCode) -> String {
+    format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    )
+}
+
+/// A response that cannot fail to build.
+pub fn fallback() -> Response<Body> {
+    let mut r = Response::new(body::full(r#"{"message":"500 Internal Server Error"}"#));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}

@@ -1,0 +1,306 @@
+//! The request pipeline, top to bottom:
+//! 1. ops endpoints (`/-/health`, `/-/ready`, `/-/metrics`);
+//! 2. route parse into a typed [`Route`] (bad names → GitLab's 400 before any I/O);
+//! 3. credential extraction (never logged);
+//! 4. request body, bounded by `server.max_body` (413);
+//! 5. the adapter;
+//! 6. conditional request (`If-None-Match` → 304), HEAD, `Content-Length`;
+//! 7. metrics and one log line (method, path without query, status, outcome, time).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use super::body::{self, Body};
+use super::reply::{Reply, ReplyBody};
+use super::{ops, respond};
+use crate::auth::Credential;
+use crate::cache::{CacheOutcome, Core};
+use crate::error::{Error, RequestError};
+use crate::npm::{self, NpmRoute, NpmScope};
+
+static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A parsed route.
+#[derive(Debug)]
+pub enum Route {
+    Health,
+    Ready,
+    Metrics,
+    Npm(NpmScope, NpmRoute),
+}
+
+impl Route {
+    fn label(&self) -> &'static str {
+        match self {
+            Route::Health | Route::Ready | Route::Metrics => "ops",
+            Route::Npm(_, NpmRoute::Metadata(_)) => "npm_metadata",
+            Route::Npm(_, NpmRoute::Tarball(..)) => "npm_tarball",
+            Route::Npm(_, NpmRoute::DistTags(_)) => "npm_dist_tags",
+            Route::Npm(_, NpmRoute::Audit(_)) => "npm_audit",
+        }
+    }
+}
+
+/// Parse method + raw path into a route.
+pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
+    match path {
+        "/-/health" => return Ok(Route::Health),
+        "/-/ready" => return Ok(Route::Ready),
+        "/-/metrics" => return Ok(Route::Metrics),
+        _ => {}
+    }
+    let Some(api) = path.strip_prefix("/api/v4/") else {
+        return Err(RequestError::NoRoute.into());
+    };
+    if let Some(rest) = api.strip_prefix("packages/npm/") {
+        return Ok(Route::Npm(NpmScope::Instance, NpmRoute::parse(method, rest)?));
+    }
+    if let Some(after) = api.strip_prefix("projects/") {
+        let (id, rest) = after.split_once('/').ok_or(RequestError::NoRoute)?;
+        if let Some(rest) = rest.strip_prefix("packages/npm/") {
+            let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Project"))?;
+            return Ok(Route::Npm(NpmScope::Project(id), NpmRoute::parse(method, rest)?));
+        }
+    }
+    if let Some(after) = api.strip_prefix("groups/") {
+        let (id, rest) = after.split_once('/').ok_or(RequestError::NoRoute)?;
+        if let Some(rest) = rest.strip_prefix("-/packages/npm/") {
+            let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Group"))?;
+            return Ok(Route::Npm(NpmScope::Group(id), NpmRoute::parse(method, rest)?));
+        }
+    }
+    Err(RequestError::NoRoute.into())
+}
+
+pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!("request", id, %method, path = %path);
+    let (label, outcome, mut resp) = async {
+        match parse(&method, &path) {
+            Err(e) => ("unrouted", CacheOutcome::Bypass, respond::error_response(&e)),
+            Ok(route) => {
+                let label = route.label();
+                let (outcome, resp) = dispatch(&core, route, req).await;
+                (label, outcome, resp)
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    if let Ok(v) = HeaderValue::from_str(&format!("{id:x}")) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    core.metrics.request(label, status, outcome.as_str());
+    tracing::info!(
+        parent: &span,
+        status,
+        outcome = outcome.as_str(),
+        ms = started.elapsed().as_millis() as u64,
+        "served"
+    );
+    resp
+}
+
+async fn dispatch(core: &Arc<Core>, route: Route, req: Request<Incoming>) -> (CacheOutcome, Response<Body>) {
+    match route {
+        Route::Health => (CacheOutcome::Bypass, ops::health()),
+        Route::Ready => (CacheOutcome::Bypass, ops::ready(core)),
+        Route::Metrics => (CacheOutcome::Bypass, ops::metrics(core)),
+        Route::Npm(scope, r) => {
+            let (parts, incoming) = req.into_parts();
+            let credential = Credential::from_headers(&parts.headers);
+            let body = if parts.method == Method::POST || parts.method == Method::PUT {
+                match read_body(&parts.headers, incoming, core.config.server.max_body).await {
+                    Ok(b) => Some(b),
+                    Err(e) => return (CacheOutcome::Bypass, respond::error_response(&e)),
+                }
+            } else {
+                None
+            };
+            let result = npm::handle(
+                core,
+                &scope,
+                r,
+                npm::NpmRequest {
+                    credential: &credential,
+                    headers: &parts.headers,
+                    body,
+                },
+            )
+            .await;
+            match result {
+                Ok(reply) => {
+                    let outcome = reply.outcome;
+                    (outcome, render(core, &parts.method, &parts.headers, reply))
+                }
+                Err(e) => {
+                    let outcome = if e.status().is_server_error() {
+                        CacheOutcome::Bypass
+                    } else {
+                        CacheOutcome::Refused
+                    };
+                    (outcome, respond::error_response(&e))
+                }
+            }
+        }
+    }
+}
+
+/// Read a request body, refusing more than `limit` bytes (413) before or while reading.
+async fn read_body(headers: &http::HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, Error> {
+    let too_large = || Error::Request(RequestError::BodyTooLarge { limit });
+    if let Some(len) = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit {
+            return Err(too_large());
+        }
+    }
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(Error::Request(RequestError::BadRequest(format!(
+            "could not read the request body: {e}"
+        )))),
+    }
+}
+
+/// Turn an adapter's reply into a response: validators, 304, HEAD, lengths, byte counting.
+fn render(core: &Arc<Core>, method: &Method, req_headers: &http::HeaderMap, reply: Reply) -> Response<Body> {
+    let mut builder = Response::builder().status(reply.status);
+    if let Some(h) = builder.headers_mut() {
+        *h = reply.headers;
+        h.insert(
+            "x-packrat-cache",
+            HeaderValue::from_static(reply.outcome.as_str()),
+        );
+        if let Some(etag) = &reply.etag {
+            if let Ok(v) = HeaderValue::from_str(etag) {
+                h.insert(http::header::ETAG, v);
+            }
+        }
+    }
+    let not_modified = reply.status == StatusCode::OK
+        && reply
+            .etag
+            .as_deref()
+            .is_some_and(|etag| if_none_match(req_headers, etag));
+    if not_modified {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(body::empty())
+            .unwrap_or_else(|_| respond::fallback());
+    }
+    let head = *method == Method::HEAD;
+    let metrics = core.metrics.clone();
+    let (len, body) = match reply.body {
+        ReplyBody::Empty => (Some(0), body::empty()),
+        ReplyBody::Bytes(b) => {
+            let n = b.len() as u64;
+            if !head {
+                metrics.served(n);
+            }
+            (Some(n), body::full(b))
+        }
+        ReplyBody::File(f, n) => {
+            if !head {
+                metrics.served(n);
+            }
+            (Some(n), body::file(f))
+        }
+        ReplyBody::Stream(s, n) => {
+            let counted = s.inspect_ok(move |chunk| metrics.served(chunk.len() as u64));
+            (n, body::stream(SyncStream::new(counted)))
+        }
+    };
+    if let Some(n) = len {
+        builder = builder.header(http::header::CONTENT_LENGTH, n);
+    }
+    let body = if head { body::empty() } else { body };
+    builder.body(body).unwrap_or_else(|_| respond::fallback())
+}
+
+fn if_none_match(headers: &http::HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+/// Adapts a `Send` stream into a `Sync` one (hyper's boxed body needs `Sync`) by holding it
+/// behind a mutex that is only ever locked by the single task polling it.
+struct SyncStream<S> {
+    inner: std::sync::Mutex<std::pin::Pin<Box<S>>>,
+}
+
+impl<S> SyncStream<S> {
+    fn new(s: S) -> Self {
+        SyncStream {
+            inner: std::sync::Mutex::new(Box::pin(s)),
+        }
+    }
+}
+
+impl<S: futures_util::Stream> futures_util::Stream for SyncStream<S> {
+    type Item = S::Item;
+    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<S::Item>> {
+        let this = self.get_mut();
+        let inner = match this.inner.get_mut() {
+            Ok(i) => i,
+            Err(p) => p.into_inner(),
+        };
+        inner.as_mut().poll_next(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse() {
+        let g = Method::GET;
+        assert!(matches!(parse(&g, "/-/health"), Ok(Route::Health)));
+        assert!(matches!(
+            parse(&g, "/api/v4/projects/42/packages/npm/@acme%2fui"),
+            Ok(Route::Npm(NpmScope::Project(_), NpmRoute::Metadata(_)))
+        ));
+        assert!(matches!(
+            parse(&g, "/api/v4/groups/acme%2Fsub/-/packages/npm/@acme/ui"),
+            Ok(Route::Npm(NpmScope::Group(_), NpmRoute::Metadata(_)))
+        ));
+        assert!(matches!(
+            parse(&g, "/api/v4/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"),
+            Ok(Route::Npm(NpmScope::Instance, NpmRoute::Tarball(..)))
+        ));
+        assert!(parse(&g, "/nope").is_err());
+        assert!(parse(&g, "/api/v4/projects/..%2F..%2Fetc/packages/npm/x").is_err());
+    }
+
+    #[test]
+    fn conditional_matching() {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"b\""));
+        assert!(if_none_match(&h, "\"a\""));
+        assert!(if_none_match(&h, "\"b\""));
+        assert!(!if_none_match(&h, "\"c\""));
+    }
+}
