@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "packrat", version, about = "A caching pull-through proxy and mirror for GitLab package registries")]
+#[command(
+    name = "packrat",
+    version,
+    about = "A caching pull-through proxy and mirror for GitLab package registries"
+)]
 pub struct Cli {
     /// Configuration file (TOML). Values can be overridden by PACKRAT_<SECTION>_<KEY>.
     #[arg(long, global = true, env = "PACKRAT_CONFIG", value_name = "FILE")]

@@ -71,7 +71,11 @@ impl Metrics {
             requests.clone(),
         );
         registry.register("cache_hits", "Reads answered from the cache", hits.clone());
-        registry.register("cache_misses", "Reads that needed the upstream", misses.clone());
+        registry.register(
+            "cache_misses",
+            "Reads that needed the upstream",
+            misses.clone(),
+        );
         registry.register(
             "singleflight_joins",
             "Requests that joined a download already in flight",
@@ -82,7 +86,11 @@ impl Metrics {
             "Time to upstream response headers, by kind and outcome",
             upstream.clone(),
         );
-        registry.register("bytes_served", "Response body bytes sent", bytes_served.clone());
+        registry.register(
+            "bytes_served",
+            "Response body bytes sent",
+            bytes_served.clone(),
+        );
         registry.register(
             "blob_bytes_on_disk",
             "Bytes of committed blobs in the store",

@@ -149,7 +149,10 @@ mod tests {
     fn never_prints_the_secret() {
         let mut h = HeaderMap::new();
         h.insert("private-token", HeaderValue::from_static("glpat-secret"));
-        h.insert("authorization", HeaderValue::from_static("Bearer glpat-secret"));
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer glpat-secret"),
+        );
         let c = Credential::from_headers(&h);
         let shown = format!("{c} {c:?} {:?}", c.hash());
         assert!(!shown.contains("secret"), "{shown}");

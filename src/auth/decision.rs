@@ -30,7 +30,12 @@ pub enum Age {
 }
 
 impl Decisions {
-    pub fn new(index: Arc<Index>, auth_ttl: Duration, negative_ttl: Duration, stale_if_error: Duration) -> Self {
+    pub fn new(
+        index: Arc<Index>,
+        auth_ttl: Duration,
+        negative_ttl: Duration,
+        stale_if_error: Duration,
+    ) -> Self {
         Decisions {
             index,
             hot: moka::sync::Cache::builder()

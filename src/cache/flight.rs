@@ -148,7 +148,9 @@ pub async fn first_answer(rx: &mut watch::Receiver<Progress>) -> Result<Option<u
             Progress::Failed(e) => return Err(e),
         }
         if rx.changed().await.is_err() {
-            return Err(Arc::new(Error::Internal("the download was abandoned".into())));
+            return Err(Arc::new(Error::Internal(
+                "the download was abandoned".into(),
+            )));
         }
     }
 }
@@ -162,7 +164,10 @@ struct Tail {
 }
 
 /// A response body that follows a flight: bytes as they land, an error if it fails.
-pub fn tail(rx: watch::Receiver<Progress>, blobs: BlobStore) -> impl Stream<Item = io::Result<Bytes>> + Send {
+pub fn tail(
+    rx: watch::Receiver<Progress>,
+    blobs: BlobStore,
+) -> impl Stream<Item = io::Result<Bytes>> + Send {
     let st = Tail {
         rx,
         blobs,
@@ -260,7 +265,10 @@ async fn read_some(st: &mut Tail, limit: u64) -> io::Result<Bytes> {
     let mut buf = BytesMut::with_capacity(want);
     let mut read = 0;
     while read < want {
-        let n = (&mut *file).take((want - read) as u64).read_buf(&mut buf).await?;
+        let n = (&mut *file)
+            .take((want - read) as u64)
+            .read_buf(&mut buf)
+            .await?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -211,7 +211,14 @@ impl Core {
         }
     }
 
-    fn record_decision(&self, credential: &Credential, scope: &str, status: StatusCode, body: &Bytes, www: Option<String>) {
+    fn record_decision(
+        &self,
+        credential: &Credential,
+        scope: &str,
+        status: StatusCode,
+        body: &Bytes,
+        www: Option<String>,
+    ) {
         self.decisions.record(
             credential,
             scope,
@@ -225,11 +232,13 @@ impl Core {
     }
 
     fn fresh(&self, rec: &MetaRecord) -> bool {
-        Duration::from_millis(now_ms().saturating_sub(rec.fetched_at)) < self.config.cache.metadata_ttl
+        Duration::from_millis(now_ms().saturating_sub(rec.fetched_at))
+            < self.config.cache.metadata_ttl
     }
 
     fn within_stale_if_error(&self, rec: &MetaRecord) -> bool {
-        Duration::from_millis(now_ms().saturating_sub(rec.fetched_at)) < self.config.cache.stale_if_error
+        Duration::from_millis(now_ms().saturating_sub(rec.fetched_at))
+            < self.config.cache.stale_if_error
     }
 
     /// Read a metadata document: from the index when fresh and the caller is known to be
@@ -265,7 +274,9 @@ impl Core {
         match self.upstream.send(req).await {
             Ok(Fetched::NotModified { etag: new_etag }) => {
                 let Some(mut rec) = rec else {
-                    return Err(Error::Internal("upstream answered 304 to an unconditional request".into()));
+                    return Err(Error::Internal(
+                        "upstream answered 304 to an unconditional request".into(),
+                    ));
                 };
                 rec.fetched_at = now_ms();
                 if new_etag.is_some() {
@@ -287,7 +298,13 @@ impl Core {
                 })
             }
             Ok(Fetched::NotFound { body }) => {
-                self.record_decision(spec.credential, &spec.scope, StatusCode::NOT_FOUND, &body, None);
+                self.record_decision(
+                    spec.credential,
+                    &spec.scope,
+                    StatusCode::NOT_FOUND,
+                    &body,
+                    None,
+                );
                 Err(passthrough(StatusCode::NOT_FOUND, body, None))
             }
             Ok(Fetched::Denied {
@@ -295,7 +312,13 @@ impl Core {
                 body,
                 www_authenticate,
             }) => {
-                self.record_decision(spec.credential, &spec.scope, status, &body, www_authenticate.clone());
+                self.record_decision(
+                    spec.credential,
+                    &spec.scope,
+                    status,
+                    &body,
+                    www_authenticate.clone(),
+                );
                 Err(passthrough(status, body, www_authenticate))
             }
             Ok(Fetched::ForwardedToPublic { location }) => {
@@ -338,7 +361,9 @@ impl Core {
         let decision = stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
         match decision {
             Some(d) if d.allowed() && self.decisions.age(&d) != Age::Expired => {
-                if let Some(rec) = rec.filter(|r| self.within_stale_if_error(r) && !r.variants.is_empty()) {
+                if let Some(rec) =
+                    rec.filter(|r| self.within_stale_if_error(r) && !r.variants.is_empty())
+                {
                     tracing::warn!(key = %spec.key, error = %e, "upstream failed; serving stale metadata");
                     return self.ready(spec, rec, CacheOutcome::StaleIfError).await;
                 }
@@ -350,7 +375,12 @@ impl Core {
     }
 
     /// Make sure the record's variants were built for this server's public URL.
-    async fn ready(&self, spec: &MetaSpec<'_>, rec: MetaRecord, outcome: CacheOutcome) -> Result<MetaHit, Error> {
+    async fn ready(
+        &self,
+        spec: &MetaSpec<'_>,
+        rec: MetaRecord,
+        outcome: CacheOutcome,
+    ) -> Result<MetaHit, Error> {
         let base = spec.builder.base();
         if rec.built_for == base {
             return Ok(MetaHit {
@@ -359,7 +389,9 @@ impl Core {
             });
         }
         let Some(raw) = &rec.raw else {
-            return Err(Error::Internal("metadata record has no raw body to rebuild from".into()));
+            return Err(Error::Internal(
+                "metadata record has no raw body to rebuild from".into(),
+            ));
         };
         let raw = self
             .store
@@ -434,12 +466,12 @@ impl Core {
             return Ok(Payload::Bytes(b));
         }
         if v.len <= HOT_MAX_ITEM {
-            let bytes = self
-                .store
-                .blobs
-                .read(&v.digest)
-                .await?
-                .ok_or_else(|| Error::Store(StoreError::Verify(format!("metadata blob {} is missing; run `packrat verify`", v.digest))))?;
+            let bytes = self.store.blobs.read(&v.digest).await?.ok_or_else(|| {
+                Error::Store(StoreError::Verify(format!(
+                    "metadata blob {} is missing; run `packrat verify`",
+                    v.digest
+                )))
+            })?;
             self.hot.insert(v.digest, bytes.clone()).await;
             return Ok(Payload::Bytes(bytes));
         }
@@ -541,11 +573,17 @@ impl Core {
         }
     }
 
-    async fn fetch_into_store(&self, spec: &BlobSpec, lead: &flight::Lead) -> Result<(Digest, u64), Error> {
+    async fn fetch_into_store(
+        &self,
+        spec: &BlobSpec,
+        lead: &flight::Lead,
+    ) -> Result<(Digest, u64), Error> {
         let req = Request::get(spec.url.clone(), &spec.credential, spec.kind);
         let body = match self.upstream.send(req).await? {
             Fetched::Body(b) => b,
-            Fetched::NotFound { body } => return Err(passthrough(StatusCode::NOT_FOUND, body, None)),
+            Fetched::NotFound { body } => {
+                return Err(passthrough(StatusCode::NOT_FOUND, body, None))
+            }
             Fetched::Denied {
                 status,
                 body,

@@ -23,7 +23,11 @@ pub use name::PackageName;
 use packument::{PackumentBuilder, TarballRef};
 
 /// Characters kept as-is when a project or group path is put into a URL segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Which GitLab npm prefix a request came in on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,10 +74,16 @@ impl NpmScope {
     pub fn prefix(&self) -> String {
         match self {
             NpmScope::Project(id) => {
-                format!("/api/v4/projects/{}/packages/npm", utf8_percent_encode(id, SEGMENT))
+                format!(
+                    "/api/v4/projects/{}/packages/npm",
+                    utf8_percent_encode(id, SEGMENT)
+                )
             }
             NpmScope::Group(id) => {
-                format!("/api/v4/groups/{}/-/packages/npm", utf8_percent_encode(id, SEGMENT))
+                format!(
+                    "/api/v4/groups/{}/-/packages/npm",
+                    utf8_percent_encode(id, SEGMENT)
+                )
             }
             NpmScope::Instance => "/api/v4/packages/npm".to_string(),
         }
@@ -116,9 +126,7 @@ impl NpmRoute {
             };
         }
         if let Some(pkg) = rest.strip_prefix("-/package/") {
-            let (name, tail) = pkg
-                .split_once("/dist-tags")
-                .ok_or(RequestError::NoRoute)?;
+            let (name, tail) = pkg.split_once("/dist-tags").ok_or(RequestError::NoRoute)?;
             let name = PackageName::parse(name)?;
             return match (tail, read) {
                 ("", true) => Ok(NpmRoute::DistTags(name)),
@@ -145,7 +153,8 @@ impl NpmRoute {
 /// `<name>-<version>.tgz`, or the unscoped `<basename>-<version>.tgz` npm also uses.
 fn valid_file_name(name: &PackageName, file: &str) -> bool {
     let base = name.as_str().rsplit('/').next().unwrap_or(name.as_str());
-    let ok_prefix = file.starts_with(&format!("{}-", name.as_str())) || file.starts_with(&format!("{base}-"));
+    let ok_prefix =
+        file.starts_with(&format!("{}-", name.as_str())) || file.starts_with(&format!("{base}-"));
     ok_prefix
         && file.ends_with(".tgz")
         && file.len() <= 512
@@ -160,14 +169,23 @@ pub struct NpmRequest<'a> {
     pub body: Option<Bytes>,
 }
 
-pub async fn handle(core: &Arc<Core>, scope: &NpmScope, route: NpmRoute, req: NpmRequest<'_>) -> Result<Reply, Error> {
+pub async fn handle(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    route: NpmRoute,
+    req: NpmRequest<'_>,
+) -> Result<Reply, Error> {
     match route {
         NpmRoute::Metadata(name) => {
             let hit = packument(core, scope, &name, req.credential).await?;
             let gzip = accepts_gzip(req.headers);
             let variant = hit
                 .record
-                .variant(if gzip { packument::JSON_GZ } else { packument::JSON })
+                .variant(if gzip {
+                    packument::JSON_GZ
+                } else {
+                    packument::JSON
+                })
                 .or_else(|| hit.record.variant(packument::JSON))
                 .ok_or_else(|| Error::Internal("packument has no JSON variant".into()))?
                 .clone();
@@ -175,7 +193,10 @@ pub async fn handle(core: &Arc<Core>, scope: &NpmScope, route: NpmRoute, req: Np
             let mut reply = Reply::payload(payload, hit.outcome)
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .header(http::header::VARY, "Accept, Accept-Encoding")
-                .header(http::header::CACHE_CONTROL, &metadata_cache_control(req.credential))
+                .header(
+                    http::header::CACHE_CONTROL,
+                    &metadata_cache_control(req.credential),
+                )
                 .etag(&variant.etag);
             if variant.name == packument::JSON_GZ {
                 reply = reply.header(http::header::CONTENT_ENCODING, "gzip");
@@ -194,7 +215,10 @@ pub async fn handle(core: &Arc<Core>, scope: &NpmScope, route: NpmRoute, req: Np
             let payload = core.payload(&variant).await?;
             let reply = Reply::payload(payload, hit.outcome)
                 .header(http::header::CONTENT_TYPE, "application/json")
-                .header(http::header::CACHE_CONTROL, &metadata_cache_control(req.credential))
+                .header(
+                    http::header::CACHE_CONTROL,
+                    &metadata_cache_control(req.credential),
+                )
                 .etag(&variant.etag);
             Ok(stale_warning(reply, hit.outcome))
         }
@@ -204,7 +228,12 @@ pub async fn handle(core: &Arc<Core>, scope: &NpmScope, route: NpmRoute, req: Np
 }
 
 /// The packument for `name` as seen at `scope`, through the cache core's gate.
-async fn packument(core: &Arc<Core>, scope: &NpmScope, name: &PackageName, credential: &Credential) -> Result<MetaHit, Error> {
+async fn packument(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    name: &PackageName,
+    credential: &Credential,
+) -> Result<MetaHit, Error> {
     let key = format!("npm/{}/{}", scope.key(), name);
     let builder = PackumentBuilder {
         name: name.clone(),
@@ -227,7 +256,13 @@ async fn packument(core: &Arc<Core>, scope: &NpmScope, name: &PackageName, crede
     .await
 }
 
-async fn tarball(core: &Arc<Core>, scope: &NpmScope, name: &PackageName, file: &str, credential: &Credential) -> Result<Reply, Error> {
+async fn tarball(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    name: &PackageName,
+    file: &str,
+    credential: &Credential,
+) -> Result<Reply, Error> {
     // The gate: whoever may read the package's metadata at this prefix may read its files.
     packument(core, scope, name, credential)
         .await
@@ -252,7 +287,11 @@ async fn tarball(core: &Arc<Core>, scope: &NpmScope, name: &PackageName, file: &
         })
         .await
         .map_err(|e| tarball_refusal(e, credential))?;
-    let visibility = if credential.is_anonymous() { "public" } else { "private" };
+    let visibility = if credential.is_anonymous() {
+        "public"
+    } else {
+        "private"
+    };
     Ok(Reply::blob(hit)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
         .header(
@@ -267,7 +306,8 @@ fn tarball_refusal(e: Error, credential: &Credential) -> Error {
         Error::Passthrough { status, body, .. } => {
             if *status == StatusCode::UNAUTHORIZED && credential.is_anonymous() {
                 Error::npm_not_found("Project")
-            } else if *status == StatusCode::NOT_FOUND && body_mentions(body, "Packages not found") {
+            } else if *status == StatusCode::NOT_FOUND && body_mentions(body, "Packages not found")
+            {
                 Error::npm_not_found("Package")
             } else {
                 e
@@ -284,7 +324,9 @@ fn not_found_as(e: Error, thing: &str) -> Error {
         {
             Error::npm_not_found(thing)
         }
-        Error::Gitlab { status, .. } if *status == StatusCode::NOT_FOUND => Error::npm_not_found(thing),
+        Error::Gitlab { status, .. } if *status == StatusCode::NOT_FOUND => {
+            Error::npm_not_found(thing)
+        }
         _ => e,
     }
 }
@@ -296,7 +338,12 @@ fn body_mentions(body: &Bytes, s: &str) -> bool {
 /// The two audit POSTs, answered as GitLab does with request forwarding off (API.md §1.9):
 /// the project prefix answers `[]` to anyone the upstream lets read the project; the group
 /// and instance prefixes answer 404; anonymous callers get 401.
-async fn audit(core: &Arc<Core>, scope: &NpmScope, kind: AuditKind, req: NpmRequest<'_>) -> Result<Reply, Error> {
+async fn audit(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    kind: AuditKind,
+    req: NpmRequest<'_>,
+) -> Result<Reply, Error> {
     if req.credential.is_anonymous() {
         return Err(Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized"));
     }
@@ -360,7 +407,11 @@ fn accepts_gzip(h: &HeaderMap) -> bool {
 
 /// Metadata may change: clients revalidate every time (a 304 is cheap).
 fn metadata_cache_control(credential: &Credential) -> String {
-    let visibility = if credential.is_anonymous() { "public" } else { "private" };
+    let visibility = if credential.is_anonymous() {
+        "public"
+    } else {
+        "private"
+    };
     format!("{visibility}, max-age=0, must-revalidate")
 }
 
@@ -394,7 +445,10 @@ mod tests {
             get("@acme%2fui/-/ui-1.0.0.tgz").unwrap(),
             NpmRoute::Tarball(ui.clone(), "ui-1.0.0.tgz".into())
         );
-        assert_eq!(get("-/package/@acme%2fui/dist-tags").unwrap(), NpmRoute::DistTags(ui));
+        assert_eq!(
+            get("-/package/@acme%2fui/dist-tags").unwrap(),
+            NpmRoute::DistTags(ui)
+        );
         assert_eq!(
             NpmRoute::parse(&Method::POST, "-/npm/v1/security/audits/quick").unwrap(),
             NpmRoute::Audit(AuditKind::AuditsQuick)
@@ -403,12 +457,24 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        assert!(matches!(get(".."), Err(Error::Request(RequestError::BadPackageName))));
-        assert!(matches!(get("a%00b"), Err(Error::Request(RequestError::BadPackageName))));
-        assert!(matches!(get("%ff"), Err(Error::Request(RequestError::BadPackageName))));
+        assert!(matches!(
+            get(".."),
+            Err(Error::Request(RequestError::BadPackageName))
+        ));
+        assert!(matches!(
+            get("a%00b"),
+            Err(Error::Request(RequestError::BadPackageName))
+        ));
+        assert!(matches!(
+            get("%ff"),
+            Err(Error::Request(RequestError::BadPackageName))
+        ));
         assert!(get(&"a".repeat(2000)).is_err());
         assert!(get("@acme/ui/-/../../etc/passwd.tgz").is_err());
-        assert!(matches!(get("-/v1/search"), Err(Error::Request(RequestError::NoRoute))));
+        assert!(matches!(
+            get("-/v1/search"),
+            Err(Error::Request(RequestError::NoRoute))
+        ));
     }
 
     #[test]

@@ -70,19 +70,45 @@ mod tests {
 
     #[test]
     fn accepts_npm_names() {
-        for n in ["left-pad", "@acme/ui", "@acme/ui.core", "a+b", "@a-b/c_d", "x1"] {
+        for n in [
+            "left-pad",
+            "@acme/ui",
+            "@acme/ui.core",
+            "a+b",
+            "@a-b/c_d",
+            "x1",
+        ] {
             assert!(PackageName::parse(n).is_ok(), "{n}");
         }
-        assert_eq!(PackageName::parse("@acme/ui").unwrap().encoded(), "@acme%2fui");
-        assert_eq!(PackageName::parse("@acme/ui").unwrap().scope(), Some("acme"));
+        assert_eq!(
+            PackageName::parse("@acme/ui").unwrap().encoded(),
+            "@acme%2fui"
+        );
+        assert_eq!(
+            PackageName::parse("@acme/ui").unwrap().scope(),
+            Some("acme")
+        );
     }
 
     #[test]
     fn rejects_tricks() {
         let long = "a".repeat(2000);
         for n in [
-            "", "..", ".", "@acme/..", "@../x", "a/b", "@acme", "@acme/", "a\0b", "a b",
-            "../etc/passwd", "@acme/ui/extra", "\r\nhttp:", ".hidden", &long,
+            "",
+            "..",
+            ".",
+            "@acme/..",
+            "@../x",
+            "a/b",
+            "@acme",
+            "@acme/",
+            "a\0b",
+            "a b",
+            "../etc/passwd",
+            "@acme/ui/extra",
+            "\r\nhttp:",
+            ".hidden",
+            &long,
         ] {
             assert!(PackageName::parse(n).is_err(), "{n:?}");
         }

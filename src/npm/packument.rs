@@ -56,8 +56,11 @@ impl Build for PackumentBuilder {
                 reason: reason.to_string(),
             })
         };
-        let mut doc: Value = serde_json::from_slice(raw).map_err(|e| bad(&format!("not valid JSON: {e}")))?;
-        let obj = doc.as_object_mut().ok_or_else(|| bad("not a JSON object"))?;
+        let mut doc: Value =
+            serde_json::from_slice(raw).map_err(|e| bad(&format!("not valid JSON: {e}")))?;
+        let obj = doc
+            .as_object_mut()
+            .ok_or_else(|| bad("not a JSON object"))?;
         let mut aux = Vec::new();
         if let Some(Value::Object(versions)) = obj.get_mut("versions") {
             for (_v, meta) in versions.iter_mut() {
@@ -79,8 +82,14 @@ impl Build for PackumentBuilder {
                 };
                 let tref = TarballRef {
                     url: upstream_url,
-                    shasum: dist.get("shasum").and_then(Value::as_str).map(str::to_string),
-                    integrity: dist.get("integrity").and_then(Value::as_str).map(str::to_string),
+                    shasum: dist
+                        .get("shasum")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    integrity: dist
+                        .get("integrity")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 };
                 let rewritten = format!("{}/{}/-/{}", self.tarball_base, self.name, file);
                 dist.insert("tarball".into(), Value::String(rewritten));
@@ -90,9 +99,15 @@ impl Build for PackumentBuilder {
                 ));
             }
         }
-        let dist_tags = obj.get("dist-tags").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+        let dist_tags = obj
+            .get("dist-tags")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
         let json = serde_json::to_vec(&doc).map_err(|e| bad(&e.to_string()))?;
-        let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::default());
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(json.len() / 4),
+            flate2::Compression::default(),
+        );
         gz.write_all(&json).map_err(|e| bad(&e.to_string()))?;
         let gz = gz.finish().map_err(|e| bad(&e.to_string()))?;
         let tags = serde_json::to_vec(&dist_tags).map_err(|e| bad(&e.to_string()))?;

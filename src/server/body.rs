@@ -10,7 +10,9 @@ use hyper::body::Frame;
 pub type Body = BoxBody<Bytes, io::Error>;
 
 pub fn empty() -> Body {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 pub fn full(b: impl Into<Bytes>) -> Body {

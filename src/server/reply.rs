@@ -13,7 +13,10 @@ pub enum ReplyBody {
     Empty,
     Bytes(Bytes),
     File(tokio::fs::File, u64),
-    Stream(Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>, Option<u64>),
+    Stream(
+        Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
+        Option<u64>,
+    ),
 }
 
 pub struct Reply {

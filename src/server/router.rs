@@ -61,20 +61,29 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
         return Err(RequestError::NoRoute.into());
     };
     if let Some(rest) = api.strip_prefix("packages/npm/") {
-        return Ok(Route::Npm(NpmScope::Instance, NpmRoute::parse(method, rest)?));
+        return Ok(Route::Npm(
+            NpmScope::Instance,
+            NpmRoute::parse(method, rest)?,
+        ));
     }
     if let Some(after) = api.strip_prefix("projects/") {
         let (id, rest) = after.split_once('/').ok_or(RequestError::NoRoute)?;
         if let Some(rest) = rest.strip_prefix("packages/npm/") {
             let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Project"))?;
-            return Ok(Route::Npm(NpmScope::Project(id), NpmRoute::parse(method, rest)?));
+            return Ok(Route::Npm(
+                NpmScope::Project(id),
+                NpmRoute::parse(method, rest)?,
+            ));
         }
     }
     if let Some(after) = api.strip_prefix("groups/") {
         let (id, rest) = after.split_once('/').ok_or(RequestError::NoRoute)?;
         if let Some(rest) = rest.strip_prefix("-/packages/npm/") {
             let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Group"))?;
-            return Ok(Route::Npm(NpmScope::Group(id), NpmRoute::parse(method, rest)?));
+            return Ok(Route::Npm(
+                NpmScope::Group(id),
+                NpmRoute::parse(method, rest)?,
+            ));
         }
     }
     Err(RequestError::NoRoute.into())
@@ -88,7 +97,11 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
     let span = tracing::info_span!("request", id, %method, path = %path);
     let (label, outcome, mut resp) = async {
         match parse(&method, &path) {
-            Err(e) => ("unrouted", CacheOutcome::Bypass, respond::error_response(&e)),
+            Err(e) => (
+                "unrouted",
+                CacheOutcome::Bypass,
+                respond::error_response(&e),
+            ),
             Ok(route) => {
                 let label = route.label();
                 let (outcome, resp) = dispatch(&core, route, req).await;
@@ -113,7 +126,11 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
     resp
 }
 
-async fn dispatch(core: &Arc<Core>, route: Route, req: Request<Incoming>) -> (CacheOutcome, Response<Body>) {
+async fn dispatch(
+    core: &Arc<Core>,
+    route: Route,
+    req: Request<Incoming>,
+) -> (CacheOutcome, Response<Body>) {
     match route {
         Route::Health => (CacheOutcome::Bypass, ops::health()),
         Route::Ready => (CacheOutcome::Bypass, ops::ready(core)),
@@ -181,7 +198,12 @@ async fn read_body(headers: &http::HeaderMap, body: Incoming, limit: u64) -> Res
 }
 
 /// Turn an adapter's reply into a response: validators, 304, HEAD, lengths, byte counting.
-fn render(core: &Arc<Core>, method: &Method, req_headers: &http::HeaderMap, reply: Reply) -> Response<Body> {
+fn render(
+    core: &Arc<Core>,
+    method: &Method,
+    req_headers: &http::HeaderMap,
+    reply: Reply,
+) -> Response<Body> {
     let mut builder = Response::builder().status(reply.status);
     if let Some(h) = builder.headers_mut() {
         *h = reply.headers;
@@ -261,7 +283,10 @@ impl<S> SyncStream<S> {
 
 impl<S: futures_util::Stream> futures_util::Stream for SyncStream<S> {
     type Item = S::Item;
-    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<S::Item>> {
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
         let this = self.get_mut();
         let inner = match this.inner.get_mut() {
             Ok(i) => i,
@@ -298,7 +323,10 @@ mod tests {
     #[test]
     fn conditional_matching() {
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"b\""));
+        h.insert(
+            http::header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"a\", W/\"b\""),
+        );
         assert!(if_none_match(&h, "\"a\""));
         assert!(if_none_match(&h, "\"b\""));
         assert!(!if_none_match(&h, "\"c\""));

@@ -89,7 +89,12 @@ impl BlobStore {
     /// Start writing a new blob into a fresh temp file.
     pub async fn create(&self, expect: Expect) -> Result<BlobWriter, StoreError> {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{}-{}-{:016x}.part", std::process::id(), n, rand::random::<u64>());
+        let name = format!(
+            "{}-{}-{:016x}.part",
+            std::process::id(),
+            n,
+            rand::random::<u64>()
+        );
         let path = self.inner.tmp.join(name);
         let file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -123,7 +128,10 @@ impl BlobStore {
     }
 
     /// Open a committed blob for reading.
-    pub async fn open(&self, digest: &Digest) -> Result<Option<(tokio::fs::File, u64)>, StoreError> {
+    pub async fn open(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<(tokio::fs::File, u64)>, StoreError> {
         let path = self.path_of(digest);
         match tokio::fs::File::open(&path).await {
             Ok(f) => {
@@ -191,7 +199,9 @@ impl BlobWriter {
         file.write_all(chunk)
             .await
             .map_err(|e| StoreError::io(&self.path, e))?;
-        file.flush().await.map_err(|e| StoreError::io(&self.path, e))?;
+        file.flush()
+            .await
+            .map_err(|e| StoreError::io(&self.path, e))?;
         if let Some(h) = &mut self.hasher {
             h.update(chunk);
         }
@@ -286,7 +296,10 @@ mod tests {
         let tmp = w.tmp_path().to_path_buf();
         drop(w);
         assert!(!tmp.exists());
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -297,7 +310,10 @@ mod tests {
         w.write(b"abc").await.unwrap();
         assert!(matches!(w.commit().await, Err(StoreError::Verify(_))));
         assert!(!s.contains(&Digest::of(b"abc")));
-        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -309,6 +325,9 @@ mod tests {
         };
         let mut w = s.create(e).await.unwrap();
         w.write(b"abcd").await.unwrap();
-        assert!(matches!(w.write(b"e").await, Err(StoreError::TooLarge { .. })));
+        assert!(matches!(
+            w.write(b"e").await,
+            Err(StoreError::TooLarge { .. })
+        ));
     }
 }

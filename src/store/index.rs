@@ -166,7 +166,11 @@ impl Index {
     }
 
     /// All (key, value) pairs of a tree under a key prefix; undecodable ones are skipped.
-    pub fn scan<T: DeserializeOwned>(&self, t: Tree, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        t: Tree,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree(t).scan_prefix(prefix.as_bytes()) {
             let (k, v) = item?;
@@ -208,7 +212,9 @@ mod tests {
         idx.put(Tree::Auth, "k", &d).unwrap();
         let back: Decision = idx.get(Tree::Auth, "k").unwrap().unwrap();
         assert_eq!(back.status, 200);
-        idx.tree(Tree::Auth).insert("bad", &b"\x09junk"[..]).unwrap();
+        idx.tree(Tree::Auth)
+            .insert("bad", &b"\x09junk"[..])
+            .unwrap();
         assert!(idx.get::<Decision>(Tree::Auth, "bad").unwrap().is_none());
     }
 }

@@ -37,7 +37,12 @@ impl Layout {
     /// Create the directories, the CACHEDIR.TAG, and clear temp files a crash left behind.
     #[allow(clippy::disallowed_methods)] // store/ owns the data directory
     pub fn init(&self) -> Result<(), StoreError> {
-        for d in [self.root.clone(), self.blobs(), self.tmp(), self.quarantine()] {
+        for d in [
+            self.root.clone(),
+            self.blobs(),
+            self.tmp(),
+            self.quarantine(),
+        ] {
             std::fs::create_dir_all(&d).map_err(|e| StoreError::io(&d, e))?;
         }
         let tag = self.root.join("CACHEDIR.TAG");

@@ -86,15 +86,21 @@ pub struct Body {
 /// The upstream's answer, classified.
 pub enum Fetched {
     Body(Body),
-    NotModified { etag: Option<String> },
-    NotFound { body: Bytes },
+    NotModified {
+        etag: Option<String>,
+    },
+    NotFound {
+        body: Bytes,
+    },
     /// Any other 4xx: a refusal to pass on unchanged (401, 403, 400, …).
     Denied {
         status: StatusCode,
         body: Bytes,
         www_authenticate: Option<String>,
     },
-    ForwardedToPublic { location: String },
+    ForwardedToPublic {
+        location: String,
+    },
 }
 
 impl Upstream {
@@ -236,7 +242,9 @@ impl Upstream {
             }
             return Ok(self.classify_response(resp, &url).await);
         }
-        Err(UpstreamError::Redirects { url: redact(&req.url) })
+        Err(UpstreamError::Redirects {
+            url: redact(&req.url),
+        })
     }
 
     async fn classify_response(&self, resp: reqwest::Response, url: &str) -> Fetched {
@@ -326,7 +334,11 @@ impl Upstream {
 }
 
 /// Read a whole upstream body into memory, refusing more than `limit` bytes.
-pub async fn read_all(mut stream: ByteStream, limit: u64, url: &str) -> Result<Bytes, UpstreamError> {
+pub async fn read_all(
+    mut stream: ByteStream,
+    limit: u64,
+    url: &str,
+) -> Result<Bytes, UpstreamError> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -359,7 +371,9 @@ fn tokio_stream_from(
 }
 
 fn header_str(h: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn classify(url: &str, e: &reqwest::Error, timeout: Duration) -> UpstreamError {
@@ -393,7 +407,11 @@ pub fn origin_of(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     let host = host.rsplit('@').next().unwrap_or(host);
-    format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
+    format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        host.to_ascii_lowercase()
+    )
 }
 
 /// A URL fit for logs and error messages: no userinfo, no query string.
@@ -452,8 +470,14 @@ mod tests {
 
     #[test]
     fn public_forward_detection() {
-        assert!(is_public_forward("https://reg.example/@acme/ui", "@acme/ui"));
-        assert!(is_public_forward("https://reg.example/@acme%2fui", "@acme/ui"));
+        assert!(is_public_forward(
+            "https://reg.example/@acme/ui",
+            "@acme/ui"
+        ));
+        assert!(is_public_forward(
+            "https://reg.example/@acme%2fui",
+            "@acme/ui"
+        ));
         assert!(!is_public_forward(
             "https://s3.example/bucket/metadata.json?X-Amz-Signature=1",
             "@acme/ui"
