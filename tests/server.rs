@@ -1,0 +1,153 @@
+//! The server as an operator sees it: HTTPS, crash recovery, graceful shutdown, config errors,
+//! GitLab's forwarding redirect.
+
+use std::time::Duration;
+
+use crate::support::fake_gitlab::world::ALICE_PAT;
+use crate::support::fake_gitlab::{FakeGitlab, World};
+use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+
+const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
+
+async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    client
+        .get(url)
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serves_https_with_the_configured_certificate() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let packrat = Packrat::start_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n[upstream]\nurl = \"{}\"\n",
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+        fake.url()
+    ))
+    .await;
+    assert!(packrat.url().starts_with("https://"), "{}", packrat.url());
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = get(&client, &format!("{}{UI_META}", packrat.url())).await;
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    let tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap();
+    assert!(tarball.starts_with("https://127.0.0.1:"), "{tarball}");
+    assert_eq!(get(&client, tarball).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_killed_server_restarts_on_its_data_and_serves_from_cache() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let mut packrat = Packrat::start(
+        &fake.url(),
+        "[cache]\nauth_ttl = \"1h\"\nmetadata_ttl = \"1h\"\n",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let doc: serde_json::Value = get(&client, &format!("{}{UI_META}", packrat.url()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tarball = doc["versions"]["1.1.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = get(&client, &tarball).await.bytes().await.unwrap();
+    // Let the index's periodic flush run, then kill -9: no chance to clean up.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let pid = packrat.pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    packrat.restart().await;
+    fake.go_down().await;
+    let tarball = tarball.replace(tarball.split("/api/").next().unwrap(), packrat.url());
+    let r = get(&client, &tarball).await;
+    assert_eq!(r.status(), 200, "{}", packrat.logs());
+    assert_eq!(r.headers()["x-packrat-cache"], "hit");
+    assert_eq!(r.bytes().await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let mut packrat = Packrat::start(&fake.url(), "").await;
+    fake.delay(Duration::from_millis(1500));
+    let url = format!("{}{UI_META}", packrat.url());
+    let pending = tokio::spawn(async move { get(&reqwest::Client::new(), &url).await.status() });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let exit = packrat.stop().await;
+    assert_eq!(
+        pending.await.unwrap(),
+        200,
+        "the in-flight request finished"
+    );
+    assert!(exit.is_some_and(|s| s.success()), "clean exit: {exit:?}");
+    assert!(
+        packrat.logs().contains("index flushed"),
+        "{}",
+        packrat.logs()
+    );
+}
+
+#[tokio::test]
+async fn gitlab_forwarding_to_a_public_registry_is_not_found() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    fake.forward_to_public("@acme/ghost");
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let r = get(
+        &reqwest::Client::new(),
+        &format!(
+            "{}/api/v4/projects/42/packages/npm/@acme%2fghost",
+            packrat.url()
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["message"], "404 Packages Not Found");
+}
+
+#[test]
+fn config_errors_exit_2_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[cache]\nmetadata_ttl = \"5x\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_packrat"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cache.metadata_ttl") && err.contains("bad.toml"),
+        "{err}"
+    );
+
+    std::fs::write(&cfg, "[server]\nlisen = \"127.0.0.1:1\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_packrat"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.lisen"));
+}
