@@ -109,7 +109,11 @@ pub struct MetaHit {
     pub outcome: CacheOutcome,
 }
 
+/// Checks a completed download (its temp file) before it may be committed.
+pub type Validate = Arc<dyn Fn(&std::path::Path) -> Result<(), String> + Send + Sync>;
+
 /// A blob read; the caller has already passed the gate for the scope that names it.
+#[derive(Clone)]
 pub struct BlobSpec {
     pub key: String,
     pub url: String,
@@ -118,6 +122,9 @@ pub struct BlobSpec {
     pub content_type: &'static str,
     pub kind: &'static str,
     pub origin: Origin,
+    /// Format checks beyond digests (e.g. a Go module zip's layout); a failure means the
+    /// bytes are refused and nothing is cached.
+    pub validate: Option<Validate>,
 }
 
 pub enum BlobBody {
@@ -516,15 +523,7 @@ impl Core {
                     self.metrics.miss(spec.kind);
                     let rx = lead.subscribe();
                     let core = self.clone();
-                    let spec = BlobSpec {
-                        key: spec.key.clone(),
-                        url: spec.url.clone(),
-                        credential: spec.credential.clone(),
-                        expect: spec.expect.clone(),
-                        content_type: spec.content_type,
-                        kind: spec.kind,
-                        origin: spec.origin,
-                    };
+                    let spec = spec.clone();
                     tokio::spawn(async move { core.download(spec, lead).await });
                     (rx, CacheOutcome::Miss)
                 }
@@ -623,6 +622,13 @@ impl Core {
                 }
                 .into());
             }
+        }
+        if let Some(validate) = spec.validate.clone() {
+            let path = writer.tmp_path().to_path_buf();
+            tokio::task::spawn_blocking(move || validate(&path))
+                .await
+                .map_err(|e| Error::Internal(format!("validation task failed: {e}")))?
+                .map_err(|reason| Error::Store(StoreError::Verify(reason)))?;
         }
         let info = writer.commit().await?;
         self.store.index.put(

@@ -284,6 +284,7 @@ async fn tarball(
             content_type: "application/octet-stream",
             kind: "npm_tarball",
             origin: Origin::Gitlab,
+            validate: None,
         })
         .await
         .map_err(|e| tarball_refusal(e, credential))?;
