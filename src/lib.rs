@@ -8,6 +8,7 @@
 //! - [`cache`]: the cache core the protocol adapters call: metadata freshness, blobs, single-flight.
 //! - [`store`]: the only module touching the data directory: sled index and the blob store.
 //! - [`npm`]: the npm protocol adapter (three route prefixes).
+//! - [`goproxy`]: the Go module proxy adapter, `/go/` and the checksum database proxy.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`error`]: typed errors per layer.
 
@@ -16,6 +17,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod goproxy;
 pub mod metrics;
 pub mod npm;
 pub mod server;

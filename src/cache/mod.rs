@@ -496,6 +496,11 @@ impl Core {
         Ok(self.store.index.get(Tree::Aux, key)?)
     }
 
+    /// Write an adapter-owned index record.
+    pub fn put_aux<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
+        Ok(self.store.index.put(Tree::Aux, key, value)?)
+    }
+
     /// Serve a blob: from the store, by joining a download in flight, or by starting one.
     pub async fn blob(self: &Arc<Self>, spec: BlobSpec) -> Result<BlobHit, Error> {
         loop {

@@ -24,6 +24,7 @@ use super::{ops, respond};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
 use crate::error::{Error, RequestError};
+use crate::goproxy::{self, GoEntry, GoRoute, GoTarget};
 use crate::npm::{self, NpmRoute, NpmScope};
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -35,6 +36,8 @@ pub enum Route {
     Ready,
     Metrics,
     Npm(NpmScope, NpmRoute),
+    Go(GoTarget, GoRoute),
+    SumDb { name: String, rest: String },
 }
 
 impl Route {
@@ -45,6 +48,10 @@ impl Route {
             Route::Npm(_, NpmRoute::Tarball(..)) => "npm_tarball",
             Route::Npm(_, NpmRoute::DistTags(_)) => "npm_dist_tags",
             Route::Npm(_, NpmRoute::Audit(_)) => "npm_audit",
+            Route::Go(_, GoRoute::List(_)) => "go_list",
+            Route::Go(_, GoRoute::Latest(_)) => "go_latest",
+            Route::Go(_, GoRoute::File(..)) => "go_file",
+            Route::SumDb { .. } => "go_sumdb",
         }
     }
 }
@@ -56,6 +63,15 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
         "/-/ready" => return Ok(Route::Ready),
         "/-/metrics" => return Ok(Route::Metrics),
         _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/go/") {
+        if !(*method == Method::GET || *method == Method::HEAD) {
+            return Err(RequestError::MethodNotAllowed.into());
+        }
+        return Ok(match goproxy::parse_go_entry(rest)? {
+            GoEntry::Module(r) => Route::Go(GoTarget::Any, r),
+            GoEntry::SumDb { name, rest } => Route::SumDb { name, rest },
+        });
     }
     let Some(api) = path.strip_prefix("/api/v4/") else {
         return Err(RequestError::NoRoute.into());
@@ -135,6 +151,15 @@ async fn dispatch(
         Route::Health => (CacheOutcome::Bypass, ops::health()),
         Route::Ready => (CacheOutcome::Bypass, ops::ready(core)),
         Route::Metrics => (CacheOutcome::Bypass, ops::metrics(core)),
+        Route::Go(target, r) => {
+            let credential = Credential::from_headers(req.headers());
+            let result = goproxy::handle(core, &target, r, &credential).await;
+            reply_or_error(core, req.method(), req.headers(), result)
+        }
+        Route::SumDb { name, rest } => {
+            let result = goproxy::sumdb::handle(core, &name, &rest).await;
+            reply_or_error(core, req.method(), req.headers(), result)
+        }
         Route::Npm(scope, r) => {
             let (parts, incoming) = req.into_parts();
             let credential = Credential::from_headers(&parts.headers);
@@ -157,20 +182,26 @@ async fn dispatch(
                 },
             )
             .await;
-            match result {
-                Ok(reply) => {
-                    let outcome = reply.outcome;
-                    (outcome, render(core, &parts.method, &parts.headers, reply))
-                }
-                Err(e) => {
-                    let outcome = if e.status().is_server_error() {
-                        CacheOutcome::Bypass
-                    } else {
-                        CacheOutcome::Refused
-                    };
-                    (outcome, respond::error_response(&e))
-                }
-            }
+            reply_or_error(core, &parts.method, &parts.headers, result)
+        }
+    }
+}
+
+fn reply_or_error(
+    core: &Arc<Core>,
+    method: &Method,
+    headers: &http::HeaderMap,
+    result: Result<Reply, Error>,
+) -> (CacheOutcome, Response<Body>) {
+    match result {
+        Ok(reply) => (reply.outcome, render(core, method, headers, reply)),
+        Err(e) => {
+            let outcome = if e.status().is_server_error() {
+                CacheOutcome::Bypass
+            } else {
+                CacheOutcome::Refused
+            };
+            (outcome, respond::error_response(&e))
         }
     }
 }

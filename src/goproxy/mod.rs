@@ -1,0 +1,464 @@
+//! The Go module proxy adapter: GitLab's project routes
+//! (`/api/v4/projects/:id/packages/go/<module>/@v/...`), `@latest` (GitLab has none), the
+//! single GOPROXY endpoint `/go/` for every module, and the checksum database proxy
+//! (`/go/sumdb/<name>/...`).
+//!
+//! Fall-through matters: the go command moves to the next GOPROXY entry only on 404/410, so
+//! "not here" is always a 404, never a 5xx. `.info`, `.mod` and `.zip` are immutable blobs;
+//! `list` (and so `@latest`) is metadata with TTL, revalidation and stale-if-error. Reading a
+//! blob requires passing the gate for the module's `list` in that project.
+
+pub mod escape;
+pub mod sumdb;
+pub mod zipcheck;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::auth::Credential;
+use crate::cache::{BlobSpec, Build, Built, BuiltVariant, CacheOutcome, Core, MetaHit, MetaSpec};
+use crate::config::ProjectRef;
+use crate::error::{Error, RequestError};
+use crate::server::reply::Reply;
+use crate::store::{Expect, Origin};
+pub use escape::{ModulePath, ModuleVersion};
+
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Which project a Go request is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GoTarget {
+    /// `/api/v4/projects/:id/packages/go/...` (id or full path, decoded).
+    Project(String),
+    /// `/go/...`: resolved by `[[go.modules]]` or the module path.
+    Any,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Info,
+    Mod,
+    Zip,
+}
+
+impl FileKind {
+    fn ext(self) -> &'static str {
+        match self {
+            FileKind::Info => "info",
+            FileKind::Mod => "mod",
+            FileKind::Zip => "zip",
+        }
+    }
+    fn content_type(self) -> &'static str {
+        match self {
+            FileKind::Info => "application/json",
+            FileKind::Mod => "text/plain; charset=utf-8",
+            FileKind::Zip => "application/zip",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GoRoute {
+    List(ModulePath),
+    Latest(ModulePath),
+    File(ModulePath, ModuleVersion, FileKind),
+}
+
+impl GoRoute {
+    /// Parse `<escaped module>/@v/list`, `.../@v/<version>.<ext>` or `.../@latest`.
+    pub fn parse(rest: &str) -> Result<GoRoute, Error> {
+        if let Some(module) = rest.strip_suffix("/@latest") {
+            return Ok(GoRoute::Latest(ModulePath::from_url(module)?));
+        }
+        let (module, file) = rest.rsplit_once("/@v/").ok_or_else(not_found)?;
+        let module = ModulePath::from_url(module)?;
+        if file == "list" {
+            return Ok(GoRoute::List(module));
+        }
+        let (version, kind) = if let Some(v) = file.strip_suffix(".info") {
+            (v, FileKind::Info)
+        } else if let Some(v) = file.strip_suffix(".mod") {
+            (v, FileKind::Mod)
+        } else if let Some(v) = file.strip_suffix(".zip") {
+            (v, FileKind::Zip)
+        } else {
+            return Err(not_found());
+        };
+        // Not a semantic version: GitLab's route requirement does not match (404), and the
+        // upstream is never asked.
+        let version = ModuleVersion::from_url(version).ok_or_else(not_found)?;
+        Ok(GoRoute::File(module, version, kind))
+    }
+
+    fn module(&self) -> &ModulePath {
+        match self {
+            GoRoute::List(m) | GoRoute::Latest(m) | GoRoute::File(m, ..) => m,
+        }
+    }
+}
+
+/// The Go proxy's plain not-found (API.md §2).
+pub fn not_found() -> Error {
+    Error::gitlab(StatusCode::NOT_FOUND, "404 Not Found")
+}
+
+pub async fn handle(
+    core: &Arc<Core>,
+    target: &GoTarget,
+    route: GoRoute,
+    credential: &Credential,
+) -> Result<Reply, Error> {
+    let project = match target {
+        GoTarget::Project(p) => p.clone(),
+        GoTarget::Any => resolve_project(core, route.module(), credential).await?,
+    };
+    let ctx = Ctx {
+        core,
+        project: &project,
+        credential,
+    };
+    match route {
+        GoRoute::List(m) => {
+            let hit = ctx.list(&m).await?;
+            let variant = hit
+                .record
+                .variant(LIST)
+                .ok_or_else(|| Error::Internal("go list record has no list variant".into()))?
+                .clone();
+            let payload = core.payload(&variant).await?;
+            Ok(stale(
+                Reply::payload(payload, hit.outcome)
+                    .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                    .header(http::header::CACHE_CONTROL, &revalidate(credential))
+                    .etag(&variant.etag),
+                hit.outcome,
+            ))
+        }
+        GoRoute::Latest(m) => {
+            let hit = ctx.list(&m).await?;
+            let versions = ctx.versions(&hit).await?;
+            let latest = latest(&versions).ok_or_else(not_found)?;
+            let mut reply = ctx.file(&m, &latest, FileKind::Info).await?;
+            // @latest moves: it must be revalidated, unlike the immutable .info it names.
+            reply = reply.header(http::header::CACHE_CONTROL, &revalidate(credential));
+            reply.etag = None;
+            Ok(reply)
+        }
+        GoRoute::File(m, v, kind) => {
+            // The gate: whoever may list the module in this project may read its files.
+            ctx.list(&m).await?;
+            ctx.file(&m, &v, kind).await
+        }
+    }
+}
+
+struct Ctx<'a> {
+    core: &'a Arc<Core>,
+    project: &'a str,
+    credential: &'a Credential,
+}
+
+const LIST: &str = "list";
+
+struct ListBuilder;
+
+impl Build for ListBuilder {
+    fn build(&self, raw: &[u8]) -> Result<Built, Error> {
+        Ok(Built {
+            variants: vec![BuiltVariant {
+                name: LIST,
+                bytes: Bytes::copy_from_slice(raw),
+                content_type: "text/plain; charset=utf-8",
+            }],
+            aux: Vec::new(),
+        })
+    }
+    fn base(&self) -> String {
+        String::new()
+    }
+}
+
+impl Ctx<'_> {
+    fn upstream_prefix(&self, module: &ModulePath) -> String {
+        format!(
+            "/api/v4/projects/{}/packages/go/{}",
+            utf8_percent_encode(self.project, SEGMENT),
+            module.escaped()
+        )
+    }
+
+    async fn list(&self, module: &ModulePath) -> Result<MetaHit, Error> {
+        let key = format!("go/p:{}/{}", self.project, module);
+        self.core
+            .metadata(MetaSpec {
+                key: format!("{key}/list"),
+                scope: key,
+                url: self
+                    .core
+                    .upstream
+                    .gitlab_url(&format!("{}/@v/list", self.upstream_prefix(module))),
+                credential: self.credential,
+                forward_name: None,
+                kind: "go_list",
+                builder: Arc::new(ListBuilder),
+                not_found,
+            })
+            .await
+    }
+
+    async fn versions(&self, hit: &MetaHit) -> Result<Vec<ModuleVersion>, Error> {
+        let Some(v) = hit.record.variant(LIST) else {
+            return Ok(Vec::new());
+        };
+        let bytes = match self.core.payload(v).await? {
+            crate::cache::Payload::Bytes(b) => b,
+            crate::cache::Payload::File(..) => {
+                return Err(Error::Internal("go list too large".into()))
+            }
+        };
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|l| ModuleVersion::parse(l.trim()))
+            .collect())
+    }
+
+    async fn file(
+        &self,
+        module: &ModulePath,
+        version: &ModuleVersion,
+        kind: FileKind,
+    ) -> Result<Reply, Error> {
+        let path = format!(
+            "{}/@v/{}.{}",
+            self.upstream_prefix(module),
+            version.escaped(),
+            kind.ext()
+        );
+        let mut expect = Expect::default();
+        let validate: Option<crate::cache::Validate> = match kind {
+            FileKind::Zip => {
+                expect.max_size = Some(zipcheck::MAX_ZIP);
+                let (m, v) = (module.as_str().to_string(), version.as_str().to_string());
+                Some(Arc::new(move |p: &std::path::Path| {
+                    zipcheck::check(p, &m, &v)
+                }))
+            }
+            FileKind::Mod => {
+                expect.max_size = Some(zipcheck::MAX_GO_MOD);
+                None
+            }
+            FileKind::Info => {
+                expect.max_size = Some(1 << 20);
+                None
+            }
+        };
+        let hit = self
+            .core
+            .blob(BlobSpec {
+                key: format!(
+                    "go:p:{}/{}@{}.{}",
+                    self.project,
+                    module,
+                    version.as_str(),
+                    kind.ext()
+                ),
+                url: self.core.upstream.gitlab_url(&path),
+                credential: self.credential.clone(),
+                expect,
+                content_type: kind.content_type(),
+                kind: "go_file",
+                origin: Origin::Gitlab,
+                validate,
+            })
+            .await?;
+        let visibility = if self.credential.is_anonymous() {
+            "public"
+        } else {
+            "private"
+        };
+        let mut reply = Reply::blob(hit)
+            .header(http::header::CONTENT_TYPE, kind.content_type())
+            .header(
+                http::header::CACHE_CONTROL,
+                &format!("{visibility}, max-age=31536000, immutable"),
+            );
+        if kind == FileKind::Zip {
+            reply = reply.header(
+                http::header::CONTENT_DISPOSITION,
+                &format!("attachment; filename=\"{}.zip\"", version.as_str()),
+            );
+        }
+        Ok(reply)
+    }
+}
+
+/// Highest release version, else highest pre-release (what the go command itself does with
+/// a list).
+pub fn latest(versions: &[ModuleVersion]) -> Option<ModuleVersion> {
+    let best = |pre: bool| {
+        versions
+            .iter()
+            .filter(|v| v.is_prerelease() == pre)
+            .max_by(|a, b| a.cmp_semver(b))
+            .cloned()
+    };
+    best(false).or_else(|| best(true))
+}
+
+/// `/go/`: which GitLab project holds a module. `[[go.modules]]` (longest prefix) first; else
+/// a module under the upstream's host names its project in its path (GitLab's rule), found by
+/// asking the upstream for the longest path prefix that lists the module. The answer is
+/// remembered; a module that matches nothing is a 404 (the public fallback is the
+/// forwarding rules' business).
+async fn resolve_project(
+    core: &Arc<Core>,
+    module: &ModulePath,
+    credential: &Credential,
+) -> Result<String, Error> {
+    if let Some(m) = core.config.go.lookup(module.as_str()) {
+        return Ok(match &m.project {
+            ProjectRef::Id(id) => id.to_string(),
+            ProjectRef::Path(p) => p.clone(),
+        });
+    }
+    let host = crate::upstream::origin_of(core.upstream.base());
+    let host = host.split("://").nth(1).unwrap_or("");
+    let host = host.split(':').next().unwrap_or(host);
+    let Some(rest) = module
+        .as_str()
+        .strip_prefix(host)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return Err(not_found());
+    };
+    let aux_key = format!("go-project/{module}");
+    if let Some(p) = core.aux::<String>(&aux_key)? {
+        return Ok(p);
+    }
+    let parts: Vec<&str> = rest.split('/').collect();
+    for n in (2..=parts.len()).rev() {
+        let candidate = parts[..n].join("/");
+        let ctx = Ctx {
+            core,
+            project: &candidate,
+            credential,
+        };
+        match ctx.list(module).await {
+            Ok(_) => {
+                core.put_aux(&aux_key, &candidate)?;
+                return Ok(candidate);
+            }
+            Err(e) if e.status() == StatusCode::NOT_FOUND => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(not_found())
+}
+
+fn revalidate(credential: &Credential) -> String {
+    let visibility = if credential.is_anonymous() {
+        "public"
+    } else {
+        "private"
+    };
+    format!("{visibility}, max-age=0, must-revalidate")
+}
+
+fn stale(reply: Reply, outcome: CacheOutcome) -> Reply {
+    if outcome == CacheOutcome::StaleIfError {
+        reply.header(http::header::WARNING, "110 - \"Response is Stale\"")
+    } else {
+        reply
+    }
+}
+
+/// Split `/go/<rest>` into the sumdb or a module route.
+pub enum GoEntry {
+    Module(GoRoute),
+    SumDb { name: String, rest: String },
+}
+
+pub fn parse_go_entry(rest: &str) -> Result<GoEntry, Error> {
+    if let Some(s) = rest.strip_prefix("sumdb/") {
+        let (name, rest) = s.split_once('/').ok_or(RequestError::NoRoute)?;
+        return Ok(GoEntry::SumDb {
+            name: name.to_string(),
+            rest: rest.to_string(),
+        });
+    }
+    Ok(GoEntry::Module(GoRoute::parse(rest)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        let m = ModulePath::parse("gitlab.example.com/acme/Lib").unwrap();
+        assert_eq!(
+            GoRoute::parse("gitlab.example.com/acme/!lib/@v/list").unwrap(),
+            GoRoute::List(m.clone())
+        );
+        assert_eq!(
+            GoRoute::parse("gitlab.example.com/acme/!lib/@v/v1.0.1-!pre.zip").unwrap(),
+            GoRoute::File(
+                m.clone(),
+                ModuleVersion::parse("v1.0.1-Pre").unwrap(),
+                FileKind::Zip
+            )
+        );
+        assert_eq!(
+            GoRoute::parse("gitlab.example.com/acme/!lib/@latest").unwrap(),
+            GoRoute::Latest(m)
+        );
+        assert_eq!(
+            GoRoute::parse("gitlab.example.com/acme/lib/@v/master.info")
+                .unwrap_err()
+                .status(),
+            404
+        );
+        assert_eq!(
+            GoRoute::parse("gitlab.example.com/acme/!!lib/@v/list")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            GoRoute::parse("gitlab.example.com/../x/@v/list")
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn latest_prefers_releases() {
+        let v = |s: &[&str]| {
+            s.iter()
+                .map(|x| ModuleVersion::parse(x).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            latest(&v(&["v1.0.0", "v1.10.0", "v2.0.0-rc.1"]))
+                .unwrap()
+                .as_str(),
+            "v1.10.0"
+        );
+        assert_eq!(
+            latest(&v(&["v2.0.0-rc.1", "v2.0.0-rc.2"]))
+                .unwrap()
+                .as_str(),
+            "v2.0.0-rc.2"
+        );
+        assert!(latest(&[]).is_none());
+    }
+}

@@ -1,0 +1,146 @@
+//! The checksum database proxy at `/go/sumdb/<name>/...` (the go command's "proxying a
+//! checksum database" protocol): `supported`, `latest`, `lookup/<module>@<version>` and
+//! `tile/...`, fetched from `forwarding.go_sumdb` without credentials. Lookups and tiles are
+//! immutable blobs; `latest` is metadata with `metadata_ttl`. This is what keeps `GOSUMDB`
+//! verification working through packrat, and offline for what was synced.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use super::not_found;
+use crate::auth::Credential;
+use crate::cache::{BlobSpec, Build, Built, BuiltVariant, Core, MetaSpec};
+use crate::error::Error;
+use crate::server::reply::Reply;
+use crate::store::{Expect, Origin};
+
+struct Raw;
+
+impl Build for Raw {
+    fn build(&self, raw: &[u8]) -> Result<Built, Error> {
+        Ok(Built {
+            variants: vec![BuiltVariant {
+                name: "latest",
+                bytes: Bytes::copy_from_slice(raw),
+                content_type: "text/plain; charset=utf-8",
+            }],
+            aux: Vec::new(),
+        })
+    }
+    fn base(&self) -> String {
+        String::new()
+    }
+}
+
+/// The name packrat serves: the host of `forwarding.go_sumdb` (without port).
+pub fn served_name(sumdb_url: &str) -> String {
+    let origin = crate::upstream::origin_of(sumdb_url);
+    let host = origin.split("://").nth(1).unwrap_or("");
+    host.split(':').next().unwrap_or(host).to_string()
+}
+
+fn valid_rest(rest: &str) -> bool {
+    !rest.is_empty()
+        && rest.len() <= 2048
+        && !rest
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/@!+%".contains(&b))
+}
+
+pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, Error> {
+    let base = core
+        .config
+        .forwarding
+        .go_sumdb
+        .trim_end_matches('/')
+        .to_string();
+    if name != served_name(&base) || !valid_rest(rest) {
+        return Err(not_found());
+    }
+    let anonymous = Credential::anonymous();
+    let url = format!("{base}/{rest}");
+    if rest == "supported" {
+        return Ok(Reply::new(
+            StatusCode::OK,
+            crate::server::reply::ReplyBody::Empty,
+            crate::cache::CacheOutcome::Bypass,
+        ));
+    }
+    if rest == "latest" {
+        let key = format!("sumdb/{name}/latest");
+        let hit = core
+            .metadata(MetaSpec {
+                key: key.clone(),
+                scope: format!("sumdb/{name}"),
+                url,
+                credential: &anonymous,
+                forward_name: None,
+                kind: "sumdb_latest",
+                builder: Arc::new(Raw),
+                not_found,
+            })
+            .await?;
+        let v = hit
+            .record
+            .variant("latest")
+            .ok_or_else(|| Error::Internal("sumdb latest has no body".into()))?
+            .clone();
+        let payload = core.payload(&v).await?;
+        return Ok(Reply::payload(payload, hit.outcome)
+            .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(
+                http::header::CACHE_CONTROL,
+                "public, max-age=0, must-revalidate",
+            )
+            .etag(&v.etag));
+    }
+    if !(rest.starts_with("lookup/") || rest.starts_with("tile/")) {
+        return Err(not_found());
+    }
+    let hit = core
+        .blob(BlobSpec {
+            key: format!("sumdb:{name}/{rest}"),
+            url,
+            credential: anonymous,
+            expect: Expect {
+                max_size: Some(1 << 20),
+                ..Expect::default()
+            },
+            content_type: "text/plain; charset=utf-8",
+            kind: "sumdb",
+            origin: Origin::Public,
+            validate: None,
+        })
+        .await?;
+    let ct = if rest.starts_with("tile/") {
+        "application/octet-stream"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    Ok(Reply::blob(hit)
+        .header(http::header::CONTENT_TYPE, ct)
+        .header(
+            http::header::CACHE_CONTROL,
+            "public, max-age=31536000, immutable",
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        assert_eq!(served_name("https://sum.golang.org"), "sum.golang.org");
+        assert_eq!(served_name("http://127.0.0.1:9999"), "127.0.0.1");
+        assert!(valid_rest("lookup/golang.org/x/text@v0.3.0"));
+        assert!(valid_rest("tile/8/0/x001/234.p/5"));
+        assert!(!valid_rest("tile/../../etc"));
+        assert!(!valid_rest("lookup/a b"));
+    }
+}
