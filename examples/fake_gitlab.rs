@@ -9,6 +9,12 @@
 //! `--bench` adds `@pub/bench-5k`, `-50k`, `-500k`, `-2m` and `@pub/huge` (a packument over
 //! 20 MB) to the public project 7 (`pub/lib`). Tokens and the rest of the world are those of
 //! `World::standard()` (see `tests/support/fake_gitlab/world.rs`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::print_stdout
+)]
 
 #[allow(dead_code)]
 #[path = "../tests/support/fake_gitlab/mod.rs"]

@@ -1,6 +1,16 @@
 //! The one integration-test binary (`autotests = false`; see Cargo.toml).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::disallowed_methods,
+    clippy::print_stdout
+)]
 
 mod support;
 
 // The fake GitLab itself, checked with reqwest and the real npm client (no packrat).
 mod fake_gitlab_selftest;
+// packrat in front of the fake GitLab: real npm, single-flight, faults, caching, bad input.
+mod npm_proxy;
+// HTTPS, restart after kill -9, graceful shutdown, config errors, GitLab's forwarding redirect.
+mod server;

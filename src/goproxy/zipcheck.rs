@@ -41,6 +41,7 @@ pub fn check(path: &Path, module: &str, version: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // test fixtures
 mod tests {
     use super::*;
     use std::io::Write;
