@@ -8,7 +8,9 @@
 use std::io::Write;
 
 use bytes::Bytes;
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::name::PackageName;
@@ -56,54 +58,47 @@ impl Build for PackumentBuilder {
                 reason: reason.to_string(),
             })
         };
-        let mut doc: Value =
-            serde_json::from_slice(raw).map_err(|e| bad(&format!("not valid JSON: {e}")))?;
-        let obj = doc
-            .as_object_mut()
-            .ok_or_else(|| bad("not a JSON object"))?;
+        // Borrowed raw values: a 20 MB packument is never turned into one big `Value` tree.
+        // Only each version object is parsed (to rewrite its tarball URL); everything else
+        // is copied through as the upstream wrote it.
+        let top: IndexMap<String, &RawValue> =
+            serde_json::from_slice(raw).map_err(|e| bad(&format!("not a JSON object: {e}")))?;
         let mut aux = Vec::new();
-        if let Some(Value::Object(versions)) = obj.get_mut("versions") {
-            for (_v, meta) in versions.iter_mut() {
-                let Some(dist) = meta.get_mut("dist").and_then(Value::as_object_mut) else {
-                    continue;
-                };
-                let Some(url) = dist.get("tarball").and_then(Value::as_str) else {
-                    continue;
-                };
-                let Some((_, file)) = url.rsplit_once("/-/") else {
-                    continue;
-                };
-                let file = percent_encoding::percent_decode_str(file)
-                    .decode_utf8_lossy()
-                    .into_owned();
-                let upstream_url = match url.find("/api/v4/") {
-                    Some(i) => format!("{}{}", self.upstream_base, &url[i..]),
-                    None => url.to_string(),
-                };
-                let tref = TarballRef {
-                    url: upstream_url,
-                    shasum: dist
-                        .get("shasum")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    integrity: dist
-                        .get("integrity")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                };
-                let rewritten = format!("{}/{}/-/{}", self.tarball_base, self.name, file);
-                dist.insert("tarball".into(), Value::String(rewritten));
-                aux.push((
-                    Self::file_key(&self.aux_prefix, &file),
-                    serde_json::to_value(&tref).map_err(|e| bad(&e.to_string()))?,
-                ));
+        let mut json = Vec::with_capacity(raw.len() + raw.len() / 8);
+        json.push(b'{');
+        for (i, (key, value)) in top.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            serde_json::to_writer(&mut json, key).map_err(|e| bad(&e.to_string()))?;
+            json.push(b':');
+            if key == "versions" {
+                let versions: IndexMap<String, &RawValue> = serde_json::from_str(value.get())
+                    .map_err(|e| bad(&format!("versions is not an object: {e}")))?;
+                json.push(b'{');
+                for (j, (version, meta)) in versions.iter().enumerate() {
+                    if j > 0 {
+                        json.push(b',');
+                    }
+                    let mut meta: Value =
+                        serde_json::from_str(meta.get()).map_err(|e| bad(&e.to_string()))?;
+                    if let Some(entry) = self.rewrite(&mut meta) {
+                        aux.push(entry);
+                    }
+                    serde_json::to_writer(&mut json, version).map_err(|e| bad(&e.to_string()))?;
+                    json.push(b':');
+                    serde_json::to_writer(&mut json, &meta).map_err(|e| bad(&e.to_string()))?;
+                }
+                json.push(b'}');
+            } else {
+                json.extend_from_slice(value.get().as_bytes());
             }
         }
-        let dist_tags = obj
-            .get("dist-tags")
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        let json = serde_json::to_vec(&doc).map_err(|e| bad(&e.to_string()))?;
+        json.push(b'}');
+        let dist_tags: Value = match top.get("dist-tags") {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| bad(&e.to_string()))?,
+            None => Value::Object(serde_json::Map::new()),
+        };
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity(json.len() / 4),
             flate2::Compression::default(),
@@ -131,6 +126,39 @@ impl Build for PackumentBuilder {
             ],
             aux,
         })
+    }
+}
+
+impl PackumentBuilder {
+    /// Point one version's `dist.tarball` at packrat; return the file's index record.
+    fn rewrite(&self, meta: &mut Value) -> Option<(String, Value)> {
+        let dist = meta.get_mut("dist")?.as_object_mut()?;
+        let url = dist.get("tarball")?.as_str()?.to_string();
+        let (_, file) = url.rsplit_once("/-/")?;
+        let file = percent_encoding::percent_decode_str(file)
+            .decode_utf8_lossy()
+            .into_owned();
+        let upstream_url = match url.find("/api/v4/") {
+            Some(i) => format!("{}{}", self.upstream_base, &url[i..]),
+            None => url.clone(),
+        };
+        let tref = TarballRef {
+            url: upstream_url,
+            shasum: dist
+                .get("shasum")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            integrity: dist
+                .get("integrity")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        let rewritten = format!("{}/{}/-/{}", self.tarball_base, self.name, file);
+        dist.insert("tarball".into(), Value::String(rewritten));
+        Some((
+            Self::file_key(&self.aux_prefix, &file),
+            serde_json::to_value(&tref).ok()?,
+        ))
     }
 }
 

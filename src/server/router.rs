@@ -132,13 +132,13 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
     }
     let status = resp.status().as_u16();
     core.metrics.request(label, status, outcome.as_str());
-    tracing::info!(
-        parent: &span,
-        status,
-        outcome = outcome.as_str(),
-        ms = started.elapsed().as_millis() as u64,
-        "served"
-    );
+    // Hits are the high-volume path (metrics count them); everything else is worth a line.
+    let ms = started.elapsed().as_millis() as u64;
+    if outcome == CacheOutcome::Hit && status < 400 {
+        tracing::debug!(parent: &span, status, outcome = outcome.as_str(), ms, "served");
+    } else {
+        tracing::info!(parent: &span, status, outcome = outcome.as_str(), ms, "served");
+    }
     resp
 }
 
@@ -274,7 +274,7 @@ fn render(
             if !head {
                 metrics.served(n);
             }
-            (Some(n), body::file(f))
+            (Some(n), body::file(f, n))
         }
         ReplyBody::Stream(s, n) => {
             let counted = s.inspect_ok(move |chunk| metrics.served(chunk.len() as u64));

@@ -115,7 +115,7 @@ impl Index {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(64 << 20)
+            .cache_capacity(16 << 20)
             .flush_every_ms(Some(500))
             .open()?;
         Ok(Index {
