@@ -9,6 +9,7 @@
 //! - [`store`]: the only module touching the data directory: sled index and the blob store.
 //! - [`npm`]: the npm protocol adapter (three route prefixes).
 //! - [`goproxy`]: the Go module proxy adapter, `/go/` and the checksum database proxy.
+//! - [`forwarding`]: forwarding rules and origin pinning (the dependency-confusion guard).
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`error`]: typed errors per layer.
 
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod forwarding;
 pub mod goproxy;
 pub mod metrics;
 pub mod npm;

@@ -105,6 +105,8 @@ pub struct MetaSpec<'a> {
     pub builder: Arc<dyn Build>,
     /// What a not-found looks like on this route (GitLab's body differs per family).
     pub not_found: fn() -> Error,
+    /// Where the document comes from (kept in the record; origins are never merged).
+    pub origin: Origin,
 }
 
 pub struct MetaHit {
@@ -300,7 +302,7 @@ impl Core {
             Ok(Fetched::Body(body)) => {
                 let raw = upstream::read_all(body.stream, MAX_METADATA, &spec.url).await?;
                 let rec = self
-                    .store_meta(&spec.key, &spec.builder, raw, body.etag, Origin::Gitlab)
+                    .store_meta(&spec.key, &spec.builder, raw, body.etag, spec.origin)
                     .await?;
                 self.record_decision(spec.credential, &spec.scope, ok, &Bytes::new(), None);
                 Ok(MetaHit {
@@ -381,6 +383,11 @@ impl Core {
                 Err(e.into())
             }
             Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => Err(refusal(&d)),
+            // The content is here, but nobody can vouch for this caller: refuse, never allow.
+            _ if rec.is_some() => Err(Error::gitlab(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("packrat cannot confirm with GitLab that these credentials may read this package ({e}); retry when GitLab is reachable"),
+            )),
             _ => Err(e.into()),
         }
     }
@@ -498,6 +505,17 @@ impl Core {
     /// An adapter-owned index record.
     pub fn aux<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         Ok(self.store.index.get(Tree::Aux, key)?)
+    }
+
+    /// All adapter-owned records under a key prefix.
+    pub fn aux_scan<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, Error> {
+        Ok(self
+            .store
+            .index
+            .scan(Tree::Aux, prefix)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     /// Write an adapter-owned index record.

@@ -210,6 +210,7 @@ impl Ctx<'_> {
                 kind: "go_list",
                 builder: Arc::new(ListBuilder),
                 not_found,
+                origin: Origin::Gitlab,
             })
             .await
     }

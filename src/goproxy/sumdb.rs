@@ -83,6 +83,7 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
                 kind: "sumdb_latest",
                 builder: Arc::new(Raw),
                 not_found,
+                origin: Origin::Public,
             })
             .await?;
         let v = hit

@@ -34,9 +34,38 @@ pub struct PackumentBuilder {
     pub upstream_base: String,
     /// Prefix of the aux keys for this document's files.
     pub aux_prefix: String,
+    /// A full packument from a public registry: also precompute npm's abbreviated form.
+    pub abbreviate: bool,
 }
 
+/// The per-version keys of npm's abbreviated ("corgi") metadata.
+const ABBREVIATED_VERSION_KEYS: &[&str] = &[
+    "name",
+    "version",
+    "deprecated",
+    "dependencies",
+    "optionalDependencies",
+    "devDependencies",
+    "bundleDependencies",
+    "peerDependencies",
+    "peerDependenciesMeta",
+    "acceptDependencies",
+    "bin",
+    "directories",
+    "dist",
+    "engines",
+    "os",
+    "cpu",
+    "libc",
+    "funding",
+    "license",
+    "_hasShrinkwrap",
+    "hasInstallScript",
+];
+
 pub const JSON: &str = "json";
+pub const ABBREV: &str = "abbrev";
+pub const ABBREV_GZ: &str = "abbrev.gz";
 pub const JSON_GZ: &str = "json.gz";
 pub const DIST_TAGS: &str = "dist-tags";
 
@@ -65,6 +94,7 @@ impl Build for PackumentBuilder {
             serde_json::from_slice(raw).map_err(|e| bad(&format!("not a JSON object: {e}")))?;
         let mut aux = Vec::new();
         let mut json = Vec::with_capacity(raw.len() + raw.len() / 8);
+        let mut abbrev_versions = serde_json::Map::new();
         json.push(b'{');
         for (i, (key, value)) in top.iter().enumerate() {
             if i > 0 {
@@ -84,6 +114,28 @@ impl Build for PackumentBuilder {
                         serde_json::from_str(meta.get()).map_err(|e| bad(&e.to_string()))?;
                     if let Some(entry) = self.rewrite(&mut meta) {
                         aux.push(entry);
+                    }
+                    if self.abbreviate {
+                        let mut small = serde_json::Map::new();
+                        if let Some(obj) = meta.as_object() {
+                            for k in ABBREVIATED_VERSION_KEYS {
+                                if let Some(v) = obj.get(*k) {
+                                    small.insert((*k).to_string(), v.clone());
+                                }
+                            }
+                            if obj
+                                .get("scripts")
+                                .and_then(Value::as_object)
+                                .is_some_and(|s| {
+                                    ["preinstall", "install", "postinstall"]
+                                        .iter()
+                                        .any(|k| s.contains_key(*k))
+                                })
+                            {
+                                small.insert("hasInstallScript".into(), Value::Bool(true));
+                            }
+                        }
+                        abbrev_versions.insert(version.clone(), Value::Object(small));
                     }
                     serde_json::to_writer(&mut json, version).map_err(|e| bad(&e.to_string()))?;
                     json.push(b':');
@@ -106,26 +158,61 @@ impl Build for PackumentBuilder {
         gz.write_all(&json).map_err(|e| bad(&e.to_string()))?;
         let gz = gz.finish().map_err(|e| bad(&e.to_string()))?;
         let tags = serde_json::to_vec(&dist_tags).map_err(|e| bad(&e.to_string()))?;
-        Ok(Built {
-            variants: vec![
-                BuiltVariant {
-                    name: JSON,
-                    bytes: Bytes::from(json),
-                    content_type: "application/json",
-                },
-                BuiltVariant {
-                    name: JSON_GZ,
-                    bytes: Bytes::from(gz),
-                    content_type: "application/json",
-                },
-                BuiltVariant {
-                    name: DIST_TAGS,
-                    bytes: Bytes::from(tags),
-                    content_type: "application/json",
-                },
-            ],
-            aux,
-        })
+        let mut variants = Vec::new();
+        if self.abbreviate {
+            let mut doc = serde_json::Map::new();
+            for k in ["name", "modified"] {
+                if let Some(v) = top.get(k) {
+                    doc.insert(
+                        k.into(),
+                        serde_json::from_str(v.get()).map_err(|e| bad(&e.to_string()))?,
+                    );
+                }
+            }
+            if doc.get("modified").is_none() {
+                if let Some(m) = top
+                    .get("time")
+                    .and_then(|t| serde_json::from_str::<Value>(t.get()).ok())
+                    .and_then(|t| t.get("modified").cloned())
+                {
+                    doc.insert("modified".into(), m);
+                }
+            }
+            doc.insert("dist-tags".into(), dist_tags.clone());
+            doc.insert("versions".into(), Value::Object(abbrev_versions));
+            let abbrev = serde_json::to_vec(&doc).map_err(|e| bad(&e.to_string()))?;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(&abbrev).map_err(|e| bad(&e.to_string()))?;
+            let abbrev_gz = gz.finish().map_err(|e| bad(&e.to_string()))?;
+            variants.push(BuiltVariant {
+                name: ABBREV,
+                bytes: Bytes::from(abbrev),
+                content_type: "application/vnd.npm.install-v1+json",
+            });
+            variants.push(BuiltVariant {
+                name: ABBREV_GZ,
+                bytes: Bytes::from(abbrev_gz),
+                content_type: "application/vnd.npm.install-v1+json",
+            });
+        }
+        variants.extend([
+            BuiltVariant {
+                name: JSON,
+                bytes: Bytes::from(json),
+                content_type: "application/json",
+            },
+            BuiltVariant {
+                name: JSON_GZ,
+                bytes: Bytes::from(gz),
+                content_type: "application/json",
+            },
+            BuiltVariant {
+                name: DIST_TAGS,
+                bytes: Bytes::from(tags),
+                content_type: "application/json",
+            },
+        ]);
+        Ok(Built { variants, aux })
     }
 }
 
@@ -174,6 +261,7 @@ mod tests {
             tarball_base: "http://p:1/api/v4/packages/npm".into(),
             upstream_base: "http://internal:8080".into(),
             aux_prefix: "npmfile/i/@acme/ui/".into(),
+            abbreviate: false,
         };
         let built = b.build(raw).unwrap();
         let json: Value = serde_json::from_slice(&built.variants[0].bytes).unwrap();

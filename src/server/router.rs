@@ -35,6 +35,7 @@ pub enum Route {
     Health,
     Ready,
     Metrics,
+    Pins,
     Npm(NpmScope, NpmRoute),
     Go(GoTarget, GoRoute),
     SumDb { name: String, rest: String },
@@ -43,7 +44,7 @@ pub enum Route {
 impl Route {
     fn label(&self) -> &'static str {
         match self {
-            Route::Health | Route::Ready | Route::Metrics => "ops",
+            Route::Health | Route::Ready | Route::Metrics | Route::Pins => "ops",
             Route::Npm(_, NpmRoute::Metadata(_)) => "npm_metadata",
             Route::Npm(_, NpmRoute::Tarball(..)) => "npm_tarball",
             Route::Npm(_, NpmRoute::DistTags(_)) => "npm_dist_tags",
@@ -62,6 +63,7 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
         "/-/health" => return Ok(Route::Health),
         "/-/ready" => return Ok(Route::Ready),
         "/-/metrics" => return Ok(Route::Metrics),
+        "/-/pins" => return Ok(Route::Pins),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/go/") {
@@ -151,6 +153,10 @@ async fn dispatch(
         Route::Health => (CacheOutcome::Bypass, ops::health()),
         Route::Ready => (CacheOutcome::Bypass, ops::ready(core)),
         Route::Metrics => (CacheOutcome::Bypass, ops::metrics(core)),
+        Route::Pins => match ops::pins(core) {
+            Ok(r) => (CacheOutcome::Bypass, r),
+            Err(e) => (CacheOutcome::Bypass, respond::error_response(&e)),
+        },
         Route::Go(target, r) => {
             let credential = Credential::from_headers(req.headers());
             let result = goproxy::handle(core, &target, r, &credential).await;
