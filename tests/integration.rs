@@ -14,3 +14,5 @@ mod fake_gitlab_selftest;
 mod npm_proxy;
 // HTTPS, restart after kill -9, graceful shutdown, config errors, GitLab's forwarding redirect.
 mod server;
+// Offline mirror: index only, no connections, offline.tokens, 404 misses, 503 writes.
+mod offline;

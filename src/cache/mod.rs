@@ -257,6 +257,17 @@ impl Core {
     /// Read a metadata document: from the index when fresh and the caller is known to be
     /// allowed, else from the upstream (conditionally when possible).
     pub async fn metadata(&self, spec: MetaSpec<'_>) -> Result<MetaHit, Error> {
+        if self.upstream.is_offline() {
+            // An offline mirror serves what it holds, however old; access was checked against
+            // offline.tokens by the router. Never a connection attempt.
+            return match self.store.index.get::<MetaRecord>(Tree::Meta, &spec.key)? {
+                Some(rec) if !rec.variants.is_empty() => {
+                    self.metrics.hit(spec.kind);
+                    self.ready(&spec, rec, CacheOutcome::Hit).await
+                }
+                _ => Err(offline_miss(&spec.url)),
+            };
+        }
         if let Some(hit) = self.meta_from_cache(&spec).await? {
             return Ok(hit);
         }
@@ -530,10 +541,7 @@ impl Core {
                 return Ok(hit);
             }
             if self.upstream.is_offline() {
-                return Err(UpstreamError::Offline {
-                    url: upstream::redact(&spec.url),
-                }
-                .into());
+                return Err(offline_miss(&spec.url));
             }
             let index = self.store.index.clone();
             let key = spec.key.clone();
@@ -692,6 +700,18 @@ impl Core {
             },
         )?;
         Ok((info.digest, info.len))
+    }
+}
+
+/// An offline mirror's miss: a fast 404 that says what to do.
+fn offline_miss(url: &str) -> Error {
+    Error::Gitlab {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "404 Not Found: this offline mirror does not hold {}; sync it on a connected machine (packrat sync), export a bundle and import it here",
+            upstream::redact(url)
+        ),
+        error: Some("not in the offline mirror".into()),
     }
 }
 
