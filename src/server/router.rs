@@ -179,15 +179,6 @@ async fn dispatch(
                 return (CacheOutcome::Refused, respond::error_response(&e));
             }
         }
-        if !(req.method() == Method::GET || req.method() == Method::HEAD)
-            && !matches!(route, Route::Npm(_, NpmRoute::Audit(_)))
-        {
-            let e = Error::gitlab(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable: this packrat is an offline mirror (cache.offline = true); writes cannot reach GitLab from here",
-            );
-            return (CacheOutcome::Bypass, respond::error_response(&e));
-        }
     }
     match route {
         Route::Health => (CacheOutcome::Bypass, ops::health()),
