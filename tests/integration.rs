@@ -16,3 +16,5 @@ mod npm_proxy;
 mod server;
 // Offline mirror: index only, no connections, offline.tokens, 404 misses, 503 writes.
 mod offline;
+// export/import bundles, verify, gc, the data-directory lock.
+mod mirror;

@@ -169,6 +169,8 @@ pub struct Core {
     hot: moka::future::Cache<Digest, Bytes>,
     meta_locks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
     public_url: OnceLock<String>,
+    /// Blob access times since the last flush (no index write per request).
+    atimes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
 }
 
 impl Core {
@@ -199,6 +201,7 @@ impl Core {
             hot,
             meta_locks,
             public_url: OnceLock::new(),
+            atimes: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -529,6 +532,26 @@ impl Core {
             .collect())
     }
 
+    /// Note a blob read (for LRU eviction); written to the index by [`Core::flush_atimes`].
+    fn touch(&self, digest: Digest) {
+        if let Ok(mut m) = self.atimes.lock() {
+            m.insert(digest, now_ms());
+        }
+    }
+
+    /// Write the access times gathered since the last call, in one batch.
+    pub fn flush_atimes(&self) -> Result<usize, Error> {
+        let batch: Vec<(String, serde_json::Value)> = match self.atimes.lock() {
+            Ok(mut m) => m
+                .drain()
+                .map(|(d, t)| (d.hex(), serde_json::Value::from(t)))
+                .collect(),
+            Err(_) => return Ok(0),
+        };
+        self.store.index.apply(Tree::Atime, &batch)?;
+        Ok(batch.len())
+    }
+
     /// Write an adapter-owned index record.
     pub fn put_aux<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
         Ok(self.store.index.put(Tree::Aux, key, value)?)
@@ -591,6 +614,7 @@ impl Core {
             };
             if let Some(bytes) = hot {
                 self.metrics.hit(spec.kind);
+                self.touch(entry.digest);
                 return Ok(Some(BlobHit {
                     len: Some(bytes.len() as u64),
                     body: BlobBody::Bytes(bytes),
@@ -602,6 +626,7 @@ impl Core {
         match self.store.blobs.open(&entry.digest).await? {
             Some((file, len)) => {
                 self.metrics.hit(spec.kind);
+                self.touch(entry.digest);
                 Ok(Some(BlobHit {
                     body: BlobBody::File(file),
                     len: Some(len),
