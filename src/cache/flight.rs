@@ -5,7 +5,9 @@
 //!   *joins* it (the first requester is a joiner too: the download runs in its own task, so a
 //!   client that goes away does not cancel the fill for the others);
 //! - joiners stream the bytes as they arrive by tailing the temp file up to the byte count the
-//!   leader published, never past it;
+//!   leader published, never past it; the final byte of a body of known length is held back
+//!   until the blob is committed (verified, fsynced, indexed), so a complete body always means
+//!   a cached, verified blob;
 //! - `Failed` is a state distinct from `Done`: on failure every joiner's body stream ends with
 //!   an error, so hyper cuts the response and no client ever sees a short 200;
 //! - the leader holds a [`Lead`] whose `Drop` publishes `Failed` if it did not finish (panic,
@@ -209,7 +211,15 @@ async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
         let p = st.rx.borrow_and_update().clone();
         match p {
             Progress::Starting => {}
-            Progress::Writing { tmp, bytes, .. } => {
+            Progress::Writing { tmp, bytes, total } => {
+                // The last byte of a body of known length goes out only once the blob is
+                // committed: a client never holds the complete body of a download that then
+                // fails verification, and one that does hold it finds it in the store.
+                let bytes = if total == Some(bytes) {
+                    bytes.saturating_sub(1)
+                } else {
+                    bytes
+                };
                 if st.pos < bytes {
                     if st.file.is_none() {
                         match open_at(&tmp, st.pos).await {

@@ -521,6 +521,9 @@ impl Core {
             });
             let (mut rx, outcome) = match role {
                 Role::Ready => continue,
+                // A flight that already landed (committed and indexed, just not yet out of
+                // the map) is a plain hit: serve it from the store.
+                Role::Joiner(rx) if matches!(*rx.borrow(), Progress::Done { .. }) => continue,
                 Role::Joiner(rx) => {
                     self.metrics.join();
                     (rx, CacheOutcome::Joined)
