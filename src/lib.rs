@@ -11,6 +11,7 @@
 //! - [`goproxy`]: the Go module proxy adapter, `/go/` and the checksum database proxy.
 //! - [`forwarding`]: forwarding rules and origin pinning (the dependency-confusion guard).
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`sync`]: the inputs of `packrat sync` (lockfiles, go.mod/go.sum, packrat.list) parsed into items.
 //! - [`error`]: typed errors per layer.
 
 pub mod auth;
@@ -24,4 +25,5 @@ pub mod metrics;
 pub mod npm;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod upstream;
