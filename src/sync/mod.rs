@@ -545,14 +545,21 @@ pub(crate) fn not_from_registry(spec: &str) -> Option<String> {
                 "git dependency ({spec}): fetched from a git host, not a registry"
             ));
         }
-        if path.contains("/api/v4/") || path.contains("/-/") {
+        if host(spec) == "codeload.github.com" || path.contains("/-/archive/") {
+            return Some(format!(
+                "git dependency ({spec}): an archive from a git host, not a registry"
+            ));
+        }
+        // npm registries serve tarballs at `…/NAME/-/FILE.tgz`; GitLab's routes are under
+        // /api/v4/ (a packrat URL too).
+        if path.contains("/api/v4/") || (path.contains("/-/") && path.ends_with(".tgz")) {
             return None;
         }
         return Some(format!(
             "remote tarball URL ({spec}): not a registry package"
         ));
     }
-    if spec.starts_with('.') || spec.starts_with('/') || spec.starts_with('~') {
+    if spec.starts_with('.') || spec.starts_with('/') || spec.starts_with("~/") {
         return Some(format!(
             "local path dependency ({spec}): not in any registry"
         ));
@@ -579,6 +586,14 @@ pub(crate) fn resolve_url(url: &str) -> Result<Resolved, String> {
             url: without_fragment.to_owned(),
         }),
     }
+}
+
+/// The host of an http(s) URL (no port, no credentials).
+fn host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    authority.split(':').next().unwrap_or(authority)
 }
 
 /// The path of an http(s) URL: after the authority, before any query or fragment.

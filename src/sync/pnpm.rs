@@ -47,12 +47,14 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Parsed, ParseError> {
         "5" => Style::V5,
         "6" => Style::V6,
         "9" => Style::V9,
-        _ => return Err(ParseError::format(
-            origin,
-            format!(
+        _ => {
+            return Err(ParseError::format(
+                origin,
+                format!(
                 "pnpm lockfileVersion {version} is not supported (packrat reads 5.x, 6.x and 9.x)"
             ),
-        )),
+            ))
+        }
     };
     let mut out = Collector::default();
     links(&doc, &mut out);

@@ -35,7 +35,6 @@ use super::{not_from_registry, resolve_url, split_name, Collector, ParseError, P
 
 struct Entry {
     line: usize,
-    header: String,
     specs: Vec<String>,
     version: Option<String>,
     resolved: Option<String>,
@@ -77,7 +76,6 @@ pub(crate) fn parse_classic(text: &str, origin: &str) -> Result<Parsed, ParseErr
                 .map_err(|reason| ParseError::line_at(origin, line_no, reason))?;
             current = Some(Entry {
                 line: line_no,
-                header: header.to_owned(),
                 specs,
                 version: None,
                 resolved: None,
@@ -121,7 +119,7 @@ pub(crate) fn parse_classic(text: &str, origin: &str) -> Result<Parsed, ParseErr
 }
 
 fn classic_entry(entry: Entry, out: &mut Collector) {
-    let label = entry.header.clone();
+    let label = entry.specs.join(", ");
     // Every descriptor of one entry names the same package; the first one tells which.
     let Some((name, range)) = entry.specs.first().and_then(|s| split_name(s)) else {
         out.skip(
