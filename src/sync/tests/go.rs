@@ -71,6 +71,8 @@ fn go_mod_alone_with_replacements() {
     assert!(!items.iter().any(|(m, _, _)| m == "github.com/pkg/errors"));
     // replaced by a local directory
     assert!(!items.iter().any(|(m, _, _)| m.ends_with("internal-tools")));
+    // `exclude` names nothing to fetch
+    assert!(!has(&items, "golang.org/x/net", "v0.17.0", false));
     assert_eq!(parsed.skipped.len(), 1);
     assert_eq!(
         skipped(&parsed, "gitlab.example.com/acme/internal-tools v0.3.0").reason,

@@ -336,3 +336,36 @@ fn wrong_types_name_the_entry() {
     let err = parse_str(InputKind::PackageLock, "[1, 2]", "p.json").unwrap_err();
     assert!(err.to_string().contains("not a JSON object"), "{err}");
 }
+
+/// Written by the real npm 11 (`npm install --package-lock-only --offline`, with
+/// `--lockfile-version 2` for v2) for a workspace project with a `file:` folder and a
+/// `file:` tarball dependency: nothing in it comes from a registry.
+#[test]
+fn real_npm_output_workspaces_and_file_dependencies() {
+    for rel in [
+        "npm-real-v2/package-lock.json",
+        "npm-real-v3/package-lock.json",
+    ] {
+        let parsed = parse_fixture(rel);
+        assert!(parsed.items.is_empty(), "{rel}: {:#?}", parsed.items);
+        let entries: Vec<&str> = parsed.skipped.iter().map(|s| s.entry.as_str()).collect();
+        assert_eq!(
+            entries,
+            [
+                "node_modules/@acme/app",
+                "node_modules/@acme/lib",
+                "node_modules/ext",
+                "node_modules/tb"
+            ],
+            "{rel}"
+        );
+        assert_eq!(
+            skipped(&parsed, "node_modules/ext").reason,
+            "link to the local folder ../wsx-ext (a file: dependency): local source"
+        );
+        assert_eq!(
+            skipped(&parsed, "node_modules/tb").reason,
+            "local file dependency (file:tb-1.0.0.tgz): not in any registry"
+        );
+    }
+}
