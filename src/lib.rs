@@ -11,6 +11,7 @@
 //! - [`goproxy`]: the Go module proxy adapter, `/go/` and the checksum database proxy.
 //! - [`forwarding`]: forwarding rules and origin pinning (the dependency-confusion guard).
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`sync`]: the inputs of `packrat sync` (lockfiles, go.mod/go.sum, packrat.list) parsed into items.
 //! - [`error`]: typed errors per layer.
 //! - [`verify`], [`gc`], [`bundle`]: the offline maintenance commands.
 
@@ -31,5 +32,6 @@ pub mod npm;
 pub mod progress;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod upstream;
 pub mod verify;
