@@ -23,6 +23,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy (defaults: 127.0.0.1:8080, ./packrat-data, upstream `https://gitlab.com`).
     Serve,
+    /// Fill the cache ahead of time from lockfiles and manifests (package-lock.json,
+    /// npm-shrinkwrap.json, yarn.lock, pnpm-lock.yaml, go.mod/go.sum, packrat.list).
+    Sync {
+        /// Inputs; the format is detected from the name and content.
+        #[arg(required = true, value_name = "INPUT")]
+        inputs: Vec<PathBuf>,
+        /// Warm a running packrat through its HTTP routes instead of opening the data
+        /// directory (which a running `serve` holds).
+        #[arg(long, value_name = "URL")]
+        via: Option<String>,
+    },
     /// Write everything cached (or only what an earlier bundle lacks) into one bundle file.
     Export {
         /// The bundle file to write.

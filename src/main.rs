@@ -55,6 +55,9 @@ fn main() -> ExitCode {
 
 /// The commands that own the data directory for their run. Ok(false) = ran, found faults.
 async fn offline_command(command: Command, config: Config) -> anyhow::Result<bool> {
+    if let Command::Sync { inputs, via } = command {
+        return sync(config, inputs, via).await;
+    }
     let store = Store::open(&config.storage.dir).with_context(|| {
         format!(
             "cannot open the data directory {}",
@@ -62,7 +65,7 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
         )
     })?;
     match command {
-        Command::Serve => unreachable_serve(),
+        Command::Serve | Command::Sync { .. } => unreachable_serve(),
         Command::Export { out, since } => {
             let r = tokio::task::spawn_blocking(move || {
                 packrat::bundle::export(&store, &out, since.as_deref()).map(|r| (r, out))
@@ -134,6 +137,48 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
             Ok(r.is_clean())
         }
     }
+}
+
+async fn sync(
+    config: Config,
+    inputs: Vec<std::path::PathBuf>,
+    via: Option<String>,
+) -> anyhow::Result<bool> {
+    let summary = match via {
+        Some(url) => packrat::sync::via::run(&config, &url, &inputs).await?,
+        None => {
+            let store = Store::open(&config.storage.dir).with_context(|| {
+                format!(
+                    "cannot open the data directory {}",
+                    config.storage.dir.display()
+                )
+            })?;
+            let config = std::sync::Arc::new(config);
+            let metrics = std::sync::Arc::new(packrat::metrics::Metrics::new());
+            let core =
+                std::sync::Arc::new(packrat::cache::Core::new(config.clone(), store, metrics)?);
+            core.set_public_url(config.public_url_for(config.server.listen));
+            let s = packrat::sync::run::run(core.clone(), &inputs).await;
+            core.store.index.flush().await?;
+            s
+        }
+    };
+    for s in &summary.skipped {
+        println_stdout(&format!("skipped: {}: {}", s.entry, s.reason));
+    }
+    for f in &summary.failed {
+        println_stdout(&format!("failed: {f}"));
+    }
+    println_stdout(&format!(
+        "sync: {} items: {} fetched, {} already present, {} failed, {} skipped; {} bytes",
+        summary.items,
+        summary.fetched,
+        summary.present,
+        summary.failed.len(),
+        summary.skipped.len(),
+        summary.bytes
+    ));
+    Ok(summary.failed.is_empty())
 }
 
 fn unreachable_serve() -> anyhow::Result<bool> {

@@ -18,7 +18,7 @@ const WEB: &str = "gitlab.example.com/acme/web";
 
 /// The program every go-command test builds: three private modules (one of them a `/v2`
 /// major, one upper-case: `!utils` on the wire), one of them also a dependency of another.
-const APP_GO_MOD: &str = "module example.com/app
+pub(crate) const APP_GO_MOD: &str = "module example.com/app
 
 go 1.19
 
@@ -29,7 +29,7 @@ require (
 )
 ";
 
-const APP_MAIN_GO: &str = r#"package main
+pub(crate) const APP_MAIN_GO: &str = r#"package main
 
 import (
 	"fmt"
@@ -47,7 +47,7 @@ func main() {
 "#;
 
 /// What the built program prints when every module resolved to the right version.
-const APP_OUTPUT: &str = "HELLO PACKRAT! from web v1.1.0 | 5 | v1.1.0 | v2.0.0 | OK!";
+pub(crate) const APP_OUTPUT: &str = "HELLO PACKRAT! from web v1.1.0 | 5 | v1.1.0 | v2.0.0 | OK!";
 
 /// (module, version) of the program's module graph.
 const GRAPH: &[(&str, &str)] = &[
@@ -81,7 +81,8 @@ impl TestCert {
 }
 
 /// `[[go.modules]]`: everything under acme/ lives in project 42, except acme/Utils (by path).
-const GO_MODULES: &str = "[[go.modules]]\nprefix = \"gitlab.example.com/acme\"\nproject = 42\n\n\
+pub(crate) const GO_MODULES: &str =
+    "[[go.modules]]\nprefix = \"gitlab.example.com/acme\"\nproject = 42\n\n\
      [[go.modules]]\nprefix = \"gitlab.example.com/acme/Utils\"\nproject = \"acme/Utils\"\n";
 
 /// packrat with `[[go.modules]]`, the fake sumdb (if any) as `forwarding.go_sumdb`, and TLS
@@ -149,7 +150,7 @@ async fn download_build_run(go: &Go, packrat: &Packrat, what: &str) {
 }
 
 /// The go.sum lines of the program's graph, from the fake's own zips and go.mod files.
-fn expected_go_sum(fake: &FakeGitlab) -> String {
+pub(crate) fn expected_go_sum(fake: &FakeGitlab) -> String {
     fake.with_world(|w| {
         GRAPH
             .iter()

@@ -20,3 +20,5 @@ mod server;
 mod offline;
 // export/import bundles, verify, gc, the data-directory lock.
 mod mirror;
+// The whole air-gap workflow: sync, export, import, offline npm ci and go mod download.
+mod airgap;

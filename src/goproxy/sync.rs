@@ -114,7 +114,7 @@ async fn read_reply(reply: crate::server::reply::Reply) -> Result<Vec<u8>, Error
 
 /// A lookup answer is `<record id>\n<go.sum lines>\n\n<signed note>`, the note's text being
 /// `go.sum database tree\n<size>\n<root hash>\n`.
-fn parse_lookup(body: &[u8]) -> Option<(u64, u64)> {
+pub fn parse_lookup(body: &[u8]) -> Option<(u64, u64)> {
     let text = std::str::from_utf8(body).ok()?;
     let record: u64 = text.lines().next()?.trim().parse().ok()?;
     let mut lines = text.lines().skip_while(|l| *l != "go.sum database tree");

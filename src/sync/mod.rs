@@ -21,6 +21,8 @@ pub mod go;
 pub mod list;
 pub mod npm_lock;
 pub mod pnpm;
+pub mod run;
+pub mod via;
 mod yaml;
 pub mod yarn;
 

@@ -333,6 +333,20 @@ impl Upstream {
     }
 }
 
+/// A plain HTTP client for `packrat sync --via`, which talks to a running packrat (never to
+/// GitLab): the one other client packrat builds, here with the others.
+pub fn local_client(timeout: Duration) -> Result<reqwest::Client, UpstreamError> {
+    #[allow(clippy::disallowed_methods)] // upstream/ owns the HTTP clients
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("packrat-sync/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| UpstreamError::Unreachable {
+            url: "packrat".into(),
+            reason: e.to_string(),
+        })
+}
+
 /// Read a whole upstream body into memory, refusing more than `limit` bytes.
 pub async fn read_all(
     mut stream: ByteStream,

@@ -1,0 +1,209 @@
+//! Running `packrat sync`: every item the inputs name is fetched through the same cache code
+//! as `serve` (same gate, verification and store), concurrently with a bound. What is already
+//! present and verified is skipped (a cache hit), so an interrupted sync resumes where it
+//! stopped. Failures are collected and named; the caller exits 1 if there are any.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+
+use super::{Item, Resolved, Skipped};
+use crate::auth::Credential;
+use crate::cache::{CacheOutcome, Core};
+use crate::config::ProjectRef;
+use crate::error::Error;
+use crate::goproxy::{self, GoTarget, ModulePath, ModuleVersion};
+use crate::npm::sync::{sync_version, Want};
+use crate::npm::{NpmScope, PackageName};
+use crate::progress::Progress;
+
+/// Downloads at once.
+pub const CONCURRENCY: usize = 8;
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub items: usize,
+    pub fetched: usize,
+    pub present: usize,
+    pub bytes: u64,
+    pub failed: Vec<String>,
+    pub skipped: Vec<Skipped>,
+}
+
+enum Done {
+    Fetched(u64),
+    Present(u64),
+}
+
+/// Parse all inputs and fetch everything they name.
+pub async fn run(core: Arc<Core>, inputs: &[PathBuf]) -> Summary {
+    let mut summary = Summary::default();
+    let mut parsed = super::Parsed::default();
+    for path in inputs {
+        match super::parse_path(path) {
+            Ok(p) => parsed.merge(p),
+            Err(e) => summary.failed.push(e.to_string()),
+        }
+    }
+    summary.skipped = parsed.skipped;
+    summary.items = parsed.items.len();
+    let credential = match &core.config.upstream.token {
+        Some(t) => Credential::private_token(t),
+        None => Credential::anonymous(),
+    };
+    let mut progress = Progress::new("sync", parsed.items.len() as u64);
+    let results = futures_util::stream::iter(parsed.items)
+        .map(|item| {
+            let core = core.clone();
+            let credential = credential.clone();
+            async move {
+                let label = item.to_string();
+                (label, fetch(&core, &item, &credential).await)
+            }
+        })
+        .buffer_unordered(CONCURRENCY);
+    futures_util::pin_mut!(results);
+    while let Some((label, r)) = results.next().await {
+        match r {
+            Ok(Done::Fetched(b)) => {
+                summary.fetched += 1;
+                summary.bytes += b;
+            }
+            Ok(Done::Present(b)) => {
+                summary.present += 1;
+                summary.bytes += b;
+            }
+            Err(e) => {
+                let line = format!("{label}: {e}");
+                progress.println(&format!("failed: {line}"));
+                summary.failed.push(line);
+            }
+        }
+        progress.inc();
+    }
+    progress.finish();
+    summary
+}
+
+async fn fetch(core: &Arc<Core>, item: &Item, credential: &Credential) -> Result<Done, Error> {
+    match item {
+        Item::Npm {
+            name,
+            version,
+            resolved,
+            ..
+        } => {
+            let name = PackageName::parse(name)?;
+            let scope = match resolved {
+                Some(Resolved::Gitlab { path }) => scope_of(path),
+                _ => NpmScope::Instance,
+            };
+            let s = sync_version(core, &scope, &name, Want::Exact(version), credential).await?;
+            Ok(done(s.outcome, s.bytes))
+        }
+        Item::NpmRange {
+            name,
+            range,
+            project,
+        } => {
+            let name = PackageName::parse(name)?;
+            let scope = match project {
+                Some(p) => NpmScope::Project(project_id(p)),
+                None => NpmScope::Instance,
+            };
+            let s = sync_version(core, &scope, &name, Want::Range(range), credential).await?;
+            Ok(done(s.outcome, s.bytes))
+        }
+        Item::Go {
+            module,
+            version,
+            mod_only,
+            project,
+        } => {
+            let module = ModulePath::parse(module)?;
+            let version = ModuleVersion::parse(version)
+                .ok_or_else(|| Error::Internal(format!("{version} is not a semantic version")))?;
+            let target = match project {
+                Some(p) => GoTarget::Project(project_id(p)),
+                None => GoTarget::Any,
+            };
+            let s =
+                goproxy::sync::sync_module(core, &target, &module, &version, *mod_only, credential)
+                    .await?;
+            Ok(if s.fetched > 0 {
+                Done::Fetched(s.bytes)
+            } else {
+                Done::Present(s.bytes)
+            })
+        }
+        Item::Packages { project } => Err(Error::Internal(format!(
+            "mirroring the Packages API index of project {} is not supported by this build",
+            project_id(project)
+        ))),
+    }
+}
+
+fn done(outcome: CacheOutcome, bytes: u64) -> Done {
+    if outcome == CacheOutcome::Hit {
+        Done::Present(bytes)
+    } else {
+        Done::Fetched(bytes)
+    }
+}
+
+fn project_id(p: &ProjectRef) -> String {
+    match p {
+        ProjectRef::Id(id) => id.to_string(),
+        ProjectRef::Path(path) => path.clone(),
+    }
+}
+
+/// The npm prefix a lockfile's `resolved` path was made through (GitLab's or packrat's).
+fn scope_of(path: &str) -> NpmScope {
+    let rest = path.trim_start_matches("/api/v4/");
+    if let Some(after) = rest.strip_prefix("projects/") {
+        if let Some((id, tail)) = after.split_once('/') {
+            if tail.starts_with("packages/npm/") {
+                if let Some(id) = NpmScope::id(id) {
+                    return NpmScope::Project(id);
+                }
+            }
+        }
+    }
+    if let Some(after) = rest.strip_prefix("groups/") {
+        if let Some((id, tail)) = after.split_once('/') {
+            if tail.starts_with("-/packages/npm/") {
+                if let Some(id) = NpmScope::id(id) {
+                    return NpmScope::Group(id);
+                }
+            }
+        }
+    }
+    NpmScope::Instance
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolved_paths_map_to_prefixes() {
+        assert_eq!(
+            scope_of("/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"),
+            NpmScope::Project("42".into())
+        );
+        assert_eq!(
+            scope_of("/api/v4/projects/acme%2Fweb/packages/npm/@acme/ui/-/x.tgz"),
+            NpmScope::Project("acme/web".into())
+        );
+        assert_eq!(
+            scope_of("/api/v4/groups/acme/-/packages/npm/@acme/ui/-/x.tgz"),
+            NpmScope::Group("acme".into())
+        );
+        assert_eq!(
+            scope_of("/api/v4/packages/npm/@acme/ui/-/x.tgz"),
+            NpmScope::Instance
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! `packrat sync --via URL`: warm a running packrat by requesting everything the inputs name
+//! through its HTTP routes (the data directory belongs to the running `serve`).
+
+use std::path::PathBuf;
+
+use futures_util::StreamExt;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+use super::run::{Summary, CONCURRENCY};
+use super::{Item, Resolved};
+use crate::config::{Config, ProjectRef};
+use crate::goproxy::sync::{parse_lookup, tiles_for};
+use crate::goproxy::{sumdb, ModulePath, ModuleVersion};
+use crate::npm::sync::{pick, Want};
+use crate::npm::PackageName;
+use crate::progress::Progress;
+
+struct Via {
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    sumdb: String,
+}
+
+enum Done {
+    Fetched(u64),
+    Present(u64),
+}
+
+pub async fn run(config: &Config, base: &str, inputs: &[PathBuf]) -> anyhow::Result<Summary> {
+    let via = Via {
+        client: crate::upstream::local_client(
+            config
+                .upstream
+                .timeout
+                .max(std::time::Duration::from_secs(300)),
+        )?,
+        base: base.trim_end_matches('/').to_string(),
+        token: config
+            .upstream
+            .token
+            .as_ref()
+            .map(|t| t.expose().to_string()),
+        sumdb: sumdb::served_name(&config.forwarding.go_sumdb),
+    };
+    let mut summary = Summary::default();
+    let mut parsed = super::Parsed::default();
+    for path in inputs {
+        match super::parse_path(path) {
+            Ok(p) => parsed.merge(p),
+            Err(e) => summary.failed.push(e.to_string()),
+        }
+    }
+    summary.skipped = parsed.skipped;
+    summary.items = parsed.items.len();
+    let mut progress = Progress::new("sync", parsed.items.len() as u64);
+    let via = &via;
+    let results = futures_util::stream::iter(parsed.items)
+        .map(|item| async move { (item.to_string(), via.fetch(&item).await) })
+        .buffer_unordered(CONCURRENCY);
+    futures_util::pin_mut!(results);
+    while let Some((label, r)) = results.next().await {
+        match r {
+            Ok(Done::Fetched(b)) => {
+                summary.fetched += 1;
+                summary.bytes += b;
+            }
+            Ok(Done::Present(b)) => {
+                summary.present += 1;
+                summary.bytes += b;
+            }
+            Err(e) => {
+                let line = format!("{label}: {e:#}");
+                progress.println(&format!("failed: {line}"));
+                summary.failed.push(line);
+            }
+        }
+        progress.inc();
+    }
+    progress.finish();
+    Ok(summary)
+}
+
+fn seg(p: &ProjectRef) -> String {
+    match p {
+        ProjectRef::Id(id) => id.to_string(),
+        ProjectRef::Path(path) => utf8_percent_encode(path, NON_ALPHANUMERIC).to_string(),
+    }
+}
+
+impl Via {
+    /// GET a URL, read the body; (fetched by packrat just now?, bytes).
+    async fn get(&self, url: &str) -> anyhow::Result<(bool, bytes::Bytes)> {
+        let mut rb = self.client.get(url);
+        if let Some(t) = &self.token {
+            rb = rb.header("PRIVATE-TOKEN", t);
+        }
+        let resp = rb.send().await?;
+        let status = resp.status();
+        let hit = resp
+            .headers()
+            .get("x-packrat-cache")
+            .is_some_and(|v| v.as_bytes() == b"hit");
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            anyhow::bail!(
+                "{status} from {url}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            );
+        }
+        Ok((!hit, body))
+    }
+
+    async fn fetch(&self, item: &Item) -> anyhow::Result<Done> {
+        match item {
+            Item::Npm {
+                name,
+                version,
+                resolved,
+                ..
+            } => {
+                let prefix = match resolved {
+                    Some(Resolved::Gitlab { path }) => npm_prefix(path),
+                    _ => "/api/v4/packages/npm".to_string(),
+                };
+                self.npm(&prefix, name, Want::Exact(version)).await
+            }
+            Item::NpmRange {
+                name,
+                range,
+                project,
+            } => {
+                let prefix = match project {
+                    Some(p) => format!("/api/v4/projects/{}/packages/npm", seg(p)),
+                    None => "/api/v4/packages/npm".to_string(),
+                };
+                self.npm(&prefix, name, Want::Range(range)).await
+            }
+            Item::Go {
+                module,
+                version,
+                mod_only,
+                project,
+            } => {
+                let m = ModulePath::parse(module).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let v = ModuleVersion::parse(version)
+                    .ok_or_else(|| anyhow::anyhow!("{version} is not a semantic version"))?;
+                let dir = match project {
+                    Some(p) => format!(
+                        "{}/api/v4/projects/{}/packages/go/{}",
+                        self.base,
+                        seg(p),
+                        m.escaped()
+                    ),
+                    None => format!("{}/go/{}", self.base, m.escaped()),
+                };
+                let exts: &[&str] = if *mod_only {
+                    &["mod"]
+                } else {
+                    &["info", "mod", "zip"]
+                };
+                let (mut fetched, mut bytes) = (false, 0u64);
+                for ext in exts {
+                    let (f, b) = self.get(&format!("{dir}/@v/{}.{ext}", v.escaped())).await?;
+                    fetched |= f;
+                    bytes += b.len() as u64;
+                }
+                let sumdb = format!("{}/go/sumdb/{}", self.base, self.sumdb);
+                if let Ok((_, body)) = self
+                    .get(&format!("{sumdb}/lookup/{}@{}", m.escaped(), v.escaped()))
+                    .await
+                {
+                    if let Some((record, size)) = parse_lookup(&body) {
+                        for tile in tiles_for(record, size) {
+                            self.get(&format!("{sumdb}/{tile}")).await?;
+                        }
+                        self.get(&format!("{sumdb}/latest")).await?;
+                    }
+                }
+                Ok(if fetched {
+                    Done::Fetched(bytes)
+                } else {
+                    Done::Present(bytes)
+                })
+            }
+            Item::Packages { project } => anyhow::bail!(
+                "mirroring the Packages API index of project {} is not supported by this build",
+                seg(project)
+            ),
+        }
+    }
+
+    async fn npm(&self, prefix: &str, name: &str, want: Want<'_>) -> anyhow::Result<Done> {
+        let name = PackageName::parse(name)?;
+        let (_, body) = self
+            .get(&format!("{}{prefix}/{}", self.base, name.encoded()))
+            .await?;
+        let doc: serde_json::Value = serde_json::from_slice(&body)?;
+        let version =
+            pick(&doc, &want).ok_or_else(|| anyhow::anyhow!("no version of {name} matches"))?;
+        let url = doc["versions"][&version]["dist"]["tarball"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{name}@{version} has no tarball"))?;
+        let (fetched, body) = self.get(url).await?;
+        Ok(if fetched {
+            Done::Fetched(body.len() as u64)
+        } else {
+            Done::Present(body.len() as u64)
+        })
+    }
+}
+
+/// `/api/v4/projects/42/packages/npm/@acme/ui/-/...` → `/api/v4/projects/42/packages/npm`.
+fn npm_prefix(path: &str) -> String {
+    match path.find("/packages/npm/") {
+        Some(i) => path[..i + "/packages/npm".len()].to_string(),
+        None => "/api/v4/packages/npm".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            npm_prefix("/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"),
+            "/api/v4/projects/42/packages/npm"
+        );
+        assert_eq!(
+            npm_prefix("/api/v4/groups/acme/-/packages/npm/@acme/ui/-/x.tgz"),
+            "/api/v4/groups/acme/-/packages/npm"
+        );
+    }
+}
