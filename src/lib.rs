@@ -9,6 +9,8 @@
 //! - [`store`]: the only module touching the data directory: sled index and the blob store.
 //! - [`npm`]: the npm protocol adapter (three route prefixes).
 //! - [`goproxy`]: the Go module proxy adapter, `/go/` and the checksum database proxy.
+//! - [`packages_api`]: the Packages API adapter: lists, packages, files and pipelines from the
+//!   local package index; package and file deletes forwarded upstream.
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`error`]: typed errors per layer.
 
@@ -20,6 +22,7 @@ pub mod error;
 pub mod goproxy;
 pub mod metrics;
 pub mod npm;
+pub mod packages_api;
 pub mod server;
 pub mod store;
 pub mod upstream;
