@@ -7,6 +7,8 @@
 //!   error bodies (§6), fault switches, counters and the fake object store.
 //! - [`world`]: groups, projects, tokens, packages; tarball generation.
 //! - [`npm`]: the npm routes (API.md §1).
+//! - [`npm_writes`]: npm publish, deprecate and dist-tag writes (API.md §1.7, §1.8).
+//! - [`packages`]: the Packages API (API.md §3): lists, package, files, pipelines, deletes.
 //!
 //! Adding a protocol (`go.rs`, `packages.rs`): write `pub fn route(fake: &Shared, req:
 //! &FakeRequest) -> Option<Reply>` that returns `None` for requests it does not claim, and add
@@ -17,6 +19,8 @@
 //! [`FakeGitlab::start`].
 
 pub mod npm;
+pub mod npm_writes;
+pub mod packages;
 pub mod world;
 
 use std::collections::HashMap;
@@ -49,7 +53,8 @@ pub const PUBLIC_REGISTRY: &str = "https://public-registry.invalid";
 
 /// Route modules, tried in order; the first `Some` wins. Unclaimed requests get GitLab's
 /// catch-all `404 {"error":"404 Not Found"}`.
-const ROUTES: &[fn(&Shared, &FakeRequest) -> Option<Reply>] = &[npm::route];
+const ROUTES: &[fn(&Shared, &FakeRequest) -> Option<Reply>] =
+    &[npm_writes::route, packages::route, npm::route];
 
 type Body = BoxBody<Bytes, io::Error>;
 
