@@ -232,12 +232,16 @@ pub fn invalidate(core: &Core, name: &str) -> Result<(), Error> {
 
 /// Cached tarballs of `name` (one file, or all when `file` is `None`) are no longer served
 /// from the cache: the next request asks the upstream, which knows whether they still exist
-/// (a version deleted and published again must never be served from the old bytes).
+/// (a version deleted and published again must never be served from the old bytes). A file
+/// known to be deleted also loses its tarball record at every prefix, so the tarball route
+/// answers 404 even while a download of it is still landing in the cache.
 pub fn forget_tarballs(core: &Core, name: &str, file: Option<&str>) -> Result<(), Error> {
     match file {
         Some(f) => {
             let suffix = format!("/{name}/-/{f}");
             core.forget_blobs("npm-tgz:", |k| k.ends_with(&suffix))?;
+            let aux_suffix = format!("/{name}/{f}");
+            core.remove_records("npmfile/", |k| k.ends_with(&aux_suffix))?;
         }
         None => {
             let infix = format!("/{name}/-/");

@@ -356,7 +356,7 @@ async fn delete_package(core: &Arc<Core>, id: i64, req: &PkgRequest<'_>) -> Resu
     // What it was, to invalidate its format's metadata afterwards.
     let known = match index::known_package(core, id)? {
         Some(item) => Some(item),
-        None => lookup_upstream(core, req).await,
+        None => lookup_upstream(core, req.raw_path, req.credential).await,
     };
     let answer = forward(core, Method::DELETE, req, "packages_delete").await?;
     if answer.status.is_success() {
@@ -380,7 +380,16 @@ async fn delete_file(
     file_id: i64,
     req: &PkgRequest<'_>,
 ) -> Result<Reply, Error> {
-    let known = index::known_package(core, package_id)?;
+    let known = match index::known_package(core, package_id)? {
+        Some(item) => Some(item),
+        None => {
+            let package_path = req
+                .raw_path
+                .rsplit_once("/package_files/")
+                .map_or(req.raw_path, |(p, _)| p);
+            lookup_upstream(core, package_path, req.credential).await
+        }
+    };
     let answer = forward(core, Method::DELETE, req, "packages_file_delete").await?;
     if answer.status.is_success() {
         let applied = index::forget_file(core, package_id, file_id)
@@ -397,9 +406,9 @@ async fn delete_file(
 }
 
 /// Best effort: what the package is, asked upstream with the caller's credential.
-async fn lookup_upstream(core: &Arc<Core>, req: &PkgRequest<'_>) -> Option<Value> {
-    let url = core.upstream.gitlab_url(req.raw_path);
-    let mut up = Request::get(url.clone(), req.credential, "packages_show");
+async fn lookup_upstream(core: &Arc<Core>, path: &str, credential: &Credential) -> Option<Value> {
+    let url = core.upstream.gitlab_url(path);
+    let mut up = Request::get(url.clone(), credential, "packages_show");
     up.accept = Some("application/json");
     match core.upstream.send(up).await {
         Ok(Fetched::Body(body)) => upstream::read_all(body.stream, 16 << 20, &url)
