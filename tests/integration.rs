@@ -14,3 +14,7 @@ mod fake_gitlab_selftest;
 mod npm_proxy;
 // HTTPS, restart after kill -9, graceful shutdown, config errors, GitLab's forwarding redirect.
 mod server;
+// The Packages API from packrat's index equals GitLab's, field by field, for every parameter.
+mod packages_api;
+// Writes through packrat: npm publish/deprecate/dist-tags, deletes; local state after success only.
+mod writes;
