@@ -18,3 +18,7 @@ mod server;
 mod packages_api;
 // Writes through packrat: npm publish/deprecate/dist-tags, deletes; local state after success only.
 mod writes;
+// Offline mirror: index only, no connections, offline.tokens, 404 misses, 503 writes.
+mod offline;
+// export/import bundles, verify, gc, the data-directory lock.
+mod mirror;

@@ -246,6 +246,47 @@ async fn a_cut_upstream_body_fails_the_client_and_caches_nothing() {
 }
 
 #[tokio::test]
+async fn a_tarball_that_fails_verification_is_never_served_whole_nor_cached() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    // packrat now holds the packument, and with it the tarball's shasum.
+    let url = tarball_url(&packrat, UI_META, "1.0.0").await;
+    // The upstream starts sending different bytes of the same length.
+    fake.with_world(|w| {
+        let rec = w
+            .npm
+            .iter_mut()
+            .find(|r| r.name == "@acme/ui" && r.version == "1.0.0")
+            .unwrap();
+        let mut bytes = rec.tarball.to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        rec.tarball = bytes.into();
+    });
+    for _ in 0..2 {
+        // The connection may be cut before the head arrives, during the body, or the error
+        // may come as a 502: never a complete 200.
+        match client()
+            .get(&url)
+            .header("PRIVATE-TOKEN", ALICE_PAT)
+            .send()
+            .await
+        {
+            Err(_) => {}
+            Ok(r) if r.status() == 200 => {
+                assert!(
+                    r.bytes().await.is_err(),
+                    "an unverified body must end broken"
+                );
+            }
+            Ok(r) => assert_eq!(r.status(), 502),
+        }
+    }
+    assert_eq!(fake.requests("@acme/ui-1.0.0.tgz"), 2, "nothing was cached");
+    health(&packrat).await;
+}
+
+#[tokio::test]
 async fn metadata_is_revalidated_with_etags_and_served_stale_on_errors() {
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(

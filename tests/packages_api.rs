@@ -520,3 +520,71 @@ async fn more_than_ten_thousand_rows_drop_the_totals() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_offline_mirror_answers_lists_from_its_index() {
+    let (world, ids) = rich_world();
+    let fake = FakeGitlab::start(world).await;
+    let mut packrat = Packrat::start(&fake.url(), "").await;
+    let online = assert_same(
+        &fake,
+        &packrat,
+        "/api/v4/projects/42/packages?per_page=3&page=2&order_by=name",
+        Some(ALICE_PAT),
+    )
+    .await;
+    assert_same(
+        &fake,
+        &packrat,
+        &format!("/api/v4/projects/42/packages/{}/package_files", ids.tool),
+        Some(ALICE_PAT),
+    )
+    .await;
+    packrat.restart_with("[cache]\noffline = true\n").await;
+    let connections = fake.connections();
+    let hosts = [packrat.url()];
+    // Another caller (no offline.tokens: the mirror is open) gets the stored copy, however old.
+    let offline = answer(
+        packrat.url(),
+        "/api/v4/projects/42/packages?per_page=3&page=2&order_by=name",
+        None,
+        &hosts,
+    )
+    .await;
+    assert_eq!(offline.status, 200);
+    assert_eq!(offline.body, online.body);
+    let files = answer(
+        packrat.url(),
+        &format!("/api/v4/projects/42/packages/{}/package_files", ids.tool),
+        None,
+        &hosts,
+    )
+    .await;
+    assert_eq!(files.body.as_array().unwrap().len(), 3);
+    // Never synced: a 404 that says so. Writes: 503.
+    let r = client()
+        .get(format!(
+            "{}/api/v4/projects/42/packages?status=hidden",
+            packrat.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("offline mirror does not hold"));
+    let r = client()
+        .delete(format!(
+            "{}/api/v4/projects/42/packages/{}",
+            packrat.url(),
+            ids.tool
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(fake.connections(), connections, "no connection to GitLab");
+}

@@ -164,7 +164,10 @@ async fn npm_publish_through_packrat_is_installable_at_once() {
             .clone()
     });
     assert_eq!(r.bytes().await.unwrap(), expected);
-    assert!(!packrat.logs().contains(ALICE_PAT), "the token never reaches the logs");
+    assert!(
+        !packrat.logs().contains(ALICE_PAT),
+        "the token never reaches the logs"
+    );
 }
 
 #[tokio::test]

@@ -5,13 +5,14 @@
 //!   *joins* it (the first requester is a joiner too: the download runs in its own task, so a
 //!   client that goes away does not cancel the fill for the others);
 //! - joiners stream the bytes as they arrive by tailing the temp file up to the byte count the
-//!   leader published, never past it;
+//!   leader published, never past it — and, when the length is known, never the last byte
+//!   before the blob is committed, so a complete body is always a verified one;
 //! - `Failed` is a state distinct from `Done`: on failure every joiner's body stream ends with
 //!   an error, so hyper cuts the response and no client ever sees a short 200;
 //! - the leader holds a [`Lead`] whose `Drop` publishes `Failed` if it did not finish (panic,
 //!   early return): "remember to call done" is not a protocol;
-//! - the flight is removed from the map only after the index entry is written, so a request
-//!   arriving in between joins and sees `Done`, and one arriving later finds the index entry.
+//! - the flight leaves the map only after the index entry is written, and before `Done` is
+//!   published: a request arriving later finds the index entry, never a finished flight.
 
 use std::collections::HashMap;
 use std::io;
@@ -112,17 +113,21 @@ impl Lead {
 
     fn close(&mut self, p: Progress) {
         self.finished = true;
-        self.tx.send_replace(p);
-        let mut map = match self.map.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        if map
-            .get(&self.key)
-            .is_some_and(|tx| tx.same_channel(&self.tx))
+        // Leave the map first: a request arriving from now on finds the index entry (Done)
+        // or starts a fresh download (Failed); joiners already subscribed get `p` below.
         {
-            map.remove(&self.key);
+            let mut map = match self.map.lock() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if map
+                .get(&self.key)
+                .is_some_and(|tx| tx.same_channel(&self.tx))
+            {
+                map.remove(&self.key);
+            }
         }
+        self.tx.send_replace(p);
     }
 }
 
@@ -192,8 +197,15 @@ async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
         let p = st.rx.borrow_and_update().clone();
         match p {
             Progress::Starting => {}
-            Progress::Writing { tmp, bytes, .. } => {
-                if st.pos < bytes {
+            Progress::Writing { tmp, bytes, total } => {
+                // With a known length the client's body is complete at its last byte, so
+                // that byte is held back until the blob is verified and committed: a body
+                // that fails verification always ends broken, never as a complete 200.
+                let readable = match total {
+                    Some(t) if t > 0 => bytes.min(t - 1),
+                    _ => bytes,
+                };
+                if st.pos < readable {
                     if st.file.is_none() {
                         match open_at(&tmp, st.pos).await {
                             Ok(f) => st.file = Some(f),
@@ -207,7 +219,7 @@ async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
                             }
                         }
                     }
-                    return Some(read_some(st, bytes).await);
+                    return Some(read_some(st, readable).await);
                 }
             }
             Progress::Done { digest, len } => {

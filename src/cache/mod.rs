@@ -42,6 +42,9 @@ use flight::{Flights, Progress, Role};
 const MAX_METADATA: u64 = 512 << 20;
 /// Variants up to this size are kept in the hot memory tier; larger ones stream from disk.
 const HOT_MAX_ITEM: u64 = 64 << 20;
+/// Blobs (tarballs, zips) up to this size are also served from the hot tier: no file open
+/// and no blocking reads per request for the small files that dominate installs.
+const HOT_MAX_BLOB: u64 = 4 << 20;
 
 /// How a read was answered (a metric label and the `X-Packrat-Cache` header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +106,8 @@ pub struct MetaSpec<'a> {
     pub builder: Arc<dyn Build>,
     /// What a not-found looks like on this route (GitLab's body differs per family).
     pub not_found: fn() -> Error,
+    /// Where the document comes from (kept in the record; origins are never merged).
+    pub origin: Origin,
 }
 
 pub struct MetaHit {
@@ -129,6 +134,7 @@ pub struct BlobSpec {
 }
 
 pub enum BlobBody {
+    Bytes(Bytes),
     File(tokio::fs::File),
     Stream(std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>),
 }
@@ -164,6 +170,8 @@ pub struct Core {
     hot: moka::future::Cache<Digest, Bytes>,
     meta_locks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
     public_url: OnceLock<String>,
+    /// Blob access times since the last flush (no index write per request).
+    atimes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
 }
 
 impl Core {
@@ -194,6 +202,7 @@ impl Core {
             hot,
             meta_locks,
             public_url: OnceLock::new(),
+            atimes: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -252,6 +261,17 @@ impl Core {
     /// Read a metadata document: from the index when fresh and the caller is known to be
     /// allowed, else from the upstream (conditionally when possible).
     pub async fn metadata(&self, spec: MetaSpec<'_>) -> Result<MetaHit, Error> {
+        if self.upstream.is_offline() {
+            // An offline mirror serves what it holds, however old; access was checked against
+            // offline.tokens by the router. Never a connection attempt.
+            return match self.store.index.get::<MetaRecord>(Tree::Meta, &spec.key)? {
+                Some(rec) if !rec.variants.is_empty() => {
+                    self.metrics.hit(spec.kind);
+                    self.ready(&spec, rec, CacheOutcome::Hit).await
+                }
+                _ => Err(offline_miss(&spec.url)),
+            };
+        }
         if let Some(hit) = self.meta_from_cache(&spec).await? {
             return Ok(hit);
         }
@@ -297,7 +317,7 @@ impl Core {
             Ok(Fetched::Body(body)) => {
                 let raw = upstream::read_all(body.stream, MAX_METADATA, &spec.url).await?;
                 let rec = self
-                    .store_meta(&spec.key, &spec.builder, raw, body.etag, Origin::Gitlab)
+                    .store_meta(&spec.key, &spec.builder, raw, body.etag, spec.origin)
                     .await?;
                 self.record_decision(spec.credential, &spec.scope, ok, &Bytes::new(), None);
                 Ok(MetaHit {
@@ -378,6 +398,11 @@ impl Core {
                 Err(e.into())
             }
             Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => Err(refusal(&d)),
+            // The content is here, but nobody can vouch for this caller: refuse, never allow.
+            _ if rec.is_some() => Err(Error::gitlab(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("packrat cannot confirm with GitLab that these credentials may read this package ({e}); retry when GitLab is reachable"),
+            )),
             _ => Err(e.into()),
         }
     }
@@ -497,6 +522,37 @@ impl Core {
         Ok(self.store.index.get(Tree::Aux, key)?)
     }
 
+    /// All adapter-owned records under a key prefix.
+    pub fn aux_scan<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>, Error> {
+        Ok(self
+            .store
+            .index
+            .scan(Tree::Aux, prefix)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
+    }
+
+    /// Note a blob read (for LRU eviction); written to the index by [`Core::flush_atimes`].
+    fn touch(&self, digest: Digest) {
+        if let Ok(mut m) = self.atimes.lock() {
+            m.insert(digest, now_ms());
+        }
+    }
+
+    /// Write the access times gathered since the last call, in one batch.
+    pub fn flush_atimes(&self) -> Result<usize, Error> {
+        let batch: Vec<(String, serde_json::Value)> = match self.atimes.lock() {
+            Ok(mut m) => m
+                .drain()
+                .map(|(d, t)| (d.hex(), serde_json::Value::from(t)))
+                .collect(),
+            Err(_) => return Ok(0),
+        };
+        self.store.index.apply(Tree::Atime, &batch)?;
+        Ok(batch.len())
+    }
+
     /// Write an adapter-owned index record.
     pub fn put_aux<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
         Ok(self.store.index.put(Tree::Aux, key, value)?)
@@ -509,10 +565,7 @@ impl Core {
                 return Ok(hit);
             }
             if self.upstream.is_offline() {
-                return Err(UpstreamError::Offline {
-                    url: upstream::redact(&spec.url),
-                }
-                .into());
+                return Err(offline_miss(&spec.url));
             }
             let index = self.store.index.clone();
             let key = spec.key.clone();
@@ -549,9 +602,32 @@ impl Core {
         let Some(entry) = self.store.index.get::<BlobEntry>(Tree::Blobs, &spec.key)? else {
             return Ok(None);
         };
+        if entry.size <= HOT_MAX_BLOB {
+            let hot = match self.hot.get(&entry.digest).await {
+                Some(b) => Some(b),
+                None => match self.store.blobs.read(&entry.digest).await? {
+                    Some(b) if b.len() as u64 == entry.size => {
+                        self.hot.insert(entry.digest, b.clone()).await;
+                        Some(b)
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(bytes) = hot {
+                self.metrics.hit(spec.kind);
+                self.touch(entry.digest);
+                return Ok(Some(BlobHit {
+                    len: Some(bytes.len() as u64),
+                    body: BlobBody::Bytes(bytes),
+                    digest: Some(entry.digest),
+                    outcome: CacheOutcome::Hit,
+                }));
+            }
+        }
         match self.store.blobs.open(&entry.digest).await? {
             Some((file, len)) => {
                 self.metrics.hit(spec.kind);
+                self.touch(entry.digest);
                 Ok(Some(BlobHit {
                     body: BlobBody::File(file),
                     len: Some(len),
@@ -650,6 +726,18 @@ impl Core {
             },
         )?;
         Ok((info.digest, info.len))
+    }
+}
+
+/// An offline mirror's miss: a fast 404 that says what to do.
+fn offline_miss(url: &str) -> Error {
+    Error::Gitlab {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "404 Not Found: this offline mirror does not hold {}; sync it on a connected machine (packrat sync), export a bundle and import it here",
+            upstream::redact(url)
+        ),
+        error: Some("not in the offline mirror".into()),
     }
 }
 

@@ -22,7 +22,7 @@ use http::StatusCode;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
-use super::{passthrough, refusal, CacheOutcome, Core, Verdict};
+use super::{offline_miss, passthrough, refusal, CacheOutcome, Core, Verdict};
 use crate::auth::{Age, Credential};
 use crate::error::Error;
 use crate::store::{now_ms, BlobEntry, Digest, Expect, MetaRecord, Origin, Tree};
@@ -47,6 +47,12 @@ pub struct RecordSpec<'a> {
     /// Where this caller's copy lives, when that is known without asking the upstream
     /// (`None`: only a fill can tell, e.g. a credential never seen before).
     pub key: Option<String>,
+    /// The upstream URL a fill reads (for messages; never logged with a query string).
+    pub url: String,
+    /// Offline mirrors only, when the caller has no copy of their own: any stored copy whose
+    /// key is `<.0><one segment><.1>` (another class's or credential's copy of the same list;
+    /// access was checked against `offline.tokens`).
+    pub offline_any: Option<(String, String)>,
 }
 
 /// What a fill produced and where to keep it.
@@ -73,6 +79,9 @@ impl Core {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Filled<T>, Error>>,
     {
+        if self.upstream.is_offline() {
+            return self.record_offline(&spec);
+        }
         if let Some(hit) = self.record_from_cache(&spec)? {
             return Ok(hit);
         }
@@ -135,13 +144,13 @@ impl Core {
             Err(Error::Upstream(e)) => {
                 let decision =
                     stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
+                let stored = match &spec.key {
+                    Some(k) => self.store.index.get::<Stamped<T>>(Tree::Aux, k)?,
+                    None => None,
+                };
                 match decision {
                     Some(d) if d.allowed() && self.decisions.age(&d) != Age::Expired => {
-                        let stale = match &spec.key {
-                            Some(k) => self.store.index.get::<Stamped<T>>(Tree::Aux, k)?,
-                            None => None,
-                        };
-                        match stale.filter(|r| self.record_within_stale_if_error(r.fetched_at)) {
+                        match stored.filter(|r| self.record_within_stale_if_error(r.fetched_at)) {
                             Some(r) => {
                                 tracing::warn!(scope = %spec.scope, error = %e, "upstream failed; serving a stale record");
                                 Ok(RecordHit {
@@ -155,10 +164,51 @@ impl Core {
                     Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => {
                         Err(refusal(&d))
                     }
+                    // The content is here, but nobody can vouch for this caller: refuse.
+                    _ if stored.is_some() => Err(Error::gitlab(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("packrat cannot confirm with GitLab that these credentials may read this list ({e}); retry when GitLab is reachable"),
+                    )),
                     _ => Err(e.into()),
                 }
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// An offline mirror serves what it holds, however old; never a connection attempt.
+    fn record_offline<T: DeserializeOwned>(
+        &self,
+        spec: &RecordSpec<'_>,
+    ) -> Result<RecordHit<T>, Error> {
+        let own = match &spec.key {
+            Some(k) => self.store.index.get::<Stamped<T>>(Tree::Aux, k)?,
+            None => None,
+        };
+        let found = match (own, &spec.offline_any) {
+            (Some(r), _) => Some(r),
+            (None, Some((prefix, suffix))) => self
+                .store
+                .index
+                .scan::<Stamped<T>>(Tree::Aux, prefix)?
+                .into_iter()
+                .find(|(k, _)| {
+                    k.strip_prefix(prefix.as_str())
+                        .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+                        .is_some_and(|seg| !seg.is_empty() && !seg.contains('/'))
+                })
+                .map(|(_, r)| r),
+            (None, None) => None,
+        };
+        match found {
+            Some(r) => {
+                self.metrics.hit(spec.kind);
+                Ok(RecordHit {
+                    value: r.value,
+                    outcome: CacheOutcome::Hit,
+                })
+            }
+            None => Err(offline_miss(&spec.url)),
         }
     }
 

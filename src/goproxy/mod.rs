@@ -10,6 +10,7 @@
 
 pub mod escape;
 pub mod sumdb;
+pub mod sync;
 pub mod zipcheck;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::auth::Credential;
 use crate::cache::{BlobSpec, Build, Built, BuiltVariant, CacheOutcome, Core, MetaHit, MetaSpec};
 use crate::config::ProjectRef;
 use crate::error::{Error, RequestError};
+use crate::forwarding::{self, Kind, Verdict};
 use crate::server::reply::Reply;
 use crate::store::{Expect, Origin};
 pub use escape::{ModulePath, ModuleVersion};
@@ -116,15 +118,8 @@ pub async fn handle(
     route: GoRoute,
     credential: &Credential,
 ) -> Result<Reply, Error> {
-    let project = match target {
-        GoTarget::Project(p) => p.clone(),
-        GoTarget::Any => resolve_project(core, route.module(), credential).await?,
-    };
-    let ctx = Ctx {
-        core,
-        project: &project,
-        credential,
-    };
+    let anonymous = Credential::anonymous();
+    let ctx = context(core, target, route.module(), credential, &anonymous).await?;
     match route {
         GoRoute::List(m) => {
             let hit = ctx.list(&m).await?;
@@ -160,9 +155,47 @@ pub async fn handle(
     }
 }
 
+/// Where a module is read from.
+enum Source {
+    /// A GitLab project (id or full path), with the caller's credential.
+    Gitlab(String),
+    /// The public Go proxy (base URL), anonymously; readable by anyone who may use `/go/`.
+    Public(String),
+}
+
+/// Where `module` is read from for this request: its GitLab project, or (only for modules
+/// that are not GitLab's) the public Go proxy as the forwarding rules and pins allow.
+async fn context<'a>(
+    core: &'a Arc<Core>,
+    target: &GoTarget,
+    module: &ModulePath,
+    credential: &'a Credential,
+    anonymous: &'a Credential,
+) -> Result<Ctx<'a>, Error> {
+    let project = match target {
+        GoTarget::Project(p) => Some(p.clone()),
+        GoTarget::Any => resolve_project(core, module, credential).await?,
+    };
+    Ok(match project {
+        Some(p) => Ctx {
+            core,
+            source: Source::Gitlab(p),
+            credential,
+        },
+        None => match forwarding::decide(core, Kind::Go, module.as_str())? {
+            Verdict::Forward(base) => Ctx {
+                core,
+                source: Source::Public(base.trim_end_matches('/').to_string()),
+                credential: anonymous,
+            },
+            Verdict::NotAllowed | Verdict::Blocked => return Err(not_found()),
+        },
+    })
+}
+
 struct Ctx<'a> {
     core: &'a Arc<Core>,
-    project: &'a str,
+    source: Source,
     credential: &'a Credential,
 }
 
@@ -187,31 +220,54 @@ impl Build for ListBuilder {
 }
 
 impl Ctx<'_> {
+    /// Absolute URL of the module's directory upstream.
     fn upstream_prefix(&self, module: &ModulePath) -> String {
-        format!(
-            "/api/v4/projects/{}/packages/go/{}",
-            utf8_percent_encode(self.project, SEGMENT),
-            module.escaped()
-        )
+        match &self.source {
+            Source::Gitlab(project) => self.core.upstream.gitlab_url(&format!(
+                "/api/v4/projects/{}/packages/go/{}",
+                utf8_percent_encode(project, SEGMENT),
+                module.escaped()
+            )),
+            Source::Public(base) => format!("{base}/{}", module.escaped()),
+        }
+    }
+
+    /// Index key prefix; the two origins never share records.
+    fn key(&self, module: &ModulePath) -> String {
+        match &self.source {
+            Source::Gitlab(project) => format!("go/p:{project}/{module}"),
+            Source::Public(_) => format!("gopub/{module}"),
+        }
+    }
+
+    fn origin(&self) -> Origin {
+        match self.source {
+            Source::Gitlab(_) => Origin::Gitlab,
+            Source::Public(_) => Origin::Public,
+        }
     }
 
     async fn list(&self, module: &ModulePath) -> Result<MetaHit, Error> {
-        let key = format!("go/p:{}/{}", self.project, module);
-        self.core
+        let key = self.key(module);
+        let hit = self
+            .core
             .metadata(MetaSpec {
                 key: format!("{key}/list"),
                 scope: key,
-                url: self
-                    .core
-                    .upstream
-                    .gitlab_url(&format!("{}/@v/list", self.upstream_prefix(module))),
+                url: format!("{}/@v/list", self.upstream_prefix(module)),
                 credential: self.credential,
                 forward_name: None,
                 kind: "go_list",
                 builder: Arc::new(ListBuilder),
                 not_found,
+                origin: self.origin(),
             })
-            .await
+            .await?;
+        match self.source {
+            Source::Gitlab(_) => forwarding::pin(self.core, Kind::Go, module.as_str())?,
+            Source::Public(_) => forwarding::seen_public(self.core, Kind::Go, module.as_str())?,
+        }
+        Ok(hit)
     }
 
     async fn versions(&self, hit: &MetaHit) -> Result<Vec<ModuleVersion>, Error> {
@@ -263,19 +319,13 @@ impl Ctx<'_> {
         let hit = self
             .core
             .blob(BlobSpec {
-                key: format!(
-                    "go:p:{}/{}@{}.{}",
-                    self.project,
-                    module,
-                    version.as_str(),
-                    kind.ext()
-                ),
-                url: self.core.upstream.gitlab_url(&path),
+                key: format!("{}@{}.{}", self.key(module), version.as_str(), kind.ext()),
+                url: path,
                 credential: self.credential.clone(),
                 expect,
                 content_type: kind.content_type(),
                 kind: "go_file",
-                origin: Origin::Gitlab,
+                origin: self.origin(),
                 validate,
             })
             .await?;
@@ -315,19 +365,19 @@ pub fn latest(versions: &[ModuleVersion]) -> Option<ModuleVersion> {
 
 /// `/go/`: which GitLab project holds a module. `[[go.modules]]` (longest prefix) first; else
 /// a module under the upstream's host names its project in its path (GitLab's rule), found by
-/// asking the upstream for the longest path prefix that lists the module. The answer is
-/// remembered; a module that matches nothing is a 404 (the public fallback is the
-/// forwarding rules' business).
+/// asking the upstream for the longest path prefix that lists the module (remembered). A
+/// module under GitLab's host that no project lists is a 404; `None` means "not GitLab's":
+/// the forwarding rules decide about the public Go proxy.
 async fn resolve_project(
     core: &Arc<Core>,
     module: &ModulePath,
     credential: &Credential,
-) -> Result<String, Error> {
+) -> Result<Option<String>, Error> {
     if let Some(m) = core.config.go.lookup(module.as_str()) {
-        return Ok(match &m.project {
+        return Ok(Some(match &m.project {
             ProjectRef::Id(id) => id.to_string(),
             ProjectRef::Path(p) => p.clone(),
-        });
+        }));
     }
     let host = crate::upstream::origin_of(core.upstream.base());
     let host = host.split("://").nth(1).unwrap_or("");
@@ -337,29 +387,31 @@ async fn resolve_project(
         .strip_prefix(host)
         .and_then(|r| r.strip_prefix('/'))
     else {
-        return Err(not_found());
+        // Not GitLab's: a candidate for the public Go proxy.
+        return Ok(None);
     };
     let aux_key = format!("go-project/{module}");
     if let Some(p) = core.aux::<String>(&aux_key)? {
-        return Ok(p);
+        return Ok(Some(p));
     }
     let parts: Vec<&str> = rest.split('/').collect();
     for n in (2..=parts.len()).rev() {
         let candidate = parts[..n].join("/");
         let ctx = Ctx {
             core,
-            project: &candidate,
+            source: Source::Gitlab(candidate.clone()),
             credential,
         };
         match ctx.list(module).await {
             Ok(_) => {
                 core.put_aux(&aux_key, &candidate)?;
-                return Ok(candidate);
+                return Ok(Some(candidate));
             }
             Err(e) if e.status() == StatusCode::NOT_FOUND => continue,
             Err(e) => return Err(e),
         }
     }
+    // Under GitLab's host but in no project: never looked up publicly.
     Err(not_found())
 }
 

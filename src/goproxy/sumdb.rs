@@ -83,6 +83,7 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
                 kind: "sumdb_latest",
                 builder: Arc::new(Raw),
                 not_found,
+                origin: Origin::Public,
             })
             .await?;
         let v = hit
@@ -101,6 +102,18 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
     }
     if !(rest.starts_with("lookup/") || rest.starts_with("tile/")) {
         return Err(not_found());
+    }
+    // A private module's name never goes to the public checksum database.
+    if let Some(lookup) = rest.strip_prefix("lookup/") {
+        let module = lookup.rsplit_once('@').map_or(lookup, |(m, _)| m);
+        let module = super::escape::unescape(module).unwrap_or_else(|| module.to_string());
+        if crate::forwarding::is_pinned(core, crate::forwarding::Kind::Go, &module)? {
+            tracing::info!(
+                module,
+                "not looking up a private module in the public checksum database"
+            );
+            return Err(not_found());
+        }
     }
     let hit = core
         .blob(BlobSpec {

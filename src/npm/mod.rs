@@ -8,6 +8,7 @@
 pub mod name;
 pub mod packument;
 pub mod publish;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use crate::auth::Credential;
 use crate::cache::{BlobSpec, CacheOutcome, Core, MetaHit, MetaSpec};
 use crate::error::{Error, RequestError};
+use crate::forwarding::{self, Kind, Verdict};
 use crate::server::reply::Reply;
 use crate::store::{Expect, Origin};
 pub use name::PackageName;
@@ -64,7 +66,7 @@ impl NpmScope {
         ok.then_some(id)
     }
 
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             NpmScope::Project(id) => format!("p:{id}"),
             NpmScope::Group(id) => format!("g:{id}"),
@@ -210,34 +212,45 @@ pub async fn handle(
 ) -> Result<Reply, Error> {
     match route {
         NpmRoute::Metadata(name) => {
-            let hit = packument(core, scope, &name, req.credential).await?;
+            let Resolved { hit, origin } = resolve(core, scope, &name, req.credential).await?;
             let gzip = accepts_gzip(req.headers);
+            // GitLab's document is already abbreviated and GitLab ignores Accept; for public
+            // packages the client gets the form it asks for.
+            let abbreviated = origin == Origin::Public && wants_abbreviated(req.headers);
+            let wanted = match (abbreviated, gzip) {
+                (true, true) => packument::ABBREV_GZ,
+                (true, false) => packument::ABBREV,
+                (false, true) => packument::JSON_GZ,
+                (false, false) => packument::JSON,
+            };
             let variant = hit
                 .record
-                .variant(if gzip {
-                    packument::JSON_GZ
-                } else {
-                    packument::JSON
-                })
+                .variant(wanted)
                 .or_else(|| hit.record.variant(packument::JSON))
                 .ok_or_else(|| Error::Internal("packument has no JSON variant".into()))?
                 .clone();
             let payload = core.payload(&variant).await?;
+            let anonymous = Credential::anonymous();
+            let visibility = if origin == Origin::Public {
+                &anonymous
+            } else {
+                req.credential
+            };
             let mut reply = Reply::payload(payload, hit.outcome)
-                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(http::header::CONTENT_TYPE, &variant.content_type)
                 .header(http::header::VARY, "Accept, Accept-Encoding")
                 .header(
                     http::header::CACHE_CONTROL,
-                    &metadata_cache_control(req.credential),
+                    &metadata_cache_control(visibility),
                 )
                 .etag(&variant.etag);
-            if variant.name == packument::JSON_GZ {
+            if variant.name.ends_with(".gz") {
                 reply = reply.header(http::header::CONTENT_ENCODING, "gzip");
             }
             Ok(stale_warning(reply, hit.outcome))
         }
         NpmRoute::DistTags(name) => {
-            let hit = packument(core, scope, &name, req.credential)
+            let Resolved { hit, .. } = resolve(core, scope, &name, req.credential)
                 .await
                 .map_err(|e| not_found_as(e, "Package"))?;
             let variant = hit
@@ -280,6 +293,7 @@ async fn packument(
         tarball_base: format!("{}{}", core.public_url(), scope.prefix()),
         upstream_base: core.upstream.base().to_string(),
         aux_prefix: format!("npmfile/{}/{}/", scope.key(), name),
+        abbreviate: false,
     };
     core.metadata(MetaSpec {
         scope: key.clone(),
@@ -292,11 +306,82 @@ async fn packument(
         kind: "npm_metadata",
         builder: Arc::new(builder),
         not_found: || Error::npm_not_found("Packages"),
+        origin: Origin::Gitlab,
     })
     .await
 }
 
-async fn tarball(
+/// A packument as this caller may see it, and where it came from.
+pub(crate) struct Resolved {
+    pub(crate) hit: MetaHit,
+    pub(crate) origin: Origin,
+}
+
+/// GitLab first. Only when GitLab does not have the name (404, or its own redirect to a
+/// public registry) may the public registry answer, and only as the forwarding rules and
+/// the origin pins allow (see [`crate::forwarding`]).
+pub(crate) async fn resolve(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    name: &PackageName,
+    credential: &Credential,
+) -> Result<Resolved, Error> {
+    match packument(core, scope, name, credential).await {
+        Ok(hit) => {
+            forwarding::pin(core, Kind::Npm, name.as_str())?;
+            Ok(Resolved {
+                hit,
+                origin: Origin::Gitlab,
+            })
+        }
+        Err(e) if e.status() == StatusCode::NOT_FOUND => {
+            match forwarding::decide(core, Kind::Npm, name.as_str())? {
+                Verdict::Forward(registry) => {
+                    let hit = public_packument(core, scope, name, &registry).await?;
+                    forwarding::seen_public(core, Kind::Npm, name.as_str())?;
+                    Ok(Resolved {
+                        hit,
+                        origin: Origin::Public,
+                    })
+                }
+                Verdict::NotAllowed | Verdict::Blocked => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The public registry's full packument, cached like GitLab's (never merged with it).
+/// Public packages are readable by anyone who may use the route: one shared decision.
+async fn public_packument(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    name: &PackageName,
+    registry: &str,
+) -> Result<MetaHit, Error> {
+    let key = format!("npmpub/{}/{}", scope.key(), name);
+    let builder = PackumentBuilder {
+        name: name.clone(),
+        tarball_base: format!("{}{}", core.public_url(), scope.prefix()),
+        upstream_base: registry.trim_end_matches('/').to_string(),
+        aux_prefix: format!("npmpubfile/{}/{}/", scope.key(), name),
+        abbreviate: true,
+    };
+    core.metadata(MetaSpec {
+        scope: format!("npmpub/{name}"),
+        key,
+        url: format!("{}/{}", registry.trim_end_matches('/'), name.encoded()),
+        credential: &Credential::anonymous(),
+        forward_name: None,
+        kind: "npm_public_metadata",
+        builder: Arc::new(builder),
+        not_found: || Error::npm_not_found("Packages"),
+        origin: Origin::Public,
+    })
+    .await
+}
+
+pub(crate) async fn tarball(
     core: &Arc<Core>,
     scope: &NpmScope,
     name: &PackageName,
@@ -304,31 +389,36 @@ async fn tarball(
     credential: &Credential,
 ) -> Result<Reply, Error> {
     // The gate: whoever may read the package's metadata at this prefix may read its files.
-    packument(core, scope, name, credential)
+    let Resolved { origin, .. } = resolve(core, scope, name, credential)
         .await
         .map_err(|e| tarball_refusal(e, credential))?;
-    let aux_key = PackumentBuilder::file_key(&format!("npmfile/{}/{}/", scope.key(), name), file);
+    let (aux_prefix, fetch_as) = match origin {
+        Origin::Gitlab => (
+            format!("npmfile/{}/{}/", scope.key(), name),
+            credential.clone(),
+        ),
+        Origin::Public => (
+            format!("npmpubfile/{}/{}/", scope.key(), name),
+            Credential::anonymous(),
+        ),
+    };
     let tref: TarballRef = core
-        .aux(&aux_key)?
+        .aux(&PackumentBuilder::file_key(&aux_prefix, file))?
         .ok_or_else(|| Error::npm_not_found("Package"))?;
-    let path = tref
-        .url
-        .find("/api/v4/")
-        .map_or(tref.url.as_str(), |i| &tref.url[i..]);
     let hit = core
         .blob(BlobSpec {
-            key: format!("npm-tgz:{path}"),
+            key: blob_key(origin, &tref.url),
             url: tref.url.clone(),
-            credential: credential.clone(),
+            credential: fetch_as,
             expect: Expect::npm(tref.shasum.as_deref(), tref.integrity.as_deref()),
             content_type: "application/octet-stream",
             kind: "npm_tarball",
-            origin: Origin::Gitlab,
+            origin,
             validate: None,
         })
         .await
         .map_err(|e| tarball_refusal(e, credential))?;
-    let visibility = if credential.is_anonymous() {
+    let visibility = if credential.is_anonymous() || origin == Origin::Public {
         "public"
     } else {
         "private"
@@ -339,6 +429,18 @@ async fn tarball(
             http::header::CACHE_CONTROL,
             &format!("{visibility}, max-age=31536000, immutable"),
         ))
+}
+
+/// The index key of a tarball's blob: GitLab's by API path (whatever host GitLab wrote),
+/// a public registry's by full URL. One file, one key, whichever prefix asked.
+pub(crate) fn blob_key(origin: Origin, url: &str) -> String {
+    match origin {
+        Origin::Gitlab => format!(
+            "npm-tgz:{}",
+            url.find("/api/v4/").map_or(url, |i| &url[i..])
+        ),
+        Origin::Public => format!("npmpub-tgz:{url}"),
+    }
 }
 
 /// GitLab's tarball route answers 404 where its metadata route answers 401 (API.md §4).
@@ -427,6 +529,13 @@ async fn audit(
         }),
         _ => Ok(Reply::json(StatusCode::OK, Bytes::from_static(b"[]"))),
     }
+}
+
+fn wants_abbreviated(h: &HeaderMap) -> bool {
+    h.get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/vnd.npm.install-v1+json"))
 }
 
 fn accepts_gzip(h: &HeaderMap) -> bool {

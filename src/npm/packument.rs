@@ -8,7 +8,9 @@
 use std::io::Write;
 
 use bytes::Bytes;
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::name::PackageName;
@@ -32,9 +34,38 @@ pub struct PackumentBuilder {
     pub upstream_base: String,
     /// Prefix of the aux keys for this document's files.
     pub aux_prefix: String,
+    /// A full packument from a public registry: also precompute npm's abbreviated form.
+    pub abbreviate: bool,
 }
 
+/// The per-version keys of npm's abbreviated ("corgi") metadata.
+const ABBREVIATED_VERSION_KEYS: &[&str] = &[
+    "name",
+    "version",
+    "deprecated",
+    "dependencies",
+    "optionalDependencies",
+    "devDependencies",
+    "bundleDependencies",
+    "peerDependencies",
+    "peerDependenciesMeta",
+    "acceptDependencies",
+    "bin",
+    "directories",
+    "dist",
+    "engines",
+    "os",
+    "cpu",
+    "libc",
+    "funding",
+    "license",
+    "_hasShrinkwrap",
+    "hasInstallScript",
+];
+
 pub const JSON: &str = "json";
+pub const ABBREV: &str = "abbrev";
+pub const ABBREV_GZ: &str = "abbrev.gz";
 pub const JSON_GZ: &str = "json.gz";
 pub const DIST_TAGS: &str = "dist-tags";
 
@@ -56,54 +87,70 @@ impl Build for PackumentBuilder {
                 reason: reason.to_string(),
             })
         };
-        let mut doc: Value =
-            serde_json::from_slice(raw).map_err(|e| bad(&format!("not valid JSON: {e}")))?;
-        let obj = doc
-            .as_object_mut()
-            .ok_or_else(|| bad("not a JSON object"))?;
+        // Borrowed raw values: a 20 MB packument is never turned into one big `Value` tree.
+        // Only each version object is parsed (to rewrite its tarball URL); everything else
+        // is copied through as the upstream wrote it.
+        let top: IndexMap<String, &RawValue> =
+            serde_json::from_slice(raw).map_err(|e| bad(&format!("not a JSON object: {e}")))?;
         let mut aux = Vec::new();
-        if let Some(Value::Object(versions)) = obj.get_mut("versions") {
-            for (_v, meta) in versions.iter_mut() {
-                let Some(dist) = meta.get_mut("dist").and_then(Value::as_object_mut) else {
-                    continue;
-                };
-                let Some(url) = dist.get("tarball").and_then(Value::as_str) else {
-                    continue;
-                };
-                let Some((_, file)) = url.rsplit_once("/-/") else {
-                    continue;
-                };
-                let file = percent_encoding::percent_decode_str(file)
-                    .decode_utf8_lossy()
-                    .into_owned();
-                let upstream_url = match url.find("/api/v4/") {
-                    Some(i) => format!("{}{}", self.upstream_base, &url[i..]),
-                    None => url.to_string(),
-                };
-                let tref = TarballRef {
-                    url: upstream_url,
-                    shasum: dist
-                        .get("shasum")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    integrity: dist
-                        .get("integrity")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                };
-                let rewritten = format!("{}/{}/-/{}", self.tarball_base, self.name, file);
-                dist.insert("tarball".into(), Value::String(rewritten));
-                aux.push((
-                    Self::file_key(&self.aux_prefix, &file),
-                    serde_json::to_value(&tref).map_err(|e| bad(&e.to_string()))?,
-                ));
+        let mut json = Vec::with_capacity(raw.len() + raw.len() / 8);
+        let mut abbrev_versions = serde_json::Map::new();
+        json.push(b'{');
+        for (i, (key, value)) in top.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            serde_json::to_writer(&mut json, key).map_err(|e| bad(&e.to_string()))?;
+            json.push(b':');
+            if key == "versions" {
+                let versions: IndexMap<String, &RawValue> = serde_json::from_str(value.get())
+                    .map_err(|e| bad(&format!("versions is not an object: {e}")))?;
+                json.push(b'{');
+                for (j, (version, meta)) in versions.iter().enumerate() {
+                    if j > 0 {
+                        json.push(b',');
+                    }
+                    let mut meta: Value =
+                        serde_json::from_str(meta.get()).map_err(|e| bad(&e.to_string()))?;
+                    if let Some(entry) = self.rewrite(&mut meta) {
+                        aux.push(entry);
+                    }
+                    if self.abbreviate {
+                        let mut small = serde_json::Map::new();
+                        if let Some(obj) = meta.as_object() {
+                            for k in ABBREVIATED_VERSION_KEYS {
+                                if let Some(v) = obj.get(*k) {
+                                    small.insert((*k).to_string(), v.clone());
+                                }
+                            }
+                            if obj
+                                .get("scripts")
+                                .and_then(Value::as_object)
+                                .is_some_and(|s| {
+                                    ["preinstall", "install", "postinstall"]
+                                        .iter()
+                                        .any(|k| s.contains_key(*k))
+                                })
+                            {
+                                small.insert("hasInstallScript".into(), Value::Bool(true));
+                            }
+                        }
+                        abbrev_versions.insert(version.clone(), Value::Object(small));
+                    }
+                    serde_json::to_writer(&mut json, version).map_err(|e| bad(&e.to_string()))?;
+                    json.push(b':');
+                    serde_json::to_writer(&mut json, &meta).map_err(|e| bad(&e.to_string()))?;
+                }
+                json.push(b'}');
+            } else {
+                json.extend_from_slice(value.get().as_bytes());
             }
         }
-        let dist_tags = obj
-            .get("dist-tags")
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        let json = serde_json::to_vec(&doc).map_err(|e| bad(&e.to_string()))?;
+        json.push(b'}');
+        let dist_tags: Value = match top.get("dist-tags") {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| bad(&e.to_string()))?,
+            None => Value::Object(serde_json::Map::new()),
+        };
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity(json.len() / 4),
             flate2::Compression::default(),
@@ -111,26 +158,94 @@ impl Build for PackumentBuilder {
         gz.write_all(&json).map_err(|e| bad(&e.to_string()))?;
         let gz = gz.finish().map_err(|e| bad(&e.to_string()))?;
         let tags = serde_json::to_vec(&dist_tags).map_err(|e| bad(&e.to_string()))?;
-        Ok(Built {
-            variants: vec![
-                BuiltVariant {
-                    name: JSON,
-                    bytes: Bytes::from(json),
-                    content_type: "application/json",
-                },
-                BuiltVariant {
-                    name: JSON_GZ,
-                    bytes: Bytes::from(gz),
-                    content_type: "application/json",
-                },
-                BuiltVariant {
-                    name: DIST_TAGS,
-                    bytes: Bytes::from(tags),
-                    content_type: "application/json",
-                },
-            ],
-            aux,
-        })
+        let mut variants = Vec::new();
+        if self.abbreviate {
+            let mut doc = serde_json::Map::new();
+            for k in ["name", "modified"] {
+                if let Some(v) = top.get(k) {
+                    doc.insert(
+                        k.into(),
+                        serde_json::from_str(v.get()).map_err(|e| bad(&e.to_string()))?,
+                    );
+                }
+            }
+            if doc.get("modified").is_none() {
+                if let Some(m) = top
+                    .get("time")
+                    .and_then(|t| serde_json::from_str::<Value>(t.get()).ok())
+                    .and_then(|t| t.get("modified").cloned())
+                {
+                    doc.insert("modified".into(), m);
+                }
+            }
+            doc.insert("dist-tags".into(), dist_tags.clone());
+            doc.insert("versions".into(), Value::Object(abbrev_versions));
+            let abbrev = serde_json::to_vec(&doc).map_err(|e| bad(&e.to_string()))?;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(&abbrev).map_err(|e| bad(&e.to_string()))?;
+            let abbrev_gz = gz.finish().map_err(|e| bad(&e.to_string()))?;
+            variants.push(BuiltVariant {
+                name: ABBREV,
+                bytes: Bytes::from(abbrev),
+                content_type: "application/vnd.npm.install-v1+json",
+            });
+            variants.push(BuiltVariant {
+                name: ABBREV_GZ,
+                bytes: Bytes::from(abbrev_gz),
+                content_type: "application/vnd.npm.install-v1+json",
+            });
+        }
+        variants.extend([
+            BuiltVariant {
+                name: JSON,
+                bytes: Bytes::from(json),
+                content_type: "application/json",
+            },
+            BuiltVariant {
+                name: JSON_GZ,
+                bytes: Bytes::from(gz),
+                content_type: "application/json",
+            },
+            BuiltVariant {
+                name: DIST_TAGS,
+                bytes: Bytes::from(tags),
+                content_type: "application/json",
+            },
+        ]);
+        Ok(Built { variants, aux })
+    }
+}
+
+impl PackumentBuilder {
+    /// Point one version's `dist.tarball` at packrat; return the file's index record.
+    fn rewrite(&self, meta: &mut Value) -> Option<(String, Value)> {
+        let dist = meta.get_mut("dist")?.as_object_mut()?;
+        let url = dist.get("tarball")?.as_str()?.to_string();
+        let (_, file) = url.rsplit_once("/-/")?;
+        let file = percent_encoding::percent_decode_str(file)
+            .decode_utf8_lossy()
+            .into_owned();
+        let upstream_url = match url.find("/api/v4/") {
+            Some(i) => format!("{}{}", self.upstream_base, &url[i..]),
+            None => url.clone(),
+        };
+        let tref = TarballRef {
+            url: upstream_url,
+            shasum: dist
+                .get("shasum")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            integrity: dist
+                .get("integrity")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        };
+        let rewritten = format!("{}/{}/-/{}", self.tarball_base, self.name, file);
+        dist.insert("tarball".into(), Value::String(rewritten));
+        Some((
+            Self::file_key(&self.aux_prefix, &file),
+            serde_json::to_value(&tref).ok()?,
+        ))
     }
 }
 
@@ -146,6 +261,7 @@ mod tests {
             tarball_base: "http://p:1/api/v4/packages/npm".into(),
             upstream_base: "http://internal:8080".into(),
             aux_prefix: "npmfile/i/@acme/ui/".into(),
+            abbreviate: false,
         };
         let built = b.build(raw).unwrap();
         let json: Value = serde_json::from_slice(&built.variants[0].bytes).unwrap();

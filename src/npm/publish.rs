@@ -168,12 +168,8 @@ async fn after_publish(
     if shasum.is_none() && integrity.is_none() {
         return Ok(());
     }
-    let path = tref
-        .url
-        .find("/api/v4/")
-        .map_or(tref.url.as_str(), |i| &tref.url[i..]);
     core.put_blob(
-        &format!("npm-tgz:{path}"),
+        &super::blob_key(Origin::Gitlab, &tref.url),
         &p.tarball,
         Expect::npm(shasum.as_deref(), integrity.as_deref()),
         "application/octet-stream",

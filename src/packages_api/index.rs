@@ -166,6 +166,11 @@ pub async fn list(
             credential,
             kind: "packages_list",
             key,
+            url: core.upstream.gitlab_url(&path),
+            offline_any: Some((
+                format!("pkgidx/{}/", target.key()),
+                format!("/{}", slice.name()),
+            )),
         },
         || async move {
             let items = fetch_pages(core, &path, &slice.upstream_params(), credential).await?;
@@ -212,6 +217,8 @@ pub async fn files(
             credential,
             kind: "packages_files",
             key: Some(files_key(target, package_id)),
+            url: core.upstream.gitlab_url(&path),
+            offline_any: None,
         },
         || async move {
             let items = fetch_pages(core, &path, "order_by=id&sort=asc", credential).await?;
@@ -238,6 +245,8 @@ pub async fn pipelines(
             credential,
             kind: "packages_pipelines",
             key: Some(pipelines_key(target, package_id)),
+            url: core.upstream.gitlab_url(&path),
+            offline_any: None,
         },
         || async move {
             let mut next = Some(format!("{path}?per_page=20"));

@@ -248,6 +248,10 @@ fn versions_of(item: &Value, all: &[Value]) -> Vec<Value> {
 }
 
 async fn show_upstream(core: &Arc<Core>, req: &PkgRequest<'_>) -> Result<Reply, Error> {
+    if core.upstream.is_offline() {
+        // What the mirror does not list, it does not have.
+        return Err(Error::gitlab(StatusCode::NOT_FOUND, "404 Not found"));
+    }
     let path = match req.query {
         Some(q) => format!("{}?{q}", req.raw_path),
         None => req.raw_path.to_string(),

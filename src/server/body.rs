@@ -26,7 +26,9 @@ where
     StreamBody::new(s.map_ok(Frame::data)).boxed()
 }
 
-/// Serve a file with async reads (never blocking reads inside `poll_next`).
-pub fn file(f: tokio::fs::File) -> Body {
-    stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024))
+/// Serve a file with async reads (never blocking reads inside `poll_next`); the read
+/// buffer is sized to the file, up to 256 KiB.
+pub fn file(f: tokio::fs::File, len: u64) -> Body {
+    let cap = usize::try_from(len.clamp(4096, 256 * 1024)).unwrap_or(256 * 1024);
+    stream(tokio_util::io::ReaderStream::with_capacity(f, cap))
 }

@@ -24,6 +24,15 @@ pub fn metrics(core: &Core) -> Response<Body> {
     )
 }
 
+/// Pinned private names and blocked public-fallback attempts, as JSON: what an operator
+/// looks at to see whether a dependency-confusion attempt happened.
+pub fn pins(core: &Core) -> Result<Response<Body>, crate::error::Error> {
+    let report = crate::forwarding::report(core)?;
+    let body = serde_json::to_string_pretty(&report)
+        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+    Ok(text(StatusCode::OK, body, "application/json"))
+}
+
 fn text(status: StatusCode, s: String, ct: &str) -> Response<Body> {
     Response::builder()
         .status(status)

@@ -54,6 +54,7 @@ impl Reply {
 
     pub fn blob(hit: BlobHit) -> Self {
         let body = match (hit.body, hit.len) {
+            (BlobBody::Bytes(b), _) => ReplyBody::Bytes(b),
             (BlobBody::File(f), Some(len)) => ReplyBody::File(f, len),
             (BlobBody::File(f), None) => ReplyBody::Stream(
                 Box::pin(tokio_util::io::ReaderStream::with_capacity(f, 64 * 1024)),

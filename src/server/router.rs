@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::body::{self, Body};
 use super::reply::{Reply, ReplyBody};
 use super::{ops, respond};
+use crate::auth::offline::{self, Owner};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
 use crate::error::{Error, RequestError};
@@ -36,6 +37,7 @@ pub enum Route {
     Health,
     Ready,
     Metrics,
+    Pins,
     Npm(NpmScope, NpmRoute),
     Go(GoTarget, GoRoute),
     SumDb { name: String, rest: String },
@@ -43,9 +45,25 @@ pub enum Route {
 }
 
 impl Route {
+    /// Whose content the route reads (for offline.tokens scopes); `None` for ops endpoints.
+    fn owner(&self) -> Option<Owner> {
+        match self {
+            Route::Health | Route::Ready | Route::Metrics | Route::Pins => None,
+            Route::Npm(NpmScope::Project(p), _) | Route::Go(GoTarget::Project(p), _) => {
+                Some(Owner::Project(p.clone()))
+            }
+            Route::Npm(NpmScope::Group(g), _) => Some(Owner::Group(g.clone())),
+            Route::Packages(Target::Project(p), _) => Some(Owner::Project(p.clone())),
+            Route::Packages(Target::Group(g), _) => Some(Owner::Group(g.clone())),
+            Route::Npm(NpmScope::Instance, _)
+            | Route::Go(GoTarget::Any, _)
+            | Route::SumDb { .. } => Some(Owner::Instance),
+        }
+    }
+
     fn label(&self) -> &'static str {
         match self {
-            Route::Health | Route::Ready | Route::Metrics => "ops",
+            Route::Health | Route::Ready | Route::Metrics | Route::Pins => "ops",
             Route::Npm(_, NpmRoute::Metadata(_)) => "npm_metadata",
             Route::Npm(_, NpmRoute::Tarball(..)) => "npm_tarball",
             Route::Npm(_, NpmRoute::DistTags(_)) => "npm_dist_tags",
@@ -69,6 +87,7 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
         "/-/health" => return Ok(Route::Health),
         "/-/ready" => return Ok(Route::Ready),
         "/-/metrics" => return Ok(Route::Metrics),
+        "/-/pins" => return Ok(Route::Pins),
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/go/") {
@@ -91,6 +110,14 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
     }
     if let Some(after) = api.strip_prefix("projects/") {
         let (id, rest) = after.split_once('/').ok_or(RequestError::NoRoute)?;
+        if let Some(rest) = rest.strip_prefix("packages/go/") {
+            if !(*method == Method::GET || *method == Method::HEAD) {
+                return Err(RequestError::MethodNotAllowed.into());
+            }
+            let id = NpmScope::id(id)
+                .ok_or_else(|| Error::gitlab(StatusCode::NOT_FOUND, "404 Project Not Found"))?;
+            return Ok(Route::Go(GoTarget::Project(id), GoRoute::parse(rest)?));
+        }
         if let Some(rest) = rest.strip_prefix("packages/npm/") {
             let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Project"))?;
             return Ok(Route::Npm(
@@ -134,6 +161,13 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", id, %method, path = %path);
     let (label, outcome, mut resp) = async {
+        if core.upstream.is_offline() && is_write(&method, &path) {
+            let e = Error::gitlab(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: this packrat is an offline mirror (cache.offline = true); writes cannot reach GitLab from here",
+            );
+            return ("offline_write", CacheOutcome::Bypass, respond::error_response(&e));
+        }
         match parse(&method, &path) {
             Err(e) => (
                 "unrouted",
@@ -154,13 +188,13 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
     }
     let status = resp.status().as_u16();
     core.metrics.request(label, status, outcome.as_str());
-    tracing::info!(
-        parent: &span,
-        status,
-        outcome = outcome.as_str(),
-        ms = started.elapsed().as_millis() as u64,
-        "served"
-    );
+    // Hits are the high-volume path (metrics count them); everything else is worth a line.
+    let ms = started.elapsed().as_millis() as u64;
+    if outcome == CacheOutcome::Hit && status < 400 {
+        tracing::debug!(parent: &span, status, outcome = outcome.as_str(), ms, "served");
+    } else {
+        tracing::info!(parent: &span, status, outcome = outcome.as_str(), ms, "served");
+    }
     resp
 }
 
@@ -169,10 +203,23 @@ async fn dispatch(
     route: Route,
     req: Request<Incoming>,
 ) -> (CacheOutcome, Response<Body>) {
+    if core.upstream.is_offline() {
+        if let Some(owner) = route.owner() {
+            let credential = Credential::from_headers(req.headers());
+            if !offline::allows(&core.config.offline, &credential, &owner) {
+                let e = Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized");
+                return (CacheOutcome::Refused, respond::error_response(&e));
+            }
+        }
+    }
     match route {
         Route::Health => (CacheOutcome::Bypass, ops::health()),
         Route::Ready => (CacheOutcome::Bypass, ops::ready(core)),
         Route::Metrics => (CacheOutcome::Bypass, ops::metrics(core)),
+        Route::Pins => match ops::pins(core) {
+            Ok(r) => (CacheOutcome::Bypass, r),
+            Err(e) => (CacheOutcome::Bypass, respond::error_response(&e)),
+        },
         Route::Go(target, r) => {
             let credential = Credential::from_headers(req.headers());
             let result = goproxy::handle(core, &target, r, &credential).await;
@@ -246,6 +293,13 @@ fn reply_or_error(
     }
 }
 
+/// A request that would change something upstream (the npm audit POSTs only read).
+fn is_write(method: &Method, path: &str) -> bool {
+    !(*method == Method::GET || *method == Method::HEAD)
+        && path.starts_with("/api/v4/")
+        && !path.contains("/-/npm/v1/security/")
+}
+
 /// Read a request body, refusing more than `limit` bytes (413) before or while reading.
 async fn read_body(headers: &http::HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, Error> {
     let too_large = || Error::Request(RequestError::BodyTooLarge { limit });
@@ -314,7 +368,7 @@ fn render(
             if !head {
                 metrics.served(n);
             }
-            (Some(n), body::file(f))
+            (Some(n), body::file(f, n))
         }
         ReplyBody::Stream(s, n) => {
             let counted = s.inspect_ok(move |chunk| metrics.served(chunk.len() as u64));
@@ -388,6 +442,23 @@ mod tests {
             parse(&g, "/api/v4/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"),
             Ok(Route::Npm(NpmScope::Instance, NpmRoute::Tarball(..)))
         ));
+        assert!(matches!(
+            parse(&g, "/api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/list"),
+            Ok(Route::Go(GoTarget::Project(ref id), GoRoute::List(_))) if id == "42"
+        ));
+        assert!(matches!(
+            parse(&g, "/api/v4/projects/acme%2FUtils/packages/go/gitlab.example.com/acme/!utils/@v/v1.0.0.zip"),
+            Ok(Route::Go(GoTarget::Project(ref id), GoRoute::File(..))) if id == "acme/Utils"
+        ));
+        assert_eq!(
+            parse(
+                &g,
+                "/api/v4/projects/..%2Fx/packages/go/gitlab.example.com/x/@v/list"
+            )
+            .unwrap_err()
+            .status(),
+            404
+        );
         assert!(parse(&g, "/nope").is_err());
         assert!(parse(&g, "/api/v4/projects/..%2F..%2Fetc/packages/npm/x").is_err());
     }
