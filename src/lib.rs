@@ -13,6 +13,7 @@
 //!   local package index; package and file deletes forwarded upstream.
 //! - [`forwarding`]: forwarding rules and origin pinning (the dependency-confusion guard).
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`sync`]: the inputs of `packrat sync` (lockfiles, go.mod/go.sum, packrat.list) parsed into items.
 //! - [`error`]: typed errors per layer.
 //! - [`verify`], [`gc`], [`bundle`]: the offline maintenance commands.
 
@@ -34,5 +35,6 @@ pub mod packages_api;
 pub mod progress;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod upstream;
 pub mod verify;

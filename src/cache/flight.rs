@@ -160,6 +160,23 @@ pub async fn first_answer(rx: &mut watch::Receiver<Progress>) -> Result<Option<u
     }
 }
 
+/// Wait until the flight is over: `Ok(length)` once the blob is committed, or the failure.
+pub async fn settled(rx: &mut watch::Receiver<Progress>) -> Result<u64, Arc<Error>> {
+    loop {
+        let p = rx.borrow_and_update().clone();
+        match p {
+            Progress::Starting | Progress::Writing { .. } => {}
+            Progress::Done { len, .. } => return Ok(len),
+            Progress::Failed(e) => return Err(e),
+        }
+        if rx.changed().await.is_err() {
+            return Err(Arc::new(Error::Internal(
+                "the download was abandoned".into(),
+            )));
+        }
+    }
+}
+
 struct Tail {
     rx: watch::Receiver<Progress>,
     blobs: BlobStore,

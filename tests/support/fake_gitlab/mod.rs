@@ -9,6 +9,7 @@
 //! - [`npm`]: the npm routes (API.md §1).
 //! - [`npm_writes`]: npm publish, deprecate and dist-tag writes (API.md §1.7, §1.8).
 //! - [`packages`]: the Packages API (API.md §3): lists, package, files, pipelines, deletes.
+//! - [`go`]: the Go module proxy routes (API.md §2), module repositories, zips, `h1:` hashes.
 //!
 //! Adding a protocol (`go.rs`, `packages.rs`): write `pub fn route(fake: &Shared, req:
 //! &FakeRequest) -> Option<Reply>` that returns `None` for requests it does not claim, and add
@@ -18,6 +19,7 @@
 //! Everything is bound to 127.0.0.1 and runs on the tokio runtime that called
 //! [`FakeGitlab::start`].
 
+pub mod go;
 pub mod npm;
 pub mod npm_writes;
 pub mod packages;
@@ -54,7 +56,7 @@ pub const PUBLIC_REGISTRY: &str = "https://public-registry.invalid";
 /// Route modules, tried in order; the first `Some` wins. Unclaimed requests get GitLab's
 /// catch-all `404 {"error":"404 Not Found"}`.
 const ROUTES: &[fn(&Shared, &FakeRequest) -> Option<Reply>] =
-    &[npm_writes::route, packages::route, npm::route];
+    &[npm_writes::route, packages::route, npm::route, go::route];
 
 type Body = BoxBody<Bytes, io::Error>;
 
@@ -424,6 +426,8 @@ pub struct Switches {
     pub tarballs_in_object_storage: bool,
     /// Project-level metadata answers 302 to the fake object store (GitLab's metadata cache).
     pub metadata_in_object_storage: bool,
+    /// (module path, version) → what that version's zip or go.mod is replaced with.
+    pub go_faults: HashMap<(String, String), go::GoFault>,
 }
 
 // ---- the server -----------------------------------------------------------------------------
@@ -602,6 +606,19 @@ impl FakeGitlab {
     }
 
     // ---- faults ----
+
+    /// `module@version` (decoded, e.g. `gitlab.example.com/acme/Utils`, `v1.0.0`) serves an
+    /// ill-formed zip or go.mod until [`FakeGitlab::clear_go_faults`].
+    pub fn go_fault(&self, module: &str, version: &str, fault: go::GoFault) {
+        self.shared.with_switches(|s| {
+            s.go_faults
+                .insert((module.to_string(), version.to_string()), fault)
+        });
+    }
+
+    pub fn clear_go_faults(&self) {
+        self.shared.with_switches(|s| s.go_faults.clear());
+    }
 
     /// Waits `d` before answering every request.
     pub fn delay(&self, d: Duration) {
