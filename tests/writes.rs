@@ -8,7 +8,7 @@ use sha1::{Digest as _, Sha1};
 
 use crate::support::clients::{describe, require_tool, Npm};
 use crate::support::fake_gitlab::world::{ALICE_PAT, GUEST_PAT, MAINT_PAT};
-use crate::support::fake_gitlab::{FakeGitlab, World};
+use crate::support::fake_gitlab::{FakeGitlab, PkgSpec, World};
 use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
 
 const PROJECT_NPM: &str = "/api/v4/projects/42/packages/npm";
@@ -590,4 +590,64 @@ async fn deleting_a_file_through_packrat() {
         r.text().await.unwrap(),
         r#"{"error":"package_file_id is invalid"}"#
     );
+}
+
+#[tokio::test]
+async fn deleting_a_go_package_revalidates_the_go_list() {
+    let mut world = World::standard();
+    world.add_standard_go_modules();
+    let id = world.add_package(
+        42,
+        PkgSpec::new("golang", "gitlab.example.com/acme/web", "v1.0.0"),
+    );
+    let fake = FakeGitlab::start(world).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let list = format!(
+        "{}/api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/list",
+        packrat.url()
+    );
+    let cache =
+        |r: &reqwest::Response| r.headers()["x-packrat-cache"].to_str().unwrap().to_string();
+    let r = send(reqwest::Method::GET, &list, Some(MAINT_PAT), None).await;
+    assert_eq!(r.status(), 200);
+    let r = send(reqwest::Method::GET, &list, Some(MAINT_PAT), None).await;
+    assert_eq!(cache(&r), "hit");
+    let r = send(
+        reqwest::Method::DELETE,
+        &format!("{}/api/v4/projects/42/packages/{id}", packrat.url()),
+        Some(MAINT_PAT),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let r = send(reqwest::Method::GET, &list, Some(MAINT_PAT), None).await;
+    assert_eq!(r.status(), 200);
+    assert_ne!(cache(&r), "hit", "the list was asked of GitLab again");
+}
+
+#[tokio::test]
+async fn a_write_that_times_out_is_a_504_and_changes_nothing() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{}\"\ntimeout = \"1s\"\n",
+        fake.url()
+    ))
+    .await;
+    let list = format!("{}/api/v4/projects/42/packages?per_page=100", packrat.url());
+    let id = ui_id(&fake, "1.0.0");
+    let (_, before, _) = get_json(&list, MAINT_PAT).await;
+    fake.delay_matching(
+        &format!("/packages/{id}"),
+        std::time::Duration::from_secs(3),
+    );
+    let r = send(
+        reqwest::Method::DELETE,
+        &format!("{}/api/v4/projects/42/packages/{id}", packrat.url()),
+        Some(MAINT_PAT),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 504);
+    let (_, after, cache) = get_json(&list, MAINT_PAT).await;
+    assert_eq!((after, cache.as_str()), (before, "hit"));
 }
