@@ -588,3 +588,108 @@ async fn an_offline_mirror_answers_lists_from_its_index() {
     assert_eq!(r.status(), 503);
     assert_eq!(fake.connections(), connections, "no connection to GitLab");
 }
+
+/// The fake alone, against API.md's own examples: what the comparisons above compare to.
+#[tokio::test]
+async fn the_fake_answers_like_api_md() {
+    let (world, ids) = rich_world();
+    let fake = FakeGitlab::start(world).await;
+    let base = fake.url();
+    let get = |path: String, token: &'static str| {
+        client()
+            .get(format!("{base}{path}"))
+            .header("PRIVATE-TOKEN", token)
+            .send()
+    };
+    // Project 42 shows 5 npm + 7 displayable non-Terraform, versioned packages = 12.
+    let r = get(
+        "/api/v4/projects/42/packages?per_page=5&page=2".into(),
+        MAINT_PAT,
+    )
+    .await
+    .unwrap();
+    let h = |name: &str| r.headers()[name].to_str().unwrap().to_string();
+    assert_eq!(
+        (h("x-total"), h("x-total-pages"), h("x-per-page")),
+        ("12".into(), "3".into(), "5".into())
+    );
+    assert_eq!(
+        (h("x-page"), h("x-next-page"), h("x-prev-page")),
+        ("2".into(), "3".into(), "1".into())
+    );
+    let q = |page: u32| {
+        format!("<{base}/api/v4/projects/42/packages?id=42&order_by=created_at&page={page}&per_page=5&sort=asc>")
+    };
+    assert_eq!(
+        h("link"),
+        format!(
+            "{}; rel=\"prev\", {}; rel=\"next\", {}; rel=\"first\", {}; rel=\"last\"",
+            q(1),
+            q(3),
+            q(1),
+            q(3)
+        )
+    );
+    let r = get("/api/v4/projects/42/packages?per_page=0".into(), MAINT_PAT)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"error":"per_page does not have a valid value"}"#
+    );
+    let r = get("/api/v4/projects/42/packages/abc".into(), MAINT_PAT)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.text().await.unwrap(),
+        r#"{"error":"package_id is invalid"}"#
+    );
+    let r = get(
+        format!("/api/v4/projects/42/packages/{}", ids.broken),
+        MAINT_PAT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (404, r#"{"message":"Package not found"}"#.into())
+    );
+    let r = get("/api/v4/projects/42/packages/99999".into(), MAINT_PAT)
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), r#"{"message":"404 Not found"}"#);
+    let r = get("/api/v4/groups/acme/packages".into(), BOB_PAT)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.text().await.unwrap()),
+        (404, r#"{"message":"404 Group Not Found"}"#.into())
+    );
+    // Pipelines: newest first, keyset Link only.
+    let r = get(
+        format!(
+            "/api/v4/projects/42/packages/{}/pipelines?per_page=2",
+            ids.tool
+        ),
+        MAINT_PAT,
+    )
+    .await
+    .unwrap();
+    assert!(r.headers().get("x-total").is_none());
+    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    assert!(body[0]["id"].as_u64() > body[1]["id"].as_u64());
+    assert!(
+        link.ends_with("&per_page=2>; rel=\"next\"") && link.contains("?cursor="),
+        "{link}"
+    );
+    // Deletes: a developer's 403 comes before the unknown package's 404.
+    let r = client()
+        .delete(format!("{base}/api/v4/projects/42/packages/99999"))
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
