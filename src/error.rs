@@ -72,6 +72,10 @@ pub enum RequestError {
     BadPackageName,
     #[error("{0}")]
     BadRequest(String),
+    /// A Grape parameter validation failure, rendered as `{"error": "<text>"}` (API.md §6),
+    /// e.g. `per_page does not have a valid value` or `package_id is invalid`.
+    #[error("{0}")]
+    Grape(String),
     #[error("the request body is larger than server.max_body ({limit} bytes)")]
     BodyTooLarge { limit: u64 },
     #[error("404 Not Found")]
@@ -115,9 +119,9 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Request(r) => match r {
-                RequestError::BadPackageName | RequestError::BadRequest(_) => {
-                    StatusCode::BAD_REQUEST
-                }
+                RequestError::BadPackageName
+                | RequestError::BadRequest(_)
+                | RequestError::Grape(_) => StatusCode::BAD_REQUEST,
                 RequestError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 RequestError::NoRoute => StatusCode::NOT_FOUND,
                 RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -9,6 +9,8 @@
 //! - [`store`]: the only module touching the data directory: sled index and the blob store.
 //! - [`npm`]: the npm protocol adapter (three route prefixes).
 //! - [`goproxy`]: the Go module proxy adapter, `/go/` and the checksum database proxy.
+//! - [`packages_api`]: the Packages API adapter: lists, packages, files and pipelines from the
+//!   local package index; package and file deletes forwarded upstream.
 //! - [`forwarding`]: forwarding rules and origin pinning (the dependency-confusion guard).
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`sync`]: the inputs of `packrat sync` (lockfiles, go.mod/go.sum, packrat.list) parsed into items.
@@ -29,6 +31,7 @@ pub mod gc;
 pub mod goproxy;
 pub mod metrics;
 pub mod npm;
+pub mod packages_api;
 pub mod progress;
 pub mod server;
 pub mod store;

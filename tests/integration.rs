@@ -16,6 +16,10 @@ mod go_proxy;
 mod npm_proxy;
 // HTTPS, restart after kill -9, graceful shutdown, config errors, GitLab's forwarding redirect.
 mod server;
+// The Packages API from packrat's index equals GitLab's, field by field, for every parameter.
+mod packages_api;
+// Writes through packrat: npm publish/deprecate/dist-tags, deletes; local state after success only.
+mod writes;
 // Offline mirror: index only, no connections, offline.tokens, 404 misses, 503 writes.
 mod offline;
 // export/import bundles, verify, gc, the data-directory lock.

@@ -19,6 +19,7 @@
 //! The gate ([`Core::gate`]) is the one function every cached read goes through.
 
 pub mod flight;
+pub mod records;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -7,6 +7,7 @@
 
 pub mod name;
 pub mod packument;
+pub mod publish;
 pub mod sync;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::server::reply::Reply;
 use crate::store::{Expect, Origin};
 pub use name::PackageName;
 use packument::{PackumentBuilder, TarballRef};
+pub use publish::{forget_tarballs, invalidate};
 
 /// Characters kept as-is when a project or group path is put into a URL segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -104,6 +106,12 @@ pub enum NpmRoute {
     Metadata(PackageName),
     Tarball(PackageName, String),
     DistTags(PackageName),
+    /// `PUT {P}/:package_name`: publish (or deprecate).
+    Publish(PackageName),
+    /// `PUT .../-/package/:package_name/dist-tags/:tag`
+    DistTagPut(PackageName, String),
+    /// `DELETE .../-/package/:package_name/dist-tags/:tag`
+    DistTagDelete(PackageName, String),
     Audit(AuditKind),
 }
 
@@ -130,13 +138,29 @@ impl NpmRoute {
         if let Some(pkg) = rest.strip_prefix("-/package/") {
             let (name, tail) = pkg.split_once("/dist-tags").ok_or(RequestError::NoRoute)?;
             let name = PackageName::parse(name)?;
-            return match (tail, read) {
-                ("", true) => Ok(NpmRoute::DistTags(name)),
+            if tail.is_empty() {
+                return if read {
+                    Ok(NpmRoute::DistTags(name))
+                } else {
+                    Err(RequestError::MethodNotAllowed.into())
+                };
+            }
+            let tag = tail
+                .strip_prefix('/')
+                .filter(|t| valid_tag(t))
+                .ok_or(RequestError::NoRoute)?
+                .to_string();
+            return match *method {
+                Method::PUT => Ok(NpmRoute::DistTagPut(name, tag)),
+                Method::DELETE => Ok(NpmRoute::DistTagDelete(name, tag)),
                 _ => Err(RequestError::MethodNotAllowed.into()),
             };
         }
         if rest.starts_with("-/") {
             return Err(RequestError::NoRoute.into());
+        }
+        if *method == Method::PUT && !rest.contains("/-/") {
+            return Ok(NpmRoute::Publish(PackageName::parse(rest)?));
         }
         if !read {
             return Err(RequestError::MethodNotAllowed.into());
@@ -150,6 +174,15 @@ impl NpmRoute {
         }
         Ok(NpmRoute::Metadata(PackageName::parse(rest)?))
     }
+}
+
+/// A dist-tag in a path: one segment (GitLab's `NO_SLASH_URL_PART_REGEX`), nothing odd.
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 255
+        && !tag
+            .bytes()
+            .any(|b| b == b'/' || b == b'\\' || b.is_ascii_control())
 }
 
 /// `<name>-<version>.tgz`, or the unscoped `<basename>-<version>.tgz` npm also uses.
@@ -236,6 +269,13 @@ pub async fn handle(
             Ok(stale_warning(reply, hit.outcome))
         }
         NpmRoute::Tarball(name, file) => tarball(core, scope, &name, &file, req.credential).await,
+        NpmRoute::Publish(name) => publish::publish(core, scope, &name, req).await,
+        NpmRoute::DistTagPut(name, tag) => {
+            publish::dist_tag(core, scope, &name, &tag, Method::PUT, req).await
+        }
+        NpmRoute::DistTagDelete(name, tag) => {
+            publish::dist_tag(core, scope, &name, &tag, Method::DELETE, req).await
+        }
         NpmRoute::Audit(kind) => audit(core, scope, kind, req).await,
     }
 }
@@ -557,8 +597,22 @@ mod tests {
         );
         assert_eq!(
             get("-/package/@acme%2fui/dist-tags").unwrap(),
-            NpmRoute::DistTags(ui)
+            NpmRoute::DistTags(ui.clone())
         );
+        assert_eq!(
+            NpmRoute::parse(&Method::PUT, "@acme%2fui").unwrap(),
+            NpmRoute::Publish(ui.clone())
+        );
+        assert_eq!(
+            NpmRoute::parse(&Method::PUT, "-/package/@acme%2fui/dist-tags/stable").unwrap(),
+            NpmRoute::DistTagPut(ui.clone(), "stable".into())
+        );
+        assert_eq!(
+            NpmRoute::parse(&Method::DELETE, "-/package/@acme/ui/dist-tags/stable").unwrap(),
+            NpmRoute::DistTagDelete(ui.clone(), "stable".into())
+        );
+        assert!(NpmRoute::parse(&Method::GET, "-/package/@acme/ui/dist-tags/stable").is_err());
+        assert!(NpmRoute::parse(&Method::DELETE, "@acme%2fui").is_err());
         assert_eq!(
             NpmRoute::parse(&Method::POST, "-/npm/v1/security/audits/quick").unwrap(),
             NpmRoute::Audit(AuditKind::AuditsQuick)

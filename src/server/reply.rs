@@ -69,6 +69,18 @@ impl Reply {
         r
     }
 
+    /// An answer produced elsewhere (GitLab's answer to a forwarded write), as it was.
+    pub fn passthrough(status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
+        let body = if body.is_empty() {
+            ReplyBody::Empty
+        } else {
+            ReplyBody::Bytes(body)
+        };
+        let mut r = Reply::new(status, body, CacheOutcome::Bypass);
+        r.headers = headers;
+        r
+    }
+
     pub fn header(mut self, name: HeaderName, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
             self.headers.insert(name, v);

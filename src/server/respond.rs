@@ -42,6 +42,7 @@ pub fn error_response(err: &Error) -> Response<Body> {
                 .to_string()
                 .into()
         }
+        Error::Request(RequestError::Grape(text)) => json!({ "error": text }).to_string().into(),
         Error::Request(RequestError::NoRoute) => json!({ "error": "404 Not Found" }).to_string().into(),
         Error::Request(RequestError::MethodNotAllowed) => {
             json!({ "error": "405 Not Allowed" }).to_string().into()

@@ -27,6 +27,7 @@ use crate::cache::{CacheOutcome, Core};
 use crate::error::{Error, RequestError};
 use crate::goproxy::{self, GoEntry, GoRoute, GoTarget};
 use crate::npm::{self, NpmRoute, NpmScope};
+use crate::packages_api::{self, index::Target, PkgRoute};
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
@@ -40,6 +41,7 @@ pub enum Route {
     Npm(NpmScope, NpmRoute),
     Go(GoTarget, GoRoute),
     SumDb { name: String, rest: String },
+    Packages(Target, PkgRoute),
 }
 
 impl Route {
@@ -51,6 +53,8 @@ impl Route {
                 Some(Owner::Project(p.clone()))
             }
             Route::Npm(NpmScope::Group(g), _) => Some(Owner::Group(g.clone())),
+            Route::Packages(Target::Project(p), _) => Some(Owner::Project(p.clone())),
+            Route::Packages(Target::Group(g), _) => Some(Owner::Group(g.clone())),
             Route::Npm(NpmScope::Instance, _)
             | Route::Go(GoTarget::Any, _)
             | Route::SumDb { .. } => Some(Owner::Instance),
@@ -63,11 +67,16 @@ impl Route {
             Route::Npm(_, NpmRoute::Metadata(_)) => "npm_metadata",
             Route::Npm(_, NpmRoute::Tarball(..)) => "npm_tarball",
             Route::Npm(_, NpmRoute::DistTags(_)) => "npm_dist_tags",
+            Route::Npm(_, NpmRoute::Publish(_)) => "npm_publish",
+            Route::Npm(_, NpmRoute::DistTagPut(..) | NpmRoute::DistTagDelete(..)) => {
+                "npm_dist_tag_write"
+            }
             Route::Npm(_, NpmRoute::Audit(_)) => "npm_audit",
             Route::Go(_, GoRoute::List(_)) => "go_list",
             Route::Go(_, GoRoute::Latest(_)) => "go_latest",
             Route::Go(_, GoRoute::File(..)) => "go_file",
             Route::SumDb { .. } => "go_sumdb",
+            Route::Packages(_, r) => r.label(),
         }
     }
 }
@@ -116,6 +125,13 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
                 NpmRoute::parse(method, rest)?,
             ));
         }
+        if let Some(below) = rest.strip_prefix("packages") {
+            let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Project"))?;
+            let target = Target::Project(id);
+            if let Some(r) = PkgRoute::parse(method, &target, below) {
+                return Ok(Route::Packages(target, r?));
+            }
+        }
     }
     if let Some(after) = api.strip_prefix("groups/") {
         let (id, rest) = after.split_once('/').ok_or(RequestError::NoRoute)?;
@@ -125,6 +141,14 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
                 NpmScope::Group(id),
                 NpmRoute::parse(method, rest)?,
             ));
+        }
+        if let Some(below) = rest.strip_prefix("packages") {
+            let id = NpmScope::id(id)
+                .ok_or_else(|| Error::gitlab(StatusCode::NOT_FOUND, "404 Group Not Found"))?;
+            let target = Target::Group(id);
+            if let Some(r) = PkgRoute::parse(method, &target, below) {
+                return Ok(Route::Packages(target, r?));
+            }
         }
     }
     Err(RequestError::NoRoute.into())
@@ -203,6 +227,24 @@ async fn dispatch(
         }
         Route::SumDb { name, rest } => {
             let result = goproxy::sumdb::handle(core, &name, &rest).await;
+            reply_or_error(core, req.method(), req.headers(), result)
+        }
+        Route::Packages(target, r) => {
+            let credential = Credential::from_headers(req.headers());
+            let raw_path = req.uri().path().to_string();
+            let query = req.uri().query().map(str::to_string);
+            let result = packages_api::handle(
+                core,
+                &target,
+                r,
+                packages_api::PkgRequest {
+                    credential: &credential,
+                    headers: req.headers(),
+                    raw_path: &raw_path,
+                    query: query.as_deref(),
+                },
+            )
+            .await;
             reply_or_error(core, req.method(), req.headers(), result)
         }
         Route::Npm(scope, r) => {
@@ -333,7 +375,8 @@ fn render(
             (n, body::stream(SyncStream::new(counted)))
         }
     };
-    if let Some(n) = len {
+    // No Content-Length on 204 (RFC 9110 §8.6).
+    if let Some(n) = len.filter(|_| reply.status != StatusCode::NO_CONTENT) {
         builder = builder.header(http::header::CONTENT_LENGTH, n);
     }
     let body = if head { body::empty() } else { body };

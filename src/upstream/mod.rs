@@ -103,6 +103,37 @@ pub enum Fetched {
     },
 }
 
+/// A write's answer from the upstream, for the client as GitLab sent it.
+pub struct Forwarded {
+    pub status: StatusCode,
+    /// Only the headers that matter to a client ([`FORWARD_RESPONSE_HEADERS`]).
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Request headers of a client's write that GitLab looks at (besides credentials).
+pub const FORWARD_REQUEST_HEADERS: &[&str] = &[
+    "content-type",
+    "accept",
+    "npm-command",
+    "npm-otp",
+    "npm-auth-type",
+    "npm-scope",
+    "npm-session",
+    "if-unmodified-since",
+];
+
+/// Response headers of a forwarded write that come back to the client.
+pub const FORWARD_RESPONSE_HEADERS: &[&str] = &[
+    "content-type",
+    "www-authenticate",
+    "location",
+    "retry-after",
+];
+
+/// Largest upstream answer to a write that is passed back (they are small JSON documents).
+const MAX_FORWARDED_BODY: u64 = 16 << 20;
+
 impl Upstream {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, UpstreamError> {
         let base = config.upstream.url.trim_end_matches('/').to_string();
@@ -245,6 +276,99 @@ impl Upstream {
         Err(UpstreamError::Redirects {
             url: redact(&req.url),
         })
+    }
+
+    /// Forward a write (publish, dist-tag change, delete) to the GitLab upstream with the
+    /// client's credential and return GitLab's answer unchanged, whatever its status. Nothing
+    /// is followed: a redirect comes back to the client as it is. The path must start with
+    /// `/api/v4/`, so the credential only ever goes to the configured upstream.
+    pub async fn forward(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        credential: &Credential,
+        headers: &HeaderMap,
+        body: Option<Bytes>,
+        kind: &'static str,
+    ) -> Result<Forwarded, UpstreamError> {
+        let url = self.gitlab_url(path_and_query);
+        let client = match &self.conn {
+            Connectivity::Online(c) => c,
+            Connectivity::Offline => return Err(UpstreamError::Offline { url: redact(&url) }),
+        };
+        let started = Instant::now();
+        let mut rb = client.request(method, &url);
+        for (name, value) in credential.headers() {
+            rb = rb.header(name, value);
+        }
+        for name in FORWARD_REQUEST_HEADERS {
+            for v in headers.get_all(*name) {
+                rb = rb.header(*name, v.clone());
+            }
+        }
+        // Large bodies take time to upload: allow a second per MiB on top of the timeout.
+        let mut timeout = self.timeout;
+        if let Some(b) = body {
+            timeout += Duration::from_secs((b.len() as u64) >> 20);
+            rb = rb.body(b);
+        }
+        let secs = timeout.as_secs();
+        let resp = match tokio::time::timeout(timeout, rb.send()).await {
+            Err(_) => {
+                self.observe(kind, "timeout", started);
+                return Err(UpstreamError::Timeout {
+                    url: redact(&url),
+                    secs,
+                });
+            }
+            Ok(Err(e)) => {
+                self.observe(kind, "error", started);
+                return Err(classify(&url, &e, timeout));
+            }
+            Ok(Ok(r)) => r,
+        };
+        let status = resp.status();
+        self.observe(kind, status.as_str(), started);
+        let mut kept = HeaderMap::new();
+        for name in FORWARD_RESPONSE_HEADERS {
+            for v in resp.headers().get_all(*name) {
+                if let Ok(n) = http::header::HeaderName::from_bytes(name.as_bytes()) {
+                    kept.append(n, v.clone());
+                }
+            }
+        }
+        let redacted = redact(&url);
+        let mut buf = BytesMut::new();
+        let mut chunks = resp.bytes_stream();
+        let read = tokio::time::timeout(self.timeout, async {
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(|e| UpstreamError::Body {
+                    url: redacted.clone(),
+                    reason: e.to_string(),
+                })?;
+                if (buf.len() + chunk.len()) as u64 > MAX_FORWARDED_BODY {
+                    return Err(UpstreamError::Body {
+                        url: redacted.clone(),
+                        reason: format!("answer larger than {MAX_FORWARDED_BODY} bytes"),
+                    });
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(())
+        })
+        .await;
+        match read {
+            Err(_) => Err(UpstreamError::Timeout {
+                url: redacted,
+                secs: self.timeout.as_secs(),
+            }),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Ok(Forwarded {
+                status,
+                headers: kept,
+                body: buf.freeze(),
+            }),
+        }
     }
 
     async fn classify_response(&self, resp: reqwest::Response, url: &str) -> Fetched {

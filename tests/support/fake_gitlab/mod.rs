@@ -7,6 +7,8 @@
 //!   error bodies (§6), fault switches, counters and the fake object store.
 //! - [`world`]: groups, projects, tokens, packages; tarball generation.
 //! - [`npm`]: the npm routes (API.md §1).
+//! - [`npm_writes`]: npm publish, deprecate and dist-tag writes (API.md §1.7, §1.8).
+//! - [`packages`]: the Packages API (API.md §3): lists, package, files, pipelines, deletes.
 //! - [`go`]: the Go module proxy routes (API.md §2), module repositories, zips, `h1:` hashes.
 //!
 //! Adding a protocol (`go.rs`, `packages.rs`): write `pub fn route(fake: &Shared, req:
@@ -19,6 +21,8 @@
 
 pub mod go;
 pub mod npm;
+pub mod npm_writes;
+pub mod packages;
 pub mod world;
 
 use std::collections::HashMap;
@@ -51,7 +55,8 @@ pub const PUBLIC_REGISTRY: &str = "https://public-registry.invalid";
 
 /// Route modules, tried in order; the first `Some` wins. Unclaimed requests get GitLab's
 /// catch-all `404 {"error":"404 Not Found"}`.
-const ROUTES: &[fn(&Shared, &FakeRequest) -> Option<Reply>] = &[npm::route, go::route];
+const ROUTES: &[fn(&Shared, &FakeRequest) -> Option<Reply>] =
+    &[npm_writes::route, packages::route, npm::route, go::route];
 
 type Body = BoxBody<Bytes, io::Error>;
 

@@ -1,6 +1,7 @@
 //! npm routes (API.md §1): metadata at the project, group and instance prefixes, tarballs at
-//! the project prefix only, dist-tags GET and the two audit POSTs. Publish, dist-tag writes
-//! and deletes are left to `packages.rs` (this module returns `None` for them).
+//! the project prefix only, dist-tags GET and the two audit POSTs. Publish, deprecate and
+//! dist-tag writes are in `npm_writes.rs`, package deletes in `packages.rs` (this module
+//! returns `None` for them).
 //!
 //! Where API.md leaves a status open, the choice made here is marked UNCONFIRMED.
 
@@ -14,7 +15,7 @@ use super::{
 
 /// Which of the three prefixes a request came through; ids are still raw (percent-encoded).
 #[derive(Clone, Copy, Debug)]
-enum Level<'a> {
+pub(super) enum Level<'a> {
     /// `/api/v4/projects/:id/packages/npm`
     Project(&'a str),
     /// `/api/v4/groups/:id/-/packages/npm`
@@ -24,7 +25,7 @@ enum Level<'a> {
 }
 
 /// Splits a raw path into its prefix level and the rest after `.../packages/npm/`.
-fn split(path: &str) -> Option<(Level<'_>, &str)> {
+pub(super) fn split(path: &str) -> Option<(Level<'_>, &str)> {
     if let Some(rest) = path.strip_prefix("/api/v4/packages/npm/") {
         return Some((Level::Instance, rest));
     }
@@ -91,7 +92,7 @@ fn scope_of(name: &str) -> Option<&str> {
 }
 
 /// 401 for anonymous callers (`authenticate_non_public`), else the structured 404.
-fn deny(caller: &Caller, thing: &str) -> Reply {
+pub(super) fn deny(caller: &Caller, thing: &str) -> Reply {
     if caller.is_anonymous() {
         Reply::unauthorized()
     } else {
@@ -100,14 +101,14 @@ fn deny(caller: &Caller, thing: &str) -> Reply {
 }
 
 /// What a prefix + name resolves to before any permission check.
-struct Resolved {
+pub(super) struct Resolved {
     /// The project whose packages answer (for `{G}`/`{I}`: the one holding the newest).
-    owner: Option<u64>,
+    pub(super) owner: Option<u64>,
     /// `Err(reply)` when the container itself is missing or unreadable for this caller.
-    container: Result<(), Reply>,
+    pub(super) container: Result<(), Reply>,
 }
 
-fn resolve(world: &World, caller: &Caller, level: Level<'_>, name: &str) -> Resolved {
+pub(super) fn resolve(world: &World, caller: &Caller, level: Level<'_>, name: &str) -> Resolved {
     match level {
         Level::Project(id) => {
             let project = world.project_by_ref(&decode(id));

@@ -209,6 +209,139 @@ pub struct NpmRecord {
     pub sha256: String,
 }
 
+/// A package record of any format (`packages_packages`), as the Packages API shows it.
+#[derive(Clone, Debug)]
+pub struct Package {
+    /// Unique in the world, increasing in creation order (shared with [`NpmRecord::id`]).
+    pub id: u64,
+    pub project_id: u64,
+    pub name: String,
+    /// `None` for versionless packages (e.g. Maven metadata).
+    pub version: Option<String>,
+    /// One of the Packages API `package_type` values (`npm`, `maven`, `generic`, ...).
+    pub package_type: String,
+    /// `default`, `hidden`, `processing`, `error`, `pending_destruction` or `deprecated`.
+    pub status: String,
+    pub created_at: String,
+    pub last_downloaded_at: Option<String>,
+    pub files: Vec<PackageFile>,
+    /// Pipelines that built it, oldest first (the last one is its `pipeline`).
+    pub pipeline_ids: Vec<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PackageFile {
+    pub id: u64,
+    pub file_name: String,
+    pub size: u64,
+    pub created_at: String,
+    pub file_md5: Option<String>,
+    pub file_sha1: Option<String>,
+    pub file_sha256: Option<String>,
+    /// Deleted files are kept, hidden from the API.
+    pub pending_destruction: bool,
+}
+
+/// A CI pipeline (`PipelineBasic` + `user`).
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    pub id: u64,
+    pub iid: u64,
+    pub project_id: u64,
+    pub sha: String,
+    pub git_ref: String,
+    pub status: String,
+    pub source: String,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Username of who ran it.
+    pub user: String,
+}
+
+/// A non-npm package to add to a project, the builder tests use:
+///
+/// ```ignore
+/// PkgSpec::new("maven", "com/acme/lib", "1.0").file("lib-1.0.jar", 2421).pipelines(2)
+/// PkgSpec::versionless("maven", "com/acme/lib").status("hidden")
+/// ```
+#[derive(Clone, Debug)]
+pub struct PkgSpec {
+    pub package_type: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub status: String,
+    /// (file name, size)
+    pub files: Vec<(String, u64)>,
+    /// How many pipelines built it.
+    pub pipelines: usize,
+    /// Whether it was ever downloaded (sets `last_downloaded_at`).
+    pub downloaded: bool,
+}
+
+impl PkgSpec {
+    pub fn new(package_type: &str, name: &str, version: &str) -> PkgSpec {
+        PkgSpec {
+            package_type: package_type.to_string(),
+            name: name.to_string(),
+            version: Some(version.to_string()),
+            status: "default".to_string(),
+            files: Vec::new(),
+            pipelines: 0,
+            downloaded: false,
+        }
+    }
+
+    pub fn versionless(package_type: &str, name: &str) -> PkgSpec {
+        PkgSpec {
+            version: None,
+            ..PkgSpec::new(package_type, name, "")
+        }
+    }
+
+    pub fn status(mut self, status: &str) -> PkgSpec {
+        self.status = status.to_string();
+        self
+    }
+
+    pub fn file(mut self, name: &str, size: u64) -> PkgSpec {
+        self.files.push((name.to_string(), size));
+        self
+    }
+
+    pub fn pipelines(mut self, n: usize) -> PkgSpec {
+        self.pipelines = n;
+        self
+    }
+
+    pub fn downloaded(mut self) -> PkgSpec {
+        self.downloaded = true;
+        self
+    }
+}
+
+/// `2024-01-01T00:00:00.000Z` plus `secs` seconds, as GitLab formats timestamps.
+pub fn timestamp(secs: u64) -> String {
+    let total = 1_704_067_200 + secs; // 2024-01-01T00:00:00Z
+    let days = (total / 86_400) as i64;
+    let rem = total % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Groups, projects, tokens and packages. Every mutation bumps `generation`, which
 /// invalidates rendered packuments.
 #[derive(Clone, Debug, Default)]
@@ -221,9 +354,19 @@ pub struct World {
     pub npm: Vec<NpmRecord>,
     /// (project id, package name) → tag → version
     pub npm_tags: HashMap<(u64, String), BTreeMap<String, String>>,
+    /// Every package record of every format, as the Packages API lists them (npm versions
+    /// added with [`World::add_npm`] or published appear here too, with the same id).
+    pub packages: Vec<Package>,
+    /// Pipelines that built packages.
+    pub pipelines: Vec<Pipeline>,
     /// project id → its repository, for the Go proxy (see [`super::go`]).
     pub go: BTreeMap<u64, super::go::GoRepo>,
     next_package_id: u64,
+    next_file_id: u64,
+    next_pipeline_id: u64,
+    /// Seconds since 2024-01-01T00:00:00Z; every created record takes the next one, so
+    /// `created_at` is unique and increasing.
+    clock: u64,
     generation: u64,
 }
 
@@ -232,6 +375,8 @@ impl World {
     pub fn new() -> World {
         World {
             next_package_id: 1,
+            next_file_id: 1,
+            next_pipeline_id: 1,
             ..World::default()
         }
     }
@@ -446,33 +591,279 @@ impl World {
             pkg.version
         );
         let tarball = Bytes::from(npm_tarball(&pkg));
-        let record = NpmRecord {
-            id: self.next_package_id,
+        let shasum = hex::encode(Sha1::digest(&tarball));
+        self.push_npm(
             project_id,
-            file_name: format!("{}-{}.tgz", pkg.name, pkg.version),
-            shasum: hex::encode(Sha1::digest(&tarball)),
-            sha256: hex::encode(Sha256::digest(&tarball)),
+            &pkg.name,
+            &pkg.version,
+            pkg.dependencies,
+            pkg.fields,
+            &pkg.tags,
             tarball,
-            name: pkg.name.clone(),
-            version: pkg.version.clone(),
-            dependencies: pkg.dependencies,
-            fields: pkg.fields,
-        };
+            shasum,
+        );
+        self
+    }
+
+    /// Stores one npm version: the npm record and its Packages API package (same id).
+    #[allow(clippy::too_many_arguments)]
+    fn push_npm(
+        &mut self,
+        project_id: u64,
+        name: &str,
+        version: &str,
+        dependencies: BTreeMap<String, String>,
+        fields: serde_json::Map<String, Value>,
+        tags: &[String],
+        tarball: Bytes,
+        shasum: String,
+    ) -> u64 {
+        let id = self.next_package_id;
         self.next_package_id += 1;
-        for tag in pkg.tags {
+        let file_name = format!("{name}-{version}.tgz");
+        let sha256 = hex::encode(Sha256::digest(&tarball));
+        let created_at = self.tick();
+        self.packages.push(Package {
+            id,
+            project_id,
+            name: name.to_string(),
+            version: Some(version.to_string()),
+            package_type: "npm".to_string(),
+            status: "default".to_string(),
+            created_at: created_at.clone(),
+            last_downloaded_at: None,
+            files: vec![PackageFile {
+                id: self.next_file_id,
+                file_name: file_name.clone(),
+                size: tarball.len() as u64,
+                created_at,
+                file_md5: None,
+                file_sha1: Some(shasum.clone()),
+                file_sha256: Some(sha256.clone()),
+                pending_destruction: false,
+            }],
+            pipeline_ids: Vec::new(),
+        });
+        self.next_file_id += 1;
+        let record = NpmRecord {
+            id,
+            project_id,
+            file_name,
+            shasum,
+            sha256,
+            tarball,
+            name: name.to_string(),
+            version: version.to_string(),
+            dependencies,
+            fields,
+        };
+        for tag in tags {
             self.npm_tags
-                .entry((project_id, pkg.name.clone()))
+                .entry((project_id, name.to_string()))
                 .or_default()
-                .insert(tag, pkg.version.clone());
+                .insert(tag.clone(), version.to_string());
         }
         self.npm.push(record);
         self.touch();
-        self
+        id
+    }
+
+    /// What a successful `npm publish` stores: the version with the client's tarball and
+    /// `shasum` (as sent), its `tag` moved to it. Returns the package id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish_npm(
+        &mut self,
+        project_id: u64,
+        name: &str,
+        version: &str,
+        dependencies: BTreeMap<String, String>,
+        fields: serde_json::Map<String, Value>,
+        tag: Option<&str>,
+        tarball: Bytes,
+        shasum: String,
+    ) -> u64 {
+        let tags: Vec<String> = tag.into_iter().map(str::to_string).collect();
+        self.push_npm(
+            project_id,
+            name,
+            version,
+            dependencies,
+            fields,
+            &tags,
+            tarball,
+            shasum,
+        )
+    }
+
+    /// Adds a package of any format (see [`PkgSpec`]); returns its id.
+    pub fn add_package(&mut self, project_id: u64, spec: PkgSpec) -> u64 {
+        assert!(
+            self.project(project_id).is_some(),
+            "add project {project_id} before its packages"
+        );
+        let id = self.next_package_id;
+        self.next_package_id += 1;
+        let created_at = self.tick();
+        let mut files = Vec::new();
+        for (file_name, size) in spec.files {
+            let digest = hex::encode(Sha256::digest(format!("{id}/{file_name}")));
+            files.push(PackageFile {
+                id: self.next_file_id,
+                file_name,
+                size,
+                created_at: self.tick(),
+                file_md5: Some(digest[..32].to_string()),
+                file_sha1: Some(digest[..40].to_string()),
+                file_sha256: Some(digest),
+                pending_destruction: false,
+            });
+            self.next_file_id += 1;
+        }
+        let mut pipeline_ids = Vec::new();
+        for _ in 0..spec.pipelines {
+            let pid = self.next_pipeline_id;
+            self.next_pipeline_id += 1;
+            let at = self.tick();
+            self.pipelines.push(Pipeline {
+                id: pid,
+                iid: pid,
+                project_id,
+                sha: hex::encode(Sha1::digest(format!("pipeline {pid}"))),
+                git_ref: "main".to_string(),
+                status: "success".to_string(),
+                source: "push".to_string(),
+                created_at: at.clone(),
+                updated_at: at,
+                user: "root".to_string(),
+            });
+            pipeline_ids.push(pid);
+        }
+        let last_downloaded_at = spec.downloaded.then(|| self.tick());
+        self.packages.push(Package {
+            id,
+            project_id,
+            name: spec.name,
+            version: spec.version,
+            package_type: spec.package_type,
+            status: spec.status,
+            created_at,
+            last_downloaded_at,
+            files,
+            pipeline_ids,
+        });
+        self.touch();
+        id
+    }
+
+    /// Sets a package's status (e.g. `hidden`, `error`, `deprecated`).
+    pub fn set_package_status(&mut self, package_id: u64, status: &str) {
+        if let Some(p) = self.packages.iter_mut().find(|p| p.id == package_id) {
+            p.status = status.to_string();
+        }
+        self.touch();
+    }
+
+    /// A package delete: the package goes `pending_destruction`, its npm version (and the
+    /// tags on it) disappears from the npm routes.
+    pub fn destroy_package(&mut self, package_id: u64) {
+        if let Some(p) = self.packages.iter_mut().find(|p| p.id == package_id) {
+            p.status = "pending_destruction".to_string();
+        }
+        self.drop_npm_record(package_id);
+        self.touch();
+    }
+
+    /// A package file delete; an npm version without installable files leaves the npm routes.
+    pub fn destroy_package_file(&mut self, package_id: u64, file_id: u64) {
+        let mut none_left = false;
+        if let Some(p) = self.packages.iter_mut().find(|p| p.id == package_id) {
+            for f in p.files.iter_mut().filter(|f| f.id == file_id) {
+                f.pending_destruction = true;
+            }
+            none_left = p.files.iter().all(|f| f.pending_destruction);
+        }
+        if none_left {
+            self.drop_npm_record(package_id);
+        }
+        self.touch();
+    }
+
+    fn drop_npm_record(&mut self, package_id: u64) {
+        let Some(pos) = self.npm.iter().position(|r| r.id == package_id) else {
+            return;
+        };
+        let record = self.npm.remove(pos);
+        if let Some(tags) = self
+            .npm_tags
+            .get_mut(&(record.project_id, record.name.clone()))
+        {
+            tags.retain(|_, v| *v != record.version);
+        }
+    }
+
+    /// Sets (or, with an empty value, removes) a per-version packument key, e.g. `deprecated`;
+    /// the package's status follows `deprecated` (API.md §1.7).
+    pub fn set_npm_field(
+        &mut self,
+        project_id: u64,
+        name: &str,
+        version: &str,
+        key: &str,
+        value: &str,
+    ) {
+        let mut id = None;
+        for r in self
+            .npm
+            .iter_mut()
+            .filter(|r| r.project_id == project_id && r.name == name && r.version == version)
+        {
+            if value.is_empty() {
+                r.fields.remove(key);
+            } else {
+                r.fields
+                    .insert(key.to_string(), Value::String(value.to_string()));
+            }
+            id = Some(r.id);
+        }
+        if key == "deprecated" {
+            if let Some(p) = self.packages.iter_mut().find(|p| Some(p.id) == id) {
+                p.status = if value.is_empty() {
+                    "default"
+                } else {
+                    "deprecated"
+                }
+                .to_string();
+            }
+        }
+        self.touch();
+    }
+
+    /// Removes a dist-tag; returns whether it existed.
+    pub fn remove_npm_tag(&mut self, project_id: u64, name: &str, tag: &str) -> bool {
+        let removed = self
+            .npm_tags
+            .get_mut(&(project_id, name.to_string()))
+            .is_some_and(|tags| tags.remove(tag).is_some());
+        self.touch();
+        removed
+    }
+
+    fn tick(&mut self) -> String {
+        self.clock += 1;
+        timestamp(self.clock)
     }
 
     /// Removes one version (as a package delete would); returns whether it existed. Tags
     /// pointing at it are removed too.
     pub fn remove_npm(&mut self, project_id: u64, name: &str, version: &str) -> bool {
+        for p in self.packages.iter_mut().filter(|p| {
+            p.project_id == project_id
+                && p.package_type == "npm"
+                && p.name == name
+                && p.version.as_deref() == Some(version)
+        }) {
+            p.status = "pending_destruction".to_string();
+        }
         let before = self.npm.len();
         self.npm
             .retain(|r| !(r.project_id == project_id && r.name == name && r.version == version));

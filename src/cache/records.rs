@@ -1,0 +1,371 @@
+//! Records an adapter fills from the upstream itself (the Packages API index: package lists,
+//! package files, pipelines), under the same rules as [`Core::metadata`]:
+//!
+//! - the gate decides first: a caller with a fresh refusal gets it again; a caller with no
+//!   fresh decision is checked upstream by the fill itself, with their own credential;
+//! - content is fresh for `metadata_ttl` after the fill *started*, and only if no write went
+//!   through packrat since ([`Core::records_written`] moves that epoch);
+//! - when the upstream is down or answers 5xx, a record younger than `stale_if_error` is
+//!   served to a caller whose last decision allows it (outcome `StaleIfError`);
+//! - refusals (401/403/404) are GitLab's, recorded per credential hash and scope.
+//!
+//! Also here: the local effects of writes that went through (invalidating packuments and Go
+//! lists, forgetting tarballs of deleted versions, committing a published tarball), so the
+//! adapters never touch the index directly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
+
+use super::{offline_miss, passthrough, refusal, CacheOutcome, Core, Verdict};
+use crate::auth::{Age, Credential};
+use crate::error::Error;
+use crate::store::{now_ms, BlobEntry, Digest, Expect, MetaRecord, Origin, Tree};
+
+/// Aux key of the write epoch: Unix ms of the last write that went through packrat.
+const EPOCH_KEY: &str = "records/epoch";
+
+/// A record and when the fill that produced it started (Unix ms).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stamped<T> {
+    pub fetched_at: u64,
+    pub value: T,
+}
+
+/// A read of an adapter-filled record.
+pub struct RecordSpec<'a> {
+    /// Authorization scope: whoever the upstream allowed to fill it may read it.
+    pub scope: String,
+    pub credential: &'a Credential,
+    /// Metric label.
+    pub kind: &'static str,
+    /// Where this caller's copy lives, when that is known without asking the upstream
+    /// (`None`: only a fill can tell, e.g. a credential never seen before).
+    pub key: Option<String>,
+    /// The upstream URL a fill reads (for messages; never logged with a query string).
+    pub url: String,
+    /// Offline mirrors only, when the caller has no copy of their own: any stored copy whose
+    /// key is `<.0><one segment><.1>` (another class's or credential's copy of the same list;
+    /// access was checked against `offline.tokens`).
+    pub offline_any: Option<(String, String)>,
+}
+
+/// What a fill produced and where to keep it.
+pub struct Filled<T> {
+    pub key: String,
+    pub value: T,
+}
+
+pub struct RecordHit<T> {
+    pub value: T,
+    pub outcome: CacheOutcome,
+}
+
+impl Core {
+    /// Read a record through the gate: the stored copy when fresh and the caller is known to
+    /// be allowed, else a fill with the caller's credential (stale-if-error on failure).
+    pub async fn record<T, F, Fut>(
+        &self,
+        spec: RecordSpec<'_>,
+        fill: F,
+    ) -> Result<RecordHit<T>, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Filled<T>, Error>>,
+    {
+        if self.upstream.is_offline() {
+            return self.record_offline(&spec);
+        }
+        if let Some(hit) = self.record_from_cache(&spec)? {
+            return Ok(hit);
+        }
+        let lock_key = match &spec.key {
+            Some(k) => format!("record|{k}"),
+            None => format!("record|{}|{}", spec.scope, spec.credential.hash().hex()),
+        };
+        let lock = self
+            .meta_locks
+            .get_with(lock_key, || Arc::new(tokio::sync::Mutex::new(())));
+        let _guard = lock.lock().await;
+        if let Some(hit) = self.record_from_cache(&spec)? {
+            return Ok(hit);
+        }
+        let stale_decision = match self.gate(spec.credential, &spec.scope) {
+            Verdict::Ask(d) => d,
+            Verdict::Allow => None,
+            Verdict::Refuse(e) => return Err(e),
+        };
+        self.metrics.miss(spec.kind);
+        let started = now_ms();
+        match fill().await {
+            Ok(Filled { key, value }) => {
+                self.store.index.put(
+                    Tree::Aux,
+                    &key,
+                    &Stamped {
+                        fetched_at: started,
+                        value: &value,
+                    },
+                )?;
+                self.record_decision(
+                    spec.credential,
+                    &spec.scope,
+                    StatusCode::OK,
+                    &Bytes::new(),
+                    None,
+                );
+                Ok(RecordHit {
+                    value,
+                    outcome: CacheOutcome::Miss,
+                })
+            }
+            Err(Error::Passthrough {
+                status,
+                body,
+                www_authenticate,
+            }) => {
+                if matches!(status.as_u16(), 401 | 403 | 404) {
+                    self.record_decision(
+                        spec.credential,
+                        &spec.scope,
+                        status,
+                        &body,
+                        www_authenticate.clone(),
+                    );
+                }
+                Err(passthrough(status, body, www_authenticate))
+            }
+            Err(Error::Upstream(e)) => {
+                let decision =
+                    stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
+                let stored = match &spec.key {
+                    Some(k) => self.store.index.get::<Stamped<T>>(Tree::Aux, k)?,
+                    None => None,
+                };
+                match decision {
+                    Some(d) if d.allowed() && self.decisions.age(&d) != Age::Expired => {
+                        match stored.filter(|r| self.record_within_stale_if_error(r.fetched_at)) {
+                            Some(r) => {
+                                tracing::warn!(scope = %spec.scope, error = %e, "upstream failed; serving a stale record");
+                                Ok(RecordHit {
+                                    value: r.value,
+                                    outcome: CacheOutcome::StaleIfError,
+                                })
+                            }
+                            None => Err(e.into()),
+                        }
+                    }
+                    Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => {
+                        Err(refusal(&d))
+                    }
+                    // The content is here, but nobody can vouch for this caller: refuse.
+                    _ if stored.is_some() => Err(Error::gitlab(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("packrat cannot confirm with GitLab that these credentials may read this list ({e}); retry when GitLab is reachable"),
+                    )),
+                    _ => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An offline mirror serves what it holds, however old; never a connection attempt.
+    fn record_offline<T: DeserializeOwned>(
+        &self,
+        spec: &RecordSpec<'_>,
+    ) -> Result<RecordHit<T>, Error> {
+        let own = match &spec.key {
+            Some(k) => self.store.index.get::<Stamped<T>>(Tree::Aux, k)?,
+            None => None,
+        };
+        let found = match (own, &spec.offline_any) {
+            (Some(r), _) => Some(r),
+            (None, Some((prefix, suffix))) => self
+                .store
+                .index
+                .scan::<Stamped<T>>(Tree::Aux, prefix)?
+                .into_iter()
+                .find(|(k, _)| {
+                    k.strip_prefix(prefix.as_str())
+                        .and_then(|rest| rest.strip_suffix(suffix.as_str()))
+                        .is_some_and(|seg| !seg.is_empty() && !seg.contains('/'))
+                })
+                .map(|(_, r)| r),
+            (None, None) => None,
+        };
+        match found {
+            Some(r) => {
+                self.metrics.hit(spec.kind);
+                Ok(RecordHit {
+                    value: r.value,
+                    outcome: CacheOutcome::Hit,
+                })
+            }
+            None => Err(offline_miss(&spec.url)),
+        }
+    }
+
+    fn record_from_cache<T: DeserializeOwned>(
+        &self,
+        spec: &RecordSpec<'_>,
+    ) -> Result<Option<RecordHit<T>>, Error> {
+        match self.gate(spec.credential, &spec.scope) {
+            Verdict::Refuse(e) => {
+                self.metrics.hit(spec.kind);
+                Err(e)
+            }
+            Verdict::Allow => {
+                let Some(key) = &spec.key else {
+                    return Ok(None);
+                };
+                match self.store.index.get::<Stamped<T>>(Tree::Aux, key)? {
+                    Some(r) if self.record_fresh(r.fetched_at) => {
+                        self.metrics.hit(spec.kind);
+                        Ok(Some(RecordHit {
+                            value: r.value,
+                            outcome: CacheOutcome::Hit,
+                        }))
+                    }
+                    _ => Ok(None),
+                }
+            }
+            Verdict::Ask(_) => Ok(None),
+        }
+    }
+
+    /// Fresh: younger than `metadata_ttl`, and filled after the last write through packrat.
+    pub fn record_fresh(&self, fetched_at: u64) -> bool {
+        Duration::from_millis(now_ms().saturating_sub(fetched_at)) < self.config.cache.metadata_ttl
+            && fetched_at > self.records_epoch()
+    }
+
+    fn record_within_stale_if_error(&self, fetched_at: u64) -> bool {
+        Duration::from_millis(now_ms().saturating_sub(fetched_at))
+            < self.config.cache.stale_if_error
+    }
+
+    fn records_epoch(&self) -> u64 {
+        self.store
+            .index
+            .get::<u64>(Tree::Aux, EPOCH_KEY)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// A write went through: every adapter-filled record is refilled on its next read
+    /// (stored copies stay usable for stale-if-error).
+    pub fn records_written(&self) -> Result<(), Error> {
+        Ok(self.store.index.put(Tree::Aux, EPOCH_KEY, &now_ms())?)
+    }
+
+    /// A stored record without any check (for write paths that only look things up).
+    pub fn peek_record<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Stamped<T>>, Error> {
+        Ok(self.store.index.get(Tree::Aux, key)?)
+    }
+
+    /// Edit every record under `prefix` in place (their age is kept); `edit` returns whether
+    /// it changed the record. Returns how many changed.
+    pub fn edit_records<T, F>(&self, prefix: &str, mut edit: F) -> Result<usize, Error>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(&str, &mut T) -> bool,
+    {
+        let mut changed = 0;
+        for (key, mut rec) in self.store.index.scan::<Stamped<T>>(Tree::Aux, prefix)? {
+            if edit(&key, &mut rec.value) {
+                self.store.index.put(Tree::Aux, &key, &rec)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Remove the adapter records under `prefix` whose key satisfies `matches`.
+    pub fn remove_records(
+        &self,
+        prefix: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<usize, Error> {
+        let mut removed = 0;
+        for (key, _) in self.store.index.scan::<IgnoredAny>(Tree::Aux, prefix)? {
+            if matches(&key) {
+                self.store.index.remove(Tree::Aux, &key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Make the metadata documents under `prefix` whose key satisfies `matches` stale, so the
+    /// next read revalidates upstream. They stay usable for stale-if-error.
+    pub fn invalidate_metadata(
+        &self,
+        prefix: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<usize, Error> {
+        let ttl = u64::try_from(self.config.cache.metadata_ttl.as_millis()).unwrap_or(u64::MAX);
+        let stale_at = now_ms().saturating_sub(ttl.saturating_add(1));
+        let mut changed = 0;
+        for (key, mut rec) in self.store.index.scan::<MetaRecord>(Tree::Meta, prefix)? {
+            if matches(&key) && rec.fetched_at > stale_at {
+                rec.fetched_at = stale_at;
+                self.store.index.put(Tree::Meta, &key, &rec)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Forget which blob answers the upstream files under `prefix` whose key satisfies
+    /// `matches` (a deleted version must not be served from the cache; the bytes stay for gc).
+    pub fn forget_blobs(
+        &self,
+        prefix: &str,
+        matches: impl Fn(&str) -> bool,
+    ) -> Result<usize, Error> {
+        let mut removed = 0;
+        for (key, _) in self.store.index.scan::<IgnoredAny>(Tree::Blobs, prefix)? {
+            if matches(&key) {
+                self.store.index.remove(Tree::Blobs, &key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Commit bytes the client sent (a published tarball) as the blob answering `key`,
+    /// verified against `expect` like any download.
+    pub async fn put_blob(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        expect: Expect,
+        content_type: &str,
+        origin: Origin,
+    ) -> Result<Digest, Error> {
+        let mut writer = self.store.blobs.create(expect).await?;
+        writer.write(bytes).await?;
+        let info = writer.commit().await?;
+        self.store.index.put(
+            Tree::Blobs,
+            key,
+            &BlobEntry {
+                digest: info.digest,
+                size: info.len,
+                content_type: content_type.to_string(),
+                fetched_at: now_ms(),
+                etag: None,
+                origin,
+            },
+        )?;
+        Ok(info.digest)
+    }
+}

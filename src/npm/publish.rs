@@ -1,0 +1,328 @@
+//! npm writes (API.md §1.7, §1.8): publish and deprecate (`PUT {P}/:package_name`) and
+//! dist-tag changes (`PUT`/`DELETE {prefix}/-/package/:package_name/dist-tags/:tag`).
+//!
+//! They go to the GitLab upstream only, with the client's credential, and GitLab's answer
+//! comes back unchanged. A publish body is checked first, without forwarding (not JSON, no
+//! `versions`, an attachment that is not base64: 400 with GitLab's messages). Only after the
+//! upstream succeeds does anything change here: the name's packuments are revalidated at
+//! every prefix, and a published tarball goes from the request body straight into the blob
+//! store (verified against its `shasum`/`integrity`), so the first install is a cache hit.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use super::name::PackageName;
+use super::packument::{PackumentBuilder, TarballRef};
+use super::{NpmRequest, NpmScope, SEGMENT};
+use crate::auth::Credential;
+use crate::cache::Core;
+use crate::error::{Error, RequestError};
+use crate::server::reply::Reply;
+use crate::store::{Expect, Origin};
+
+/// A publish body that passed the checks.
+enum Checked {
+    /// A new version, with its tarball.
+    New(Published),
+    /// `Npm-Command: deprecate`: versions carry `deprecated`, no attachment.
+    Deprecate,
+}
+
+struct Published {
+    /// `<name>-<version>.tgz`, as GitLab names the file.
+    file: String,
+    tarball: Vec<u8>,
+    shasum: Option<String>,
+    integrity: Option<String>,
+}
+
+/// npm's structured error with the same text in both keys (GitLab's publish errors).
+fn publish_error(text: &str) -> Error {
+    Error::Gitlab {
+        status: StatusCode::BAD_REQUEST,
+        message: text.to_string(),
+        error: Some(text.to_string()),
+    }
+}
+
+/// The checks GitLab makes before it reads a publish body (API.md §1.7); packrat makes them
+/// without contacting the upstream.
+fn check(body: &[u8], url_name: &PackageName, deprecate: bool) -> Result<Checked, Error> {
+    let doc: Value = serde_json::from_slice(body).map_err(|_| publish_error("Invalid json"))?;
+    let Some(obj) = doc.as_object() else {
+        return Err(publish_error("Invalid json"));
+    };
+    let Some(versions) = obj.get("versions").and_then(Value::as_object) else {
+        return Err(publish_error(
+            "Versions key is missing from the JSON upload",
+        ));
+    };
+    if deprecate {
+        return Ok(Checked::Deprecate);
+    }
+    // GitLab reads the first version and the attachment named after it.
+    let Some((version, meta)) = versions.iter().next().filter(|(v, _)| !v.is_empty()) else {
+        return Err(publish_error("Version is empty."));
+    };
+    let name = obj
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or(url_name.as_str());
+    let file = format!("{name}-{version}.tgz");
+    let data = obj
+        .get("_attachments")
+        .and_then(|a| a.get(&file))
+        .and_then(|a| a.get("data"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if data.is_empty() {
+        return Err(publish_error("Attachment data is empty."));
+    }
+    // GitLab's `Base64.decode64` would silently drop what is not base64; packrat refuses it
+    // rather than forward a tarball that cannot be what the client meant.
+    let tarball = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| publish_error("Attachment data is not valid base64."))?;
+    let dist = meta.get("dist");
+    let field = |k: &str| {
+        dist.and_then(|d| d.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Ok(Checked::New(Published {
+        file,
+        tarball,
+        shasum: field("shasum"),
+        integrity: field("integrity"),
+    }))
+}
+
+/// `PUT {P}/:package_name`: publish, or deprecate with `Npm-Command: deprecate`.
+pub(super) async fn publish(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    name: &PackageName,
+    req: NpmRequest<'_>,
+) -> Result<Reply, Error> {
+    // GitLab publishes at the project prefix only (UNCONFIRMED: 404 or 405 elsewhere).
+    if !matches!(scope, NpmScope::Project(_)) {
+        return Err(RequestError::NoRoute.into());
+    }
+    let body = req.body.unwrap_or_default();
+    let deprecate = req
+        .headers
+        .get("npm-command")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("deprecate"));
+    let checked = check(&body, name, deprecate)?;
+    let path = format!("{}/{}", scope.prefix(), name.encoded());
+    let answer = core
+        .upstream
+        .forward(
+            Method::PUT,
+            &path,
+            req.credential,
+            req.headers,
+            Some(body),
+            "npm_publish",
+        )
+        .await?;
+    if answer.status.is_success() {
+        if let Err(e) = after_publish(core, scope, name, req.credential, checked).await {
+            tracing::warn!(name = %name, error = %e, "published upstream; updating the cache failed");
+        }
+    }
+    Ok(Reply::passthrough(
+        answer.status,
+        answer.headers,
+        answer.body,
+    ))
+}
+
+async fn after_publish(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    name: &PackageName,
+    credential: &Credential,
+    checked: Checked,
+) -> Result<(), Error> {
+    invalidate(core, name.as_str())?;
+    core.records_written()?;
+    let Checked::New(p) = checked else {
+        return Ok(());
+    };
+    // Learn where the upstream keeps the new tarball: the packument, refetched now with the
+    // publisher's credential (it is stale after the invalidation above).
+    super::packument(core, scope, name, credential).await?;
+    let aux_key =
+        PackumentBuilder::file_key(&format!("npmfile/{}/{}/", scope.key(), name), &p.file);
+    let Some(tref) = core.aux::<TarballRef>(&aux_key)? else {
+        tracing::debug!(name = %name, file = %p.file, "the refetched packument does not list the new file yet; not precaching");
+        return Ok(());
+    };
+    let shasum = tref.shasum.clone().or(p.shasum);
+    let integrity = p.integrity.or(tref.integrity.clone());
+    if shasum.is_none() && integrity.is_none() {
+        return Ok(());
+    }
+    core.put_blob(
+        &super::blob_key(Origin::Gitlab, &tref.url),
+        &p.tarball,
+        Expect::npm(shasum.as_deref(), integrity.as_deref()),
+        "application/octet-stream",
+        Origin::Gitlab,
+    )
+    .await?;
+    tracing::info!(name = %name, file = %p.file, "published tarball cached from the request body");
+    Ok(())
+}
+
+/// `PUT`/`DELETE {prefix}/-/package/:package_name/dist-tags/:tag`.
+pub(super) async fn dist_tag(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    name: &PackageName,
+    tag: &str,
+    method: Method,
+    req: NpmRequest<'_>,
+) -> Result<Reply, Error> {
+    let path = format!(
+        "{}/-/package/{}/dist-tags/{}",
+        scope.prefix(),
+        name.encoded(),
+        percent_encoding::utf8_percent_encode(tag, SEGMENT)
+    );
+    let body = (method == Method::PUT).then(|| req.body.unwrap_or_default());
+    let answer = core
+        .upstream
+        .forward(
+            method,
+            &path,
+            req.credential,
+            req.headers,
+            body,
+            "npm_dist_tags",
+        )
+        .await?;
+    if answer.status.is_success() {
+        if let Err(e) = invalidate(core, name.as_str()).and_then(|()| core.records_written()) {
+            tracing::warn!(name = %name, error = %e, "dist-tag changed upstream; invalidating the cache failed");
+        }
+    }
+    Ok(Reply::passthrough(
+        answer.status,
+        answer.headers,
+        answer.body,
+    ))
+}
+
+/// Every prefix's packument (and so dist-tags) of `name` revalidates on its next read.
+pub fn invalidate(core: &Core, name: &str) -> Result<(), Error> {
+    let suffix = format!("/{name}");
+    core.invalidate_metadata("npm/", |k| k.ends_with(&suffix))?;
+    Ok(())
+}
+
+/// Cached tarballs of `name` (one file, or all when `file` is `None`) are no longer served
+/// from the cache: the next request asks the upstream, which knows whether they still exist
+/// (a version deleted and published again must never be served from the old bytes). A file
+/// known to be deleted also loses its tarball record at every prefix, so the tarball route
+/// answers 404 even while a download of it is still landing in the cache.
+pub fn forget_tarballs(core: &Core, name: &str, file: Option<&str>) -> Result<(), Error> {
+    match file {
+        Some(f) => {
+            let suffix = format!("/{name}/-/{f}");
+            core.forget_blobs("npm-tgz:", |k| k.ends_with(&suffix))?;
+            let aux_suffix = format!("/{name}/{f}");
+            core.remove_records("npmfile/", |k| k.ends_with(&aux_suffix))?;
+        }
+        None => {
+            let infix = format!("/{name}/-/");
+            core.forget_blobs("npm-tgz:", |k| k.contains(&infix))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name() -> PackageName {
+        PackageName::parse("@acme/ui").unwrap()
+    }
+
+    fn message(e: Error) -> String {
+        match e {
+            Error::Gitlab {
+                status,
+                message,
+                error,
+            } => {
+                assert_eq!(status, StatusCode::BAD_REQUEST);
+                assert_eq!(error.as_deref(), Some(message.as_str()));
+                message
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn publish_bodies_are_checked_like_gitlab() {
+        assert_eq!(
+            message(check(b"{nope", &name(), false).err().unwrap()),
+            "Invalid json"
+        );
+        assert_eq!(
+            message(check(b"[1]", &name(), false).err().unwrap()),
+            "Invalid json"
+        );
+        assert_eq!(
+            message(
+                check(br#"{"name":"@acme/ui"}"#, &name(), false)
+                    .err()
+                    .unwrap()
+            ),
+            "Versions key is missing from the JSON upload"
+        );
+        assert_eq!(
+            message(
+                check(br#"{"name":"@acme/ui","versions":{}}"#, &name(), false)
+                    .err()
+                    .unwrap()
+            ),
+            "Version is empty."
+        );
+        let body = br#"{"name":"@acme/ui","versions":{"1.0.0":{}},"_attachments":{"@acme/ui-1.0.0.tgz":{"data":"%%%not base64"}}}"#;
+        assert_eq!(
+            message(check(body, &name(), false).err().unwrap()),
+            "Attachment data is not valid base64."
+        );
+        let body = br#"{"name":"@acme/ui","versions":{"1.0.0":{}},"_attachments":{"other.tgz":{"data":"AAAA"}}}"#;
+        assert_eq!(
+            message(check(body, &name(), false).err().unwrap()),
+            "Attachment data is empty."
+        );
+        assert!(matches!(
+            check(
+                br#"{"versions":{"1.0.0":{"deprecated":"x"}}}"#,
+                &name(),
+                true
+            ),
+            Ok(Checked::Deprecate)
+        ));
+        let body = br#"{"name":"@acme/ui","versions":{"1.0.0":{"dist":{"shasum":"ab","integrity":"sha512-x"}}},"_attachments":{"@acme/ui-1.0.0.tgz":{"data":"aGVsbG8="}}}"#;
+        match check(body, &name(), false) {
+            Ok(Checked::New(p)) => {
+                assert_eq!(p.file, "@acme/ui-1.0.0.tgz");
+                assert_eq!(p.tarball, b"hello");
+                assert_eq!(p.shasum.as_deref(), Some("ab"));
+                assert_eq!(p.integrity.as_deref(), Some("sha512-x"));
+            }
+            _ => panic!("should pass"),
+        }
+    }
+}

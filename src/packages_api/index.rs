@@ -1,0 +1,465 @@
+//! The local package index: what packrat keeps of the upstream's Packages API, and how it is
+//! filled (all pages, `per_page=100`, with the caller's credential).
+//!
+//! Records (in the aux tree, through [`Core::record`]), each a list of items exactly as the
+//! upstream sent them:
+//! - `pkgidx/p:<project>/<class>/<slice>`: a project's packages. Items differ by caller only
+//!   in `_links.delete_api_path` (present for callers who may delete), so callers share one
+//!   copy per *class*: `d` (may delete), `r` (may not), learnt from their own fill; a caller
+//!   whose fill showed no item to tell keeps a copy of their own (`c-<credential hash>`).
+//! - `pkgidx/g:<group>/<credential hash>/<slice>`: a group's packages depend on who asks
+//!   (which projects they can read), so every credential has its own copy.
+//! - `pkgfiles/p:<project>/<package id>`, `pkgpipes/p:<project>/<package id>`: a package's
+//!   files and pipelines, filled on first use.
+//!
+//! A *slice* is what one upstream sweep returns. Without `status` GitLab lists displayable
+//! statuses only, and without `package_type` no Terraform modules; versionless packages are
+//! always fetched (`include_versionless=true`) and filtered locally. So a query needs the
+//! sweep for its status (displayable, or one of the three hidden ones), with or without
+//! `package_type=terraform_module`, and for groups with or without `exclude_subgroups`.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::params::{id_of, str_field, ListQuery};
+use crate::auth::Credential;
+use crate::cache::records::{Filled, RecordHit, RecordSpec};
+use crate::cache::Core;
+use crate::error::{Error, UpstreamError};
+use crate::upstream::{self, Fetched, Request};
+
+/// Largest single page accepted from the upstream.
+const MAX_PAGE_BYTES: u64 = 64 << 20;
+/// A safety stop for runaway pagination (10,000 pages of 100 = a million packages).
+const MAX_PAGES: u64 = 10_000;
+
+/// The project or group a Packages API request names (id or full path, decoded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Project(String),
+    Group(String),
+}
+
+impl Target {
+    pub fn id(&self) -> &str {
+        match self {
+            Target::Project(id) | Target::Group(id) => id,
+        }
+    }
+
+    pub fn key(&self) -> String {
+        match self {
+            Target::Project(id) => format!("p:{id}"),
+            Target::Group(id) => format!("g:{id}"),
+        }
+    }
+
+    /// `/api/v4/projects/<id>` or `/api/v4/groups/<id>`, the id URL-encoded.
+    pub fn api_path(&self) -> String {
+        let enc = |id: &str| percent_encoding::utf8_percent_encode(id, super::SEGMENT).to_string();
+        match self {
+            Target::Project(id) => format!("/api/v4/projects/{}", enc(id)),
+            Target::Group(id) => format!("/api/v4/groups/{}", enc(id)),
+        }
+    }
+
+    pub fn scope(&self) -> String {
+        format!("pkgapi/{}", self.key())
+    }
+}
+
+/// Which upstream sweep a list query needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slice {
+    /// `None`: the displayable statuses; else one of the statuses lists hide by default.
+    pub status: Option<&'static str>,
+    pub terraform: bool,
+    pub exclude_subgroups: bool,
+}
+
+impl Slice {
+    pub const DISPLAYABLE: Slice = Slice {
+        status: None,
+        terraform: false,
+        exclude_subgroups: false,
+    };
+
+    pub fn for_query(q: &ListQuery) -> Slice {
+        let status = match q.status.as_deref() {
+            Some("hidden") => Some("hidden"),
+            Some("processing") => Some("processing"),
+            Some("pending_destruction") => Some("pending_destruction"),
+            _ => None,
+        };
+        Slice {
+            status,
+            terraform: q.package_type.as_deref() == Some("terraform_module"),
+            exclude_subgroups: q.exclude_subgroups,
+        }
+    }
+
+    fn name(&self) -> String {
+        let mut s = self.status.unwrap_or("displayable").to_string();
+        if self.terraform {
+            s.push_str("+terraform");
+        }
+        if self.exclude_subgroups {
+            s.push_str("+direct");
+        }
+        s
+    }
+
+    fn upstream_params(&self) -> String {
+        let mut s = String::from("include_versionless=true");
+        if let Some(st) = self.status {
+            s.push_str("&status=");
+            s.push_str(st);
+        }
+        if self.terraform {
+            s.push_str("&package_type=terraform_module");
+        }
+        if self.exclude_subgroups {
+            s.push_str("&exclude_subgroups=true");
+        }
+        s
+    }
+}
+
+fn class_key(credential: &Credential, target: &Target) -> String {
+    format!("pkgcls/{}/{}", credential.hash().hex(), target.key())
+}
+
+fn list_key(target: &Target, owner: &str, slice: Slice) -> String {
+    format!("pkgidx/{}/{owner}/{}", target.key(), slice.name())
+}
+
+pub fn files_key(target: &Target, package_id: i64) -> String {
+    format!("pkgfiles/{}/{package_id}", target.key())
+}
+
+pub fn pipelines_key(target: &Target, package_id: i64) -> String {
+    format!("pkgpipes/{}/{package_id}", target.key())
+}
+
+pub fn package_scope(target: &Target, package_id: i64) -> String {
+    format!("{}/package/{package_id}", target.scope())
+}
+
+/// The items of one slice of a project's or group's packages, as this caller may see them.
+pub async fn list(
+    core: &Core,
+    target: &Target,
+    slice: Slice,
+    credential: &Credential,
+) -> Result<RecordHit<Vec<Value>>, Error> {
+    let key = match target {
+        Target::Group(_) => Some(list_key(target, &credential.hash().hex(), slice)),
+        Target::Project(_) => core
+            .aux::<String>(&class_key(credential, target))?
+            .map(|class| list_key(target, &class, slice)),
+    };
+    let path = format!("{}/packages", target.api_path());
+    core.record(
+        RecordSpec {
+            scope: target.scope(),
+            credential,
+            kind: "packages_list",
+            key,
+            url: core.upstream.gitlab_url(&path),
+            offline_any: Some((
+                format!("pkgidx/{}/", target.key()),
+                format!("/{}", slice.name()),
+            )),
+        },
+        || async move {
+            let items = fetch_pages(core, &path, &slice.upstream_params(), credential).await?;
+            let owner = match target {
+                Target::Group(_) => credential.hash().hex(),
+                Target::Project(_) => {
+                    let class = class_of(&items)
+                        .map_or_else(|| format!("c-{}", credential.hash().hex()), str::to_string);
+                    core.put_aux(&class_key(credential, target), &class)?;
+                    class
+                }
+            };
+            Ok(Filled {
+                key: list_key(target, &owner, slice),
+                value: items,
+            })
+        },
+    )
+    .await
+}
+
+/// `d` when the items carry `delete_api_path` (the caller may delete), `r` when they do not,
+/// `None` when there is no item to tell.
+fn class_of(items: &[Value]) -> Option<&'static str> {
+    let first = items.first()?;
+    Some(if first.pointer("/_links/delete_api_path").is_some() {
+        "d"
+    } else {
+        "r"
+    })
+}
+
+/// A package's files, filled on first use.
+pub async fn files(
+    core: &Core,
+    target: &Target,
+    package_id: i64,
+    credential: &Credential,
+) -> Result<RecordHit<Vec<Value>>, Error> {
+    let path = format!("{}/packages/{package_id}/package_files", target.api_path());
+    core.record(
+        RecordSpec {
+            scope: package_scope(target, package_id),
+            credential,
+            kind: "packages_files",
+            key: Some(files_key(target, package_id)),
+            url: core.upstream.gitlab_url(&path),
+            offline_any: None,
+        },
+        || async move {
+            let items = fetch_pages(core, &path, "order_by=id&sort=asc", credential).await?;
+            Ok(Filled {
+                key: files_key(target, package_id),
+                value: items,
+            })
+        },
+    )
+    .await
+}
+
+/// A package's pipelines, filled on first use by following the upstream's keyset links.
+pub async fn pipelines(
+    core: &Core,
+    target: &Target,
+    package_id: i64,
+    credential: &Credential,
+) -> Result<RecordHit<Vec<Value>>, Error> {
+    let path = format!("{}/packages/{package_id}/pipelines", target.api_path());
+    core.record(
+        RecordSpec {
+            scope: package_scope(target, package_id),
+            credential,
+            kind: "packages_pipelines",
+            key: Some(pipelines_key(target, package_id)),
+            url: core.upstream.gitlab_url(&path),
+            offline_any: None,
+        },
+        || async move {
+            let mut next = Some(format!("{path}?per_page=20"));
+            let mut out = Vec::new();
+            let mut seen = HashSet::new();
+            let mut pages = 0;
+            while let Some(path_and_query) = next.take() {
+                pages += 1;
+                let (items, headers) = fetch_one(core, &path_and_query, credential).await?;
+                for item in items {
+                    if seen.insert(id_of(&item)) {
+                        out.push(item);
+                    }
+                }
+                next = headers
+                    .get(http::header::LINK)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(next_link)
+                    .filter(|_| pages < MAX_PAGES);
+            }
+            Ok(Filled {
+                key: pipelines_key(target, package_id),
+                value: out,
+            })
+        },
+    )
+    .await
+}
+
+/// The path and query of a `Link` header's `rel="next"` (only `/api/v4/` paths: the host is
+/// whatever GitLab calls itself, the request goes to the configured upstream).
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        if !params.contains("rel=\"next\"") {
+            return None;
+        }
+        let url = url.trim().strip_prefix('<')?.strip_suffix('>')?;
+        url.find("/api/v4/").map(|i| url[i..].to_string())
+    })
+}
+
+/// Every page of an offset-paginated upstream list, deduplicated by id.
+async fn fetch_pages(
+    core: &Core,
+    path: &str,
+    params: &str,
+    credential: &Credential,
+) -> Result<Vec<Value>, Error> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut page = 1u64;
+    loop {
+        let (items, headers) = fetch_one(
+            core,
+            &format!("{path}?{params}&page={page}&per_page=100"),
+            credential,
+        )
+        .await?;
+        for item in items {
+            if seen.insert(id_of(&item)) {
+                out.push(item);
+            }
+        }
+        let next = headers
+            .get("x-next-page")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match next {
+            Some(n) if n > page && n <= MAX_PAGES => page = n,
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// One upstream page: a JSON array, and the response headers.
+async fn fetch_one(
+    core: &Core,
+    path_and_query: &str,
+    credential: &Credential,
+) -> Result<(Vec<Value>, http::HeaderMap), Error> {
+    let url = core.upstream.gitlab_url(path_and_query);
+    let mut req = Request::get(url.clone(), credential, "packages_api");
+    req.accept = Some("application/json");
+    match core.upstream.send(req).await? {
+        Fetched::Body(body) => {
+            let headers = body.headers.clone();
+            let raw = upstream::read_all(body.stream, MAX_PAGE_BYTES, &url).await?;
+            let items: Vec<Value> = serde_json::from_slice(&raw).map_err(|e| {
+                Error::Upstream(UpstreamError::Body {
+                    url: upstream::redact(&url),
+                    reason: format!("not a JSON array of records: {e}"),
+                })
+            })?;
+            Ok((items, headers))
+        }
+        Fetched::NotFound { body } => Err(Error::Passthrough {
+            status: http::StatusCode::NOT_FOUND,
+            body,
+            www_authenticate: None,
+        }),
+        Fetched::Denied {
+            status,
+            body,
+            www_authenticate,
+        } => Err(Error::Passthrough {
+            status,
+            body,
+            www_authenticate,
+        }),
+        Fetched::NotModified { .. } | Fetched::ForwardedToPublic { .. } => {
+            Err(Error::Upstream(UpstreamError::Status {
+                url: upstream::redact(&url),
+                status: 502,
+            }))
+        }
+    }
+}
+
+/// A package as the local index last saw it, wherever it was listed (ids are global).
+pub fn known_package(core: &Core, package_id: i64) -> Result<Option<Value>, Error> {
+    let mut found = None;
+    core.edit_records::<Vec<Value>, _>("pkgidx/", |_, items| {
+        if found.is_none() {
+            found = items.iter().find(|i| id_of(i) == package_id).cloned();
+        }
+        false
+    })?;
+    Ok(found)
+}
+
+/// A deleted package leaves every local list at once.
+pub fn forget_package(core: &Core, package_id: i64) -> Result<(), Error> {
+    core.edit_records::<Vec<Value>, _>("pkgidx/", |_, items| {
+        let before = items.len();
+        items.retain(|i| id_of(i) != package_id);
+        items.len() != before
+    })?;
+    let suffix = format!("/{package_id}");
+    core.remove_records("pkgfiles/", |k| k.ends_with(&suffix))?;
+    core.remove_records("pkgpipes/", |k| k.ends_with(&suffix))?;
+    Ok(())
+}
+
+/// A deleted file leaves its package's file lists; returns its name if it was known.
+pub fn forget_file(core: &Core, package_id: i64, file_id: i64) -> Result<Option<String>, Error> {
+    let suffix = format!("/{package_id}");
+    let mut name = None;
+    core.edit_records::<Vec<Value>, _>("pkgfiles/", |key, files| {
+        if !key.ends_with(&suffix) {
+            return false;
+        }
+        let before = files.len();
+        files.retain(|f| {
+            let gone = id_of(f) == file_id;
+            if gone {
+                name = Some(str_field(f, "file_name").to_string());
+            }
+            !gone
+        });
+        files.len() != before
+    })?;
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packages_api::params::{ListKind, Query};
+
+    #[test]
+    fn slices_follow_the_query() {
+        let s = |q: &str, kind| {
+            Slice::for_query(&ListQuery::parse(&Query::parse(Some(q)), kind, "1").unwrap())
+        };
+        assert_eq!(s("", ListKind::Project), Slice::DISPLAYABLE);
+        assert_eq!(
+            s("status=error&package_type=npm", ListKind::Project),
+            Slice::DISPLAYABLE
+        );
+        let h = s(
+            "status=hidden&package_type=terraform_module",
+            ListKind::Project,
+        );
+        assert_eq!(h.name(), "hidden+terraform");
+        assert_eq!(
+            h.upstream_params(),
+            "include_versionless=true&status=hidden&package_type=terraform_module"
+        );
+        let g = s("exclude_subgroups=true", ListKind::Group);
+        assert_eq!(g.name(), "displayable+direct");
+    }
+
+    #[test]
+    fn next_links() {
+        let l = "<https://gitlab.example.com/api/v4/projects/1/packages/2/pipelines?cursor=abc&per_page=20>; rel=\"next\"";
+        assert_eq!(
+            next_link(l).as_deref(),
+            Some("/api/v4/projects/1/packages/2/pipelines?cursor=abc&per_page=20")
+        );
+        assert_eq!(next_link("<https://x/api/v4/a>; rel=\"first\""), None);
+    }
+
+    #[test]
+    fn targets() {
+        let p = Target::Project("acme/web".into());
+        assert_eq!(p.api_path(), "/api/v4/projects/acme%2Fweb");
+        assert_eq!(p.scope(), "pkgapi/p:acme/web");
+        assert_eq!(class_of(&[]), None);
+        assert_eq!(
+            class_of(&[serde_json::json!({"_links": {"delete_api_path": "x"}})]),
+            Some("d")
+        );
+        assert_eq!(class_of(&[serde_json::json!({"_links": {}})]), Some("r"));
+    }
+}
