@@ -1,7 +1,9 @@
 //! Test support shared by every integration test module.
 //!
 //! - [`fake_gitlab`]: a fake GitLab upstream (npm routes, auth, faults, counters).
+//! - [`fake_public_npm`]: a fake public npm registry (full + abbreviated packuments).
 //! - [`packrat`]: runs the real packrat binary on a temp data dir.
+//! - [`http`]: small reqwest helpers (status + body, cache outcome, metrics).
 //! - [`clients`]: real package-manager clients (npm) in isolated environments.
 
 // Each test module uses a different part of the support code.
@@ -9,4 +11,6 @@
 
 pub mod clients;
 pub mod fake_gitlab;
+pub mod fake_public_npm;
+pub mod http;
 pub mod packrat;
