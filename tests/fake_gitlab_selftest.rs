@@ -1,6 +1,7 @@
-//! Proves the fake GitLab behaves like GitLab (API.md §1, §4, §6) before packrat is tested
-//! against it: the real npm client installs from it, and reqwest checks statuses, bodies,
-//! faults and counters. No packrat here.
+//! Proves the fake GitLab behaves like GitLab (API.md §1, §2, §4, §6) before packrat is tested
+//! against it: the real npm client installs from it, the real go command downloads from it and
+//! verifies against the fake checksum database, and reqwest checks statuses, bodies, faults and
+//! counters. No packrat here.
 
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, Instant};
@@ -889,4 +890,384 @@ fn npm_helpers_write_the_expected_npmrc() {
          strict-ssl=false\n"
     );
     assert_eq!(npm.installed_version("@acme/ui"), None);
+}
+
+// ---- Go proxy (API.md §2) and the fake checksum database ---------------------------------------
+
+const WEB: &str = "/api/v4/projects/42/packages/go/gitlab.example.com/acme/web";
+const UTILS: &str = "/api/v4/projects/44/packages/go/gitlab.example.com/acme/!utils";
+
+fn zip_names(bytes: &[u8]) -> Vec<String> {
+    let z = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("zip");
+    z.file_names().map(str::to_string).collect()
+}
+
+async fn body_of(fake: &FakeGitlab, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+    let r = get(fake, path, headers).await;
+    let status = r.status().as_u16();
+    (status, r.bytes().await.expect("body").to_vec())
+}
+
+#[tokio::test]
+async fn go_list_info_mod_and_zip_look_like_gitlab() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let pat = [("PRIVATE-TOKEN", ALICE_PAT)];
+
+    let (status, list) = body_of(&fake, &format!("{WEB}/@v/list"), &pat).await;
+    assert_eq!(status, 200);
+    // Tag order, no trailing newline; v2.0.0, v3.0.0, v1.3 and release-1 are not versions
+    // of this module.
+    assert_eq!(
+        String::from_utf8(list).unwrap(),
+        "v1.0.0\nv1.1.0\nv1.10.0\nv1.11.0-rc.1\nv1.9.0"
+    );
+    let (_, list) = body_of(&fake, &format!("{WEB}/v2/@v/list"), &pat).await;
+    assert_eq!(String::from_utf8(list).unwrap(), "v2.0.0");
+    let (_, list) = body_of(&fake, &format!("{UTILS}/@v/list"), &pat).await;
+    assert_eq!(
+        String::from_utf8(list).unwrap(),
+        "v1.0.0\nv1.0.1-Prerelease"
+    );
+    // The go command sends `!` as %21 and a path-style project id with %2F.
+    let (status, list) = body_of(
+        &fake,
+        "/api/v4/projects/acme%2FUtils/packages/go/gitlab.example.com/acme/%21utils/@v/list",
+        &pat,
+    )
+    .await;
+    assert_eq!((status, list.len()), (200, 24));
+
+    let (status, info) = get_json(&fake, &format!("{WEB}/@v/v1.1.0.info"), &pat).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        info,
+        json!({"Version": "v1.1.0", "Time": "2020-06-06T12:34:56.000+00:00"})
+    );
+    let (status, info) =
+        get_json(&fake, &format!("{UTILS}/@v/v1.0.1-!prerelease.info"), &pat).await;
+    assert_eq!(
+        (status, info["Version"].as_str()),
+        (200, Some("v1.0.1-Prerelease"))
+    );
+
+    let (status, go_mod) = body_of(&fake, &format!("{WEB}/@v/v1.1.0.mod"), &pat).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(go_mod)
+        .unwrap()
+        .starts_with("module gitlab.example.com/acme/web\n"));
+
+    let r = get(&fake, &format!("{WEB}/@v/v1.1.0.zip"), &pat).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/zip");
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"v1.1.0.zip\""
+    );
+    assert_eq!(r.headers()["content-transfer-encoding"], "binary");
+    let zip = r.bytes().await.unwrap();
+    let names = zip_names(&zip);
+    let p = "gitlab.example.com/acme/web@v1.1.0/";
+    for want in [
+        "go.mod",
+        "web.go",
+        "greet/greet.go",
+        "mathx/mathx.go",
+        "internal/version/version.go",
+    ] {
+        assert!(names.contains(&format!("{p}{want}")), "{want} in {names:?}");
+    }
+    assert!(names.iter().all(|n| n.starts_with(p)), "{names:?}");
+    // Nested modules (tools/, v2/) are excluded.
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("/tools/") || n.contains("/v2/")),
+        "{names:?}"
+    );
+    // Deterministic.
+    let (_, again) = body_of(&fake, &format!("{WEB}/@v/v1.1.0.zip"), &pat).await;
+    assert_eq!(again, zip.to_vec());
+    let (_, v2) = body_of(&fake, &format!("{WEB}/v2/@v/v2.0.0.zip"), &pat).await;
+    assert_eq!(
+        zip_names(&v2),
+        [
+            "gitlab.example.com/acme/web/v2@v2.0.0/go.mod",
+            "gitlab.example.com/acme/web/v2@v2.0.0/web.go"
+        ]
+    );
+
+    // A pseudo-version of main's commit resolves like a tag.
+    let sha = fake.with_world(|w| w.go[&42].branches["main"].clone());
+    let pseudo = format!(
+        "v1.11.0-rc.1.0.{}-{}",
+        crate::support::fake_gitlab::go::pseudo_stamp(1_591_360_496 + 4 * 86_400),
+        &sha[..12]
+    );
+    let (status, _) = body_of(&fake, &format!("{WEB}/@v/{pseudo}.info"), &pat).await;
+    assert_eq!(status, 200, "{pseudo}");
+}
+
+#[tokio::test]
+async fn go_auth_and_not_found_follow_api_md() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let basic = |token: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("anyone:{token}"))
+        )
+    };
+    let list = format!("{WEB}/@v/list");
+    for headers in [
+        vec![("Authorization".to_string(), basic(ALICE_PAT))],
+        vec![("PRIVATE-TOKEN".to_string(), ALICE_PAT.to_string())],
+        vec![("Authorization".to_string(), bearer(ALICE_PAT))],
+        vec![("Job-Token".to_string(), JOB_RUNNING.to_string())],
+        vec![("Authorization".to_string(), bearer(JOB_RUNNING))],
+    ] {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(get(&fake, &list, &h).await.status(), 200, "{h:?}");
+    }
+    let not_found = json!({"message": "404 Not Found"});
+    /// (path, headers, status, body or Null to skip the body check)
+    type Case<'a> = (String, Vec<(&'a str, String)>, u16, Value);
+    let cases: Vec<Case> = vec![
+        // Private project, anonymous → 401; a non-member → 404.
+        (
+            list.clone(),
+            vec![],
+            401,
+            json!({"message": "401 Unauthorized"}),
+        ),
+        (
+            list.clone(),
+            vec![("PRIVATE-TOKEN", BOB_PAT.into())],
+            404,
+            json!({"message": "404 Project Not Found"}),
+        ),
+        // Basic with a deploy token or job token is not a credential here: anonymous.
+        (
+            list.clone(),
+            vec![("Authorization", basic(DEPLOY_READ))],
+            401,
+            json!({"message": "401 Unauthorized"}),
+        ),
+        (
+            list.clone(),
+            vec![("Job-Token", JOB_FINISHED.into())],
+            401,
+            json!({"message": "401 Unauthorized"}),
+        ),
+        (
+            list.clone(),
+            vec![("PRIVATE-TOKEN", EXPIRED_PAT.into())],
+            401,
+            Value::Null,
+        ),
+        // Unknown project: 401 anonymous, 404 with credentials.
+        (
+            "/api/v4/projects/999/packages/go/gitlab.example.com/x/y/@v/list".into(),
+            vec![],
+            401,
+            json!({"message": "401 Unauthorized"}),
+        ),
+        (
+            "/api/v4/projects/999/packages/go/gitlab.example.com/x/y/@v/list".into(),
+            vec![("PRIVATE-TOKEN", ALICE_PAT.into())],
+            404,
+            json!({"message": "404 Project Not Found"}),
+        ),
+        // A module that is not in this project, unknown versions, un-escaped upper case.
+        (
+            "/api/v4/projects/42/packages/go/gitlab.example.com/acme/!utils/@v/list".into(),
+            vec![("PRIVATE-TOKEN", ALICE_PAT.into())],
+            404,
+            not_found.clone(),
+        ),
+        (
+            format!("{WEB}/@v/v9.9.9.info"),
+            vec![("PRIVATE-TOKEN", ALICE_PAT.into())],
+            404,
+            not_found.clone(),
+        ),
+        (
+            format!("{WEB}/@v/v2.0.0.info"),
+            vec![("PRIVATE-TOKEN", ALICE_PAT.into())],
+            404,
+            not_found.clone(),
+        ),
+        (
+            "/api/v4/projects/44/packages/go/gitlab.example.com/acme/Utils/@v/list".into(),
+            vec![("PRIVATE-TOKEN", ALICE_PAT.into())],
+            404,
+            not_found.clone(),
+        ),
+        // No @latest, and non-semver versions match no route: the API catch-all.
+        (
+            format!("{WEB}/@latest"),
+            vec![("PRIVATE-TOKEN", ALICE_PAT.into())],
+            404,
+            json!({"error": "404 Not Found"}),
+        ),
+        (
+            format!("{WEB}/@v/main.info"),
+            vec![("PRIVATE-TOKEN", ALICE_PAT.into())],
+            404,
+            json!({"error": "404 Not Found"}),
+        ),
+        (
+            format!("{UTILS}/@v/v1.0.1-Prerelease.info"),
+            vec![("PRIVATE-TOKEN", ALICE_PAT.into())],
+            404,
+            json!({"error": "404 Not Found"}),
+        ),
+        (
+            "/api/v4/projects/42/packages/go/%2F/@v/list".into(),
+            vec![("PRIVATE-TOKEN", ALICE_PAT.into())],
+            400,
+            json!({"message": "400 Bad request - \"Module Name\" not given"}),
+        ),
+    ];
+    for (path, headers, status, body) in cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        let (got, got_body) = get_json(&fake, &path, &h).await;
+        assert_eq!(got, status, "{path} {h:?}: {got_body}");
+        if !body.is_null() {
+            assert_eq!(got_body, body, "{path} {h:?}");
+        }
+    }
+    // A module path under the project with no versions lists nothing.
+    let (status, body) = body_of(
+        &fake,
+        &format!("{WEB}/nothing/@v/list"),
+        &[("PRIVATE-TOKEN", ALICE_PAT)],
+    )
+    .await;
+    assert_eq!((status, body.len()), (200, 0));
+    // The public project needs no credentials.
+    let (status, body) = body_of(
+        &fake,
+        "/api/v4/projects/7/packages/go/gitlab.example.com/pub/lib/@v/list",
+        &[],
+    )
+    .await;
+    assert_eq!((status, body), (200, b"v0.1.0".to_vec()));
+}
+
+#[tokio::test]
+async fn go_zip_faults_serve_ill_formed_zips() {
+    use crate::support::fake_gitlab::go::GoFault;
+    let fake = FakeGitlab::start(World::standard()).await;
+    let pat = [("PRIVATE-TOKEN", ALICE_PAT)];
+    let m = "gitlab.example.com/acme/web";
+    let zip = format!("{WEB}/@v/v1.1.0.zip");
+
+    fake.go_fault(m, "v1.1.0", GoFault::ZipOutsidePrefix);
+    let (_, z) = body_of(&fake, &zip, &pat).await;
+    assert!(zip_names(&z)
+        .iter()
+        .any(|n| n.starts_with("gitlab.example.com/evil/")));
+
+    fake.go_fault(m, "v1.1.0", GoFault::ZipDotDot);
+    let (_, z) = body_of(&fake, &zip, &pat).await;
+    assert!(zip_names(&z)
+        .iter()
+        .any(|n| n.ends_with("@v1.1.0/../escape.go")));
+
+    fake.go_fault(m, "v1.1.0", GoFault::ZipTooBig);
+    let (_, z) = body_of(&fake, &zip, &pat).await;
+    assert!(z.len() < 2 << 20, "{}", z.len());
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(z)).unwrap();
+    let total: u64 = (0..archive.len())
+        .map(|i| archive.by_index_raw(i).unwrap().size())
+        .sum();
+    assert!(total > 500 << 20, "{total}");
+
+    fake.go_fault(m, "v1.1.0", GoFault::ZipGarbage);
+    let (_, z) = body_of(&fake, &zip, &pat).await;
+    assert!(zip::ZipArchive::new(std::io::Cursor::new(z)).is_err());
+
+    fake.go_fault(m, "v1.1.0", GoFault::ModTooBig);
+    let (_, g) = body_of(&fake, &format!("{WEB}/@v/v1.1.0.mod"), &pat).await;
+    assert!(g.len() > 16 << 20);
+
+    fake.clear_go_faults();
+    let (_, g) = body_of(&fake, &format!("{WEB}/@v/v1.1.0.mod"), &pat).await;
+    assert!(g.len() < 1000);
+    // Other versions were never affected.
+    let (_, z) = body_of(&fake, &format!("{WEB}/@v/v1.0.0.zip"), &pat).await;
+    assert!(zip_names(&z)
+        .iter()
+        .all(|n| n.starts_with("gitlab.example.com/acme/web@v1.0.0/")));
+}
+
+/// The real go command downloads the public module straight from the fake GitLab and
+/// verifies it against the fake checksum database: proof that zips, `h1:` hashes, the
+/// Merkle tiles and the signed tree head are all real.
+#[tokio::test]
+async fn go_downloads_from_the_fakes_and_verifies_the_checksum_database() {
+    use crate::support::clients::Go;
+    use crate::support::fake_sumdb::{entries_for, FakeSumdb};
+    let Some(mut go) = Go::new() else { return };
+    let world = World::standard();
+    let sumdb = FakeSumdb::start(&entries_for(&world)).await;
+    let fake = FakeGitlab::start(world).await;
+    go.env(
+        "GOPROXY",
+        &format!("{}/api/v4/projects/7/packages/go", fake.url()),
+    )
+    .env("GOSUMDB", &sumdb.gosumdb(&sumdb.url()));
+    go.write_module(
+        "module example.com/app\n\ngo 1.19\n",
+        "package main\n\nfunc main() {}\n",
+    );
+    let out = go
+        .run_ok(&[
+            "mod",
+            "download",
+            "-json",
+            "gitlab.example.com/pub/lib@v0.1.0",
+        ])
+        .await;
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let zip = fake.with_world(|w| w.go_zip("gitlab.example.com/pub/lib", "v0.1.0").unwrap());
+    assert_eq!(
+        doc["Sum"],
+        crate::support::fake_gitlab::go::h1_zip(&zip).as_str()
+    );
+    assert_eq!(
+        sumdb.requests("/lookup/gitlab.example.com/pub/lib@v0.1.0"),
+        1
+    );
+    assert!(
+        sumdb.requests("/tile/8/0/001.p/") >= 1,
+        "{:?}",
+        sumdb.request_log()
+    );
+    assert!(
+        sumdb.requests("/tile/8/1/000.p/1") >= 1,
+        "{:?}",
+        sumdb.request_log()
+    );
+
+    // A database that records another hash makes the go command refuse the module.
+    let mut entries = fake.with_world(|w| entries_for(w));
+    for e in &mut entries {
+        e.zip_h1 = crate::support::fake_gitlab::go::h1_mod(b"tampered");
+    }
+    let liar = FakeSumdb::start(&entries).await;
+    go.clear_modcache().await;
+    go.env("GOSUMDB", &liar.gosumdb(&liar.url()));
+    let out = go
+        .run(&["mod", "download", "gitlab.example.com/pub/lib@v0.1.0"])
+        .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SECURITY ERROR"),
+        "{}",
+        crate::support::clients::describe(&out)
+    );
 }

@@ -8,7 +8,7 @@
 
 mod support;
 
-// The fake GitLab itself, checked with reqwest and the real npm client (no packrat).
+// The fake GitLab and checksum database themselves, checked with reqwest and the real npm and go clients (no packrat).
 mod fake_gitlab_selftest;
 // packrat in front of the fake GitLab: real npm, single-flight, faults, caching, bad input.
 mod npm_proxy;

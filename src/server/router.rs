@@ -86,6 +86,14 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
     }
     if let Some(after) = api.strip_prefix("projects/") {
         let (id, rest) = after.split_once('/').ok_or(RequestError::NoRoute)?;
+        if let Some(rest) = rest.strip_prefix("packages/go/") {
+            if !(*method == Method::GET || *method == Method::HEAD) {
+                return Err(RequestError::MethodNotAllowed.into());
+            }
+            let id = NpmScope::id(id)
+                .ok_or_else(|| Error::gitlab(StatusCode::NOT_FOUND, "404 Project Not Found"))?;
+            return Ok(Route::Go(GoTarget::Project(id), GoRoute::parse(rest)?));
+        }
         if let Some(rest) = rest.strip_prefix("packages/npm/") {
             let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Project"))?;
             return Ok(Route::Npm(
@@ -353,6 +361,23 @@ mod tests {
             parse(&g, "/api/v4/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"),
             Ok(Route::Npm(NpmScope::Instance, NpmRoute::Tarball(..)))
         ));
+        assert!(matches!(
+            parse(&g, "/api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/list"),
+            Ok(Route::Go(GoTarget::Project(ref id), GoRoute::List(_))) if id == "42"
+        ));
+        assert!(matches!(
+            parse(&g, "/api/v4/projects/acme%2FUtils/packages/go/gitlab.example.com/acme/!utils/@v/v1.0.0.zip"),
+            Ok(Route::Go(GoTarget::Project(ref id), GoRoute::File(..))) if id == "acme/Utils"
+        ));
+        assert_eq!(
+            parse(
+                &g,
+                "/api/v4/projects/..%2Fx/packages/go/gitlab.example.com/x/@v/list"
+            )
+            .unwrap_err()
+            .status(),
+            404
+        );
         assert!(parse(&g, "/nope").is_err());
         assert!(parse(&g, "/api/v4/projects/..%2F..%2Fetc/packages/npm/x").is_err());
     }

@@ -1,4 +1,4 @@
-//! Real package-manager clients, run in isolated environments.
+//! Real package-manager clients, run in isolated environments: [`Npm`] and [`Go`].
 //!
 //! Missing tools: [`require_tool`] panics when `CI` is set and otherwise prints a loud
 //! message and returns `false`, so the test can return early:
@@ -18,12 +18,15 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Whether `tool` is on `PATH`. Missing: panics under `CI`, else warns loudly and returns false.
 pub fn require_tool(tool: &str) -> bool {
-    let found = std::process::Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    // `go` has no `--version`: it answers `go version`.
+    let found = ["--version", "version"].iter().any(|arg| {
+        std::process::Command::new(tool)
+            .arg(arg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
     if found {
         return true;
     }
@@ -257,5 +260,188 @@ fn with_slash(url: &str) -> String {
         url.to_string()
     } else {
         format!("{url}/")
+    }
+}
+
+/// The real `go` command with its own HOME (and `.netrc`), GOPATH, module cache, build cache
+/// and module directory. Nothing reaches the internet: `GOPROXY` and `GOSUMDB` are `off` until
+/// a test sets them, `GOFLAGS=-mod=mod`, and TLS trusts only `SSL_CERT_FILE` when set.
+///
+/// ```ignore
+/// let Some(mut go) = Go::new() else { return };
+/// go.netrc("127.0.0.1", "alice", ALICE_PAT);
+/// go.env("GOPROXY", &format!("{}/go", packrat.url())).env("SSL_CERT_FILE", &cert_path);
+/// go.write_module(GO_MOD, MAIN_GO);
+/// go.run_ok(&["mod", "download"]).await;
+/// ```
+pub struct Go {
+    root: TempDir,
+    env: std::collections::BTreeMap<String, String>,
+}
+
+impl Go {
+    /// `None` (after a loud message) when go is missing outside CI.
+    pub fn new() -> Option<Go> {
+        if !require_tool("go") {
+            return None;
+        }
+        let root = tempfile::tempdir().expect("go tempdir");
+        let mut go = Go {
+            root,
+            env: std::collections::BTreeMap::new(),
+        };
+        for dir in [
+            go.home(),
+            go.gopath(),
+            go.modcache(),
+            go.gocache(),
+            go.project_dir(),
+            go.tmp_dir(),
+        ] {
+            std::fs::create_dir_all(dir).expect("create go dirs");
+        }
+        std::fs::write(go.home().join(".netrc"), "").expect("write .netrc");
+        let path = |p: PathBuf| p.display().to_string();
+        let defaults = [
+            ("HOME", path(go.home())),
+            ("GOPATH", path(go.gopath())),
+            ("GOMODCACHE", path(go.modcache())),
+            ("GOCACHE", path(go.gocache())),
+            ("GOTMPDIR", path(go.tmp_dir())),
+            ("TMPDIR", path(go.tmp_dir())),
+            ("GOENV", "off".to_string()),
+            ("GO111MODULE", "on".to_string()),
+            ("GOFLAGS", "-mod=mod".to_string()),
+            ("GOTOOLCHAIN", "local".to_string()),
+            ("GOPROXY", "off".to_string()),
+            ("GOSUMDB", "off".to_string()),
+            ("GONOSUMDB", String::new()),
+            ("GONOSUMCHECK", String::new()),
+            ("GOPRIVATE", String::new()),
+            ("GONOPROXY", String::new()),
+            ("GOINSECURE", String::new()),
+            ("CGO_ENABLED", "0".to_string()),
+            // Trust nothing but what a test names in SSL_CERT_FILE.
+            ("SSL_CERT_DIR", path(go.root.path().join("no-certs"))),
+        ];
+        for (k, v) in defaults {
+            go.env.insert(k.to_string(), v);
+        }
+        Some(go)
+    }
+
+    /// Sets (or overrides) an environment variable for every later command.
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Go {
+        self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Appends `machine HOST login USER password PASS` to `~/.netrc` (the go command sends
+    /// it as Basic auth, over https only).
+    pub fn netrc(&self, machine: &str, login: &str, password: &str) {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.home().join(".netrc"))
+            .expect("open .netrc");
+        writeln!(file, "machine {machine} login {login} password {password}")
+            .expect("write .netrc");
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    pub fn gopath(&self) -> PathBuf {
+        self.root.path().join("gopath")
+    }
+
+    pub fn modcache(&self) -> PathBuf {
+        self.root.path().join("modcache")
+    }
+
+    pub fn gocache(&self) -> PathBuf {
+        self.root.path().join("gocache")
+    }
+
+    /// Where `go.mod` and `main.go` live; commands run here.
+    pub fn project_dir(&self) -> PathBuf {
+        self.root.path().join("project")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.path().join("tmp")
+    }
+
+    /// Writes the main module (and removes any go.sum).
+    pub fn write_module(&self, go_mod: &str, main_go: &str) {
+        std::fs::write(self.project_dir().join("go.mod"), go_mod).expect("write go.mod");
+        std::fs::write(self.project_dir().join("main.go"), main_go).expect("write main.go");
+        let _ = std::fs::remove_file(self.project_dir().join("go.sum"));
+    }
+
+    /// The main module's go.sum, if written.
+    pub fn go_sum(&self) -> Option<String> {
+        std::fs::read_to_string(self.project_dir().join("go.sum")).ok()
+    }
+
+    pub fn remove_go_sum(&self) {
+        let _ = std::fs::remove_file(self.project_dir().join("go.sum"));
+    }
+
+    /// Runs `go <args>` in the module directory; panics after [`CLIENT_TIMEOUT`].
+    pub async fn run(&self, args: &[&str]) -> Output {
+        self.command("go", args).await
+    }
+
+    /// Runs `go <args>` and panics with its output unless it succeeded.
+    pub async fn run_ok(&self, args: &[&str]) -> Output {
+        let output = self.run(args).await;
+        assert!(
+            output.status.success(),
+            "go {} failed\n{}",
+            args.join(" "),
+            describe(&output)
+        );
+        output
+    }
+
+    /// Runs a program (e.g. the binary `go build` wrote) with the same environment.
+    pub async fn exec(&self, program: &Path, args: &[&str]) -> Output {
+        self.command(&program.display().to_string(), args).await
+    }
+
+    /// Empties the module cache (go marks it read-only: `go clean -modcache`) and the
+    /// checksum database client's state (`$GOPATH/pkg/sumdb`), so the next command fetches
+    /// everything again.
+    pub async fn clear_modcache(&self) {
+        self.run_ok(&["clean", "-modcache"]).await;
+        let _ = std::fs::remove_dir_all(self.gopath().join("pkg").join("sumdb"));
+        std::fs::create_dir_all(self.modcache()).expect("recreate modcache");
+    }
+
+    async fn command(&self, program: &str, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .current_dir(self.project_dir())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        match tokio::time::timeout(CLIENT_TIMEOUT, cmd.output()).await {
+            Ok(output) => output.unwrap_or_else(|e| panic!("run {program}: {e}")),
+            Err(_) => panic!(
+                "`{program} {}` did not finish within {CLIENT_TIMEOUT:?}",
+                args.join(" ")
+            ),
+        }
+    }
+
+    /// The directory the test owns (for extra files such as a CA certificate).
+    pub fn root(&self) -> &Path {
+        self.root.path()
     }
 }

@@ -1,10 +1,11 @@
 //! Test support shared by every integration test module.
 //!
-//! - [`fake_gitlab`]: a fake GitLab upstream (npm routes, auth, faults, counters).
+//! - [`fake_gitlab`]: a fake GitLab upstream (npm and Go routes, auth, faults, counters).
 //! - [`fake_public_npm`]: a fake public npm registry (full + abbreviated packuments).
+//! - [`fake_sumdb`]: a real, signed Go checksum database with request counters.
 //! - [`packrat`]: runs the real packrat binary on a temp data dir.
 //! - [`http`]: small reqwest helpers (status + body, cache outcome, metrics).
-//! - [`clients`]: real package-manager clients (npm) in isolated environments.
+//! - [`clients`]: real package-manager clients (npm, go) in isolated environments.
 
 // Each test module uses a different part of the support code.
 #![allow(dead_code)]
@@ -12,5 +13,6 @@
 pub mod clients;
 pub mod fake_gitlab;
 pub mod fake_public_npm;
+pub mod fake_sumdb;
 pub mod http;
 pub mod packrat;

@@ -7,6 +7,7 @@
 //!   error bodies (§6), fault switches, counters and the fake object store.
 //! - [`world`]: groups, projects, tokens, packages; tarball generation.
 //! - [`npm`]: the npm routes (API.md §1).
+//! - [`go`]: the Go module proxy routes (API.md §2), module repositories, zips, `h1:` hashes.
 //!
 //! Adding a protocol (`go.rs`, `packages.rs`): write `pub fn route(fake: &Shared, req:
 //! &FakeRequest) -> Option<Reply>` that returns `None` for requests it does not claim, and add
@@ -16,6 +17,7 @@
 //! Everything is bound to 127.0.0.1 and runs on the tokio runtime that called
 //! [`FakeGitlab::start`].
 
+pub mod go;
 pub mod npm;
 pub mod world;
 
@@ -49,7 +51,7 @@ pub const PUBLIC_REGISTRY: &str = "https://public-registry.invalid";
 
 /// Route modules, tried in order; the first `Some` wins. Unclaimed requests get GitLab's
 /// catch-all `404 {"error":"404 Not Found"}`.
-const ROUTES: &[fn(&Shared, &FakeRequest) -> Option<Reply>] = &[npm::route];
+const ROUTES: &[fn(&Shared, &FakeRequest) -> Option<Reply>] = &[npm::route, go::route];
 
 type Body = BoxBody<Bytes, io::Error>;
 
@@ -419,6 +421,8 @@ pub struct Switches {
     pub tarballs_in_object_storage: bool,
     /// Project-level metadata answers 302 to the fake object store (GitLab's metadata cache).
     pub metadata_in_object_storage: bool,
+    /// (module path, version) → what that version's zip or go.mod is replaced with.
+    pub go_faults: HashMap<(String, String), go::GoFault>,
 }
 
 // ---- the server -----------------------------------------------------------------------------
@@ -597,6 +601,19 @@ impl FakeGitlab {
     }
 
     // ---- faults ----
+
+    /// `module@version` (decoded, e.g. `gitlab.example.com/acme/Utils`, `v1.0.0`) serves an
+    /// ill-formed zip or go.mod until [`FakeGitlab::clear_go_faults`].
+    pub fn go_fault(&self, module: &str, version: &str, fault: go::GoFault) {
+        self.shared.with_switches(|s| {
+            s.go_faults
+                .insert((module.to_string(), version.to_string()), fault)
+        });
+    }
+
+    pub fn clear_go_faults(&self) {
+        self.shared.with_switches(|s| s.go_faults.clear());
+    }
 
     /// Waits `d` before answering every request.
     pub fn delay(&self, d: Duration) {

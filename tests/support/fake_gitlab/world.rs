@@ -221,6 +221,8 @@ pub struct World {
     pub npm: Vec<NpmRecord>,
     /// (project id, package name) → tag → version
     pub npm_tags: HashMap<(u64, String), BTreeMap<String, String>>,
+    /// project id → its repository, for the Go proxy (see [`super::go`]).
+    pub go: BTreeMap<u64, super::go::GoRepo>,
     next_package_id: u64,
     generation: u64,
 }
@@ -242,6 +244,8 @@ impl World {
     /// - group 3 `acme/sub` (private) → project 43 `acme/sub/tools` (private):
     ///   `@acme/tools` 0.1.0 (deps `@acme/ui ^1.0.0`); only `maint-pat` can read it
     /// - group 2 `pub` (public) → project 7 `pub/lib` (public): `@pub/hello` 1.0.0
+    /// - project 44 `acme/Utils` (private, in group `acme`; alice and maint): Go only
+    /// - Go modules in projects 42, 44 and 7: see [`World::add_standard_go_modules`]
     /// - tokens: see the `*_PAT`, `JOB_*` and `DEPLOY_*` constants.
     pub fn standard() -> World {
         let mut w = World::new();
@@ -250,7 +254,8 @@ impl World {
             .add_group(3, "acme/sub", Visibility::Private)
             .add_project(42, "acme/web", Visibility::Private)
             .add_project(43, "acme/sub/tools", Visibility::Private)
-            .add_project(7, "pub/lib", Visibility::Public);
+            .add_project(7, "pub/lib", Visibility::Public)
+            .add_project(44, "acme/Utils", Visibility::Private);
         w.add_npm(42, NpmPkg::new("@acme/core", "2.0.0"))
             .add_npm(
                 42,
@@ -273,19 +278,28 @@ impl World {
                 NpmPkg::new("@acme/tools", "0.1.0").dep("@acme/ui", "^1.0.0"),
             )
             .add_npm(7, NpmPkg::new("@pub/hello", "1.0.0"));
-        w.add_pat(ALICE_PAT, "alice", &[(42, Role::Developer)])
-            .add_pat(
-                MAINT_PAT,
-                "maint",
-                &[(42, Role::Maintainer), (43, Role::Maintainer)],
-            )
-            .add_pat(GUEST_PAT, "guest", &[(42, Role::Guest)])
-            .add_pat(BOB_PAT, "bob", &[])
-            .add_expired_pat(EXPIRED_PAT, "eve")
-            .add_job_token(JOB_RUNNING, 42, JobState::Running)
-            .add_job_token(JOB_FINISHED, 42, JobState::Finished)
-            .add_deploy_token(DEPLOY_READ, 42, DeployAccess::Read)
-            .add_deploy_token(DEPLOY_WRITE, 42, DeployAccess::ReadWrite);
+        w.add_pat(
+            ALICE_PAT,
+            "alice",
+            &[(42, Role::Developer), (44, Role::Developer)],
+        )
+        .add_pat(
+            MAINT_PAT,
+            "maint",
+            &[
+                (42, Role::Maintainer),
+                (43, Role::Maintainer),
+                (44, Role::Maintainer),
+            ],
+        )
+        .add_pat(GUEST_PAT, "guest", &[(42, Role::Guest)])
+        .add_pat(BOB_PAT, "bob", &[])
+        .add_expired_pat(EXPIRED_PAT, "eve")
+        .add_job_token(JOB_RUNNING, 42, JobState::Running)
+        .add_job_token(JOB_FINISHED, 42, JobState::Finished)
+        .add_deploy_token(DEPLOY_READ, 42, DeployAccess::Read)
+        .add_deploy_token(DEPLOY_WRITE, 42, DeployAccess::ReadWrite);
+        w.add_standard_go_modules();
         w
     }
 
@@ -328,7 +342,7 @@ impl World {
         self.generation
     }
 
-    fn touch(&mut self) {
+    pub(super) fn touch(&mut self) {
         self.generation += 1;
     }
 
