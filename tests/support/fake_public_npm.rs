@@ -428,9 +428,14 @@ fn handle(state: &State, req: &hyper::Request<hyper::body::Incoming>) -> Respons
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let had_credentials = ["authorization", "private-token", "job-token", "deploy-token"]
-        .iter()
-        .any(|h| req.headers().contains_key(*h));
+    let had_credentials = [
+        "authorization",
+        "private-token",
+        "job-token",
+        "deploy-token",
+    ]
+    .iter()
+    .any(|h| req.headers().contains_key(*h));
     lock(&state.log).push(PublicRequest {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),

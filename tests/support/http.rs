@@ -16,9 +16,7 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     for (name, value) in headers {
         rb = rb.header(*name, *value);
     }
-    rb.send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    rb.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
 /// Status and body text.

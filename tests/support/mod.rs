@@ -2,6 +2,7 @@
 //!
 //! - [`fake_gitlab`]: a fake GitLab upstream (npm and Go routes, auth, faults, counters).
 //! - [`fake_public_npm`]: a fake public npm registry (full + abbreviated packuments).
+//! - [`fake_public_go`]: a fake public Go module proxy (GOPROXY protocol, counters).
 //! - [`fake_sumdb`]: a real, signed Go checksum database with request counters.
 //! - [`packrat`]: runs the real packrat binary on a temp data dir.
 //! - [`http`]: small reqwest helpers (status + body, cache outcome, metrics).
@@ -12,6 +13,7 @@
 
 pub mod clients;
 pub mod fake_gitlab;
+pub mod fake_public_go;
 pub mod fake_public_npm;
 pub mod fake_sumdb;
 pub mod http;

@@ -101,6 +101,26 @@ impl Packrat {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Waits up to `timeout` for a log line containing every one of `needles` (output is
+    /// copied from the process's pipes by threads, so a line may lag the response that
+    /// caused it). Returns whether it appeared.
+    pub async fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self
+                .logs()
+                .lines()
+                .any(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
