@@ -8,6 +8,10 @@
 
 mod support;
 
+// Access control: route × credential refusals are GitLab's, auth_ttl, GitLab down, no token leaks.
+mod access;
+// Dependency confusion: pins, forwarding rules, public npm/Go fallbacks, real npm and go clients.
+mod confusion;
 // The fake GitLab and checksum database themselves, checked with reqwest and the real npm and go clients (no packrat).
 mod fake_gitlab_selftest;
 // packrat in front of the fake GitLab: real npm, single-flight, faults, caching, bad input.
