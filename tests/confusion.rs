@@ -8,12 +8,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::clients::{describe, require_tool, Npm};
+use base64::Engine as _;
+
+use crate::support::clients::{describe, require_tool, Go, Npm};
 use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT};
 use crate::support::fake_gitlab::{FakeGitlab, NpmPkg, World};
+use crate::support::fake_public_go::{greet, FakePublicGo, GREET};
 use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg, ABBREVIATED};
-use crate::support::http::{get, get_json, metric};
-use crate::support::packrat::Packrat;
+use crate::support::fake_sumdb::FakeSumdb;
+use crate::support::http::{get, get_json, get_text, metric};
+use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
 
 const BLOCKED: &str = "packrat_dependency_confusion_blocked_total";
 const P42: &str = "/api/v4/projects/42/packages/npm";
@@ -450,4 +454,295 @@ async fn npm_installs_a_private_and_public_tree_through_one_url() {
         .iter()
         .filter(|r| !r.path.contains("/-/"))
         .all(|r| r.accept.as_deref() == Some("application/json")));
+}
+
+// ---- Go through /go/ ----------------------------------------------------------------------
+
+/// `[[go.modules]]` for the standard world's private Go modules.
+const GO_MODULES: &str = "[[go.modules]]\nprefix = \"gitlab.example.com/acme/web\"\nproject = 42\n\n\
+                          [[go.modules]]\nprefix = \"gitlab.example.com/acme/Utils\"\nproject = 44\n";
+const WEB: &str = "gitlab.example.com/acme/web";
+
+/// The public Go proxy as an attacker left it: `example.com/pub/greet` plus
+/// `gitlab.example.com/acme/web@v9.9.9` whose code says "EVIL".
+async fn public_go_with_attack() -> FakePublicGo {
+    let public = FakePublicGo::start().await;
+    public.publish_evil(WEB, "v9.9.9", &[("", "web"), ("greet", "greet")]);
+    public
+}
+
+fn go_forwarding(public: &FakePublicGo, rules: &[(&str, bool)], extra: &str) -> String {
+    let mut toml = format!("[forwarding]\ngo_proxy = \"{}\"\n\n", public.url());
+    for (glob, forward) in rules {
+        toml.push_str(&format!(
+            "[[forwarding.rules]]\nmatch = \"{glob}\"\nforward = {forward}\n\n"
+        ));
+    }
+    format!("{extra}\n{toml}")
+}
+
+fn basic_alice() -> (&'static str, String) {
+    (
+        "Authorization",
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("alice:{ALICE_PAT}"))
+        ),
+    )
+}
+
+#[tokio::test]
+async fn go_public_modules_are_forwarded_only_where_a_rule_allows_it() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = public_go_with_attack().await;
+    public.publish(greet("v0.1.0", 0).renamed("example.com/blocked/thing"));
+    let rules = [("example.com/blocked/*", false), ("*", true)];
+    let packrat = Packrat::start(&fake.url(), &go_forwarding(&public, &rules, GO_MODULES)).await;
+    let url = packrat.url();
+    let alice = basic_alice();
+    let alice = [(alice.0, alice.1.as_str())];
+
+    // The private module: GitLab's versions only, never the public v9.9.9.
+    let (status, list) = get_text(&format!("{url}/go/{WEB}/@v/list"), &alice).await;
+    assert_eq!(status, 200);
+    assert!(
+        list.contains("v1.10.0") && !list.contains("v9.9.9"),
+        "{list}"
+    );
+    let (status, latest) = get_json(&format!("{url}/go/{WEB}/@latest"), &alice).await;
+    assert_eq!(status, 200);
+    assert_eq!(latest["Version"], "v1.10.0");
+    for file in ["v9.9.9.info", "v9.9.9.mod", "v9.9.9.zip"] {
+        let (status, _) = get_text(&format!("{url}/go/{WEB}/@v/{file}"), &alice).await;
+        assert_eq!(status, 404, "{file}");
+    }
+    assert_eq!(public.requests("acme"), 0, "{:?}", public.request_log());
+
+    // A public module the "*" rule forwards: anyone may read it through /go/.
+    for headers in [&alice[..], &[]] {
+        let (status, list) = get_text(&format!("{url}/go/{GREET}/@v/list"), headers).await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list, "v1.0.0\nv1.1.0\n");
+        let (status, latest) = get_json(&format!("{url}/go/{GREET}/@latest"), headers).await;
+        assert_eq!(status, 200);
+        assert_eq!(latest["Version"], "v1.1.0");
+        let want = public.version(GREET, "v1.1.0").unwrap();
+        let r = get(&format!("{url}/go/{GREET}/@v/v1.1.0.zip"), headers).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), want.zip().as_slice());
+        let r = get(&format!("{url}/go/{GREET}/@v/v1.1.0.mod"), headers).await;
+        assert_eq!(r.bytes().await.unwrap(), want.go_mod());
+        let (status, info) = get_json(&format!("{url}/go/{GREET}/@v/v1.1.0.info"), headers).await;
+        assert_eq!(status, 200);
+        assert_eq!(info["Version"], "v1.1.0");
+    }
+    assert_eq!(public.requests("/@v/v1.1.0.zip"), 1, "the zip was cached");
+    assert!(public.request_log().iter().all(|r| !r.had_credentials));
+
+    // A module whose first matching rule says forward = false: 404, never asked publicly.
+    let (status, _) = get_text(
+        &format!("{url}/go/example.com/blocked/thing/@v/list"),
+        &alice,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(public.requests("blocked"), 0);
+    // Nobody has it: 404 (the go command then tries its next GOPROXY entry).
+    let (status, _) = get_text(&format!("{url}/go/example.com/nope/x/@v/list"), &alice).await;
+    assert_eq!(status, 404);
+
+    // No rules: nothing is forwarded.
+    let no_rules = Packrat::start(&fake.url(), &go_forwarding(&public, &[], GO_MODULES)).await;
+    let before = public.requests_total();
+    let (status, _) = get_text(&format!("{}/go/{GREET}/@v/list", no_rules.url()), &alice).await;
+    assert_eq!(status, 404);
+    assert_eq!(public.requests_total(), before);
+}
+
+#[tokio::test]
+async fn a_pinned_private_module_path_is_never_resolved_publicly() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = public_go_with_attack().await;
+    // No [[go.modules]] mapping (forgotten, or removed in a config change) and a rule that
+    // forwards everything: only the pin keeps acme/web away from the public proxy.
+    let packrat = Packrat::start(&fake.url(), &go_forwarding(&public, &[("*", true)], "")).await;
+    let url = packrat.url();
+    let alice = basic_alice();
+    let alice = [(alice.0, alice.1.as_str())];
+    let project = format!("{url}/api/v4/projects/42/packages/go/{WEB}");
+    let (status, list) = get_text(&format!("{project}/@v/list"), &alice).await;
+    assert_eq!(status, 200, "{list}");
+
+    for path in ["@v/list", "@latest", "@v/v9.9.9.info", "@v/v9.9.9.zip"] {
+        let (status, body) = get_text(&format!("{url}/go/{WEB}/{path}"), &alice).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(!body.contains("EVIL") && !body.contains("v9.9.9"), "{body}");
+    }
+    assert_eq!(public.requests("acme"), 0, "{:?}", public.request_log());
+    assert!(metric(url, BLOCKED).await >= 4.0);
+    let (_, pins) = get_json(&format!("{url}/-/pins"), &[]).await;
+    assert!(
+        pins["pins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["kind"] == "go" && p["name"] == WEB),
+        "{pins}"
+    );
+    assert!(
+        pins["blocked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["kind"] == "go" && b["name"] == WEB && b["count"].as_u64() >= Some(4)),
+        "{pins}"
+    );
+    assert!(
+        packrat
+            .wait_for_log(&["WARN", "dependency confusion blocked", WEB], LOG_WAIT)
+            .await,
+        "{}",
+        packrat.logs()
+    );
+}
+
+#[tokio::test]
+async fn private_modules_never_reach_the_public_checksum_database() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let packrat = Packrat::start(
+        &fake.url(),
+        &format!(
+            "{}\n[[forwarding.rules]]\nmatch = \"example.com/secret/*\"\nforward = false\n",
+            go_forwarding(&public, &[], &format!("{GO_MODULES}\n"),).replace(
+                "[forwarding]\n",
+                &format!("[forwarding]\ngo_sumdb = \"{}\"\n", sumdb.url())
+            )
+        ),
+    )
+    .await;
+    let db = format!("{}/go/sumdb/{}", packrat.url(), sumdb.name());
+    // Public: proxied.
+    let (status, body) = get_text(&format!("{db}/lookup/{GREET}@v1.1.0"), &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(GREET));
+    // Private by configuration (a [[go.modules]] mapping, never fetched, so not pinned yet),
+    // by a forward = false rule, or by a pin: never looked up publicly.
+    let alice = basic_alice();
+    let (status, _) = get_text(
+        &format!(
+            "{}/api/v4/projects/44/packages/go/gitlab.example.com/acme/!utils/@v/list",
+            packrat.url()
+        ),
+        &[(alice.0, alice.1.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    for module in [
+        "gitlab.example.com/acme/web@v1.10.0",
+        "gitlab.example.com/acme/web/v2@v2.0.0",
+        "gitlab.example.com/acme/!utils@v1.0.0",
+        "example.com/secret/thing@v1.0.0",
+    ] {
+        let (status, _) = get_text(&format!("{db}/lookup/{module}"), &[]).await;
+        assert_eq!(status, 404, "{module}");
+    }
+    assert_eq!(sumdb.requests("acme"), 0, "{:?}", sumdb.request_log());
+    assert_eq!(sumdb.requests("secret"), 0, "{:?}", sumdb.request_log());
+}
+
+/// Serves packrat over HTTPS (the go command sends `.netrc` credentials only over https).
+async fn https_packrat(upstream: &str, extra: &str) -> (Packrat, tempfile::TempDir) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let packrat = Packrat::start_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n\n\
+         [storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{upstream}\"\n\n{extra}\n",
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    ))
+    .await;
+    (packrat, dir)
+}
+
+#[tokio::test]
+async fn go_builds_a_private_and_public_module_graph_through_go() {
+    let Some(mut go) = Go::new() else { return };
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = public_go_with_attack().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let extra = go_forwarding(
+        &public,
+        &[("gitlab.example.com/*", false), ("*", true)],
+        GO_MODULES,
+    )
+    .replace(
+        "[forwarding]\n",
+        &format!("[forwarding]\ngo_sumdb = \"{}\"\n", sumdb.url()),
+    );
+    let (packrat, certs) = https_packrat(&fake.url(), &extra).await;
+    assert!(packrat.url().starts_with("https://"));
+    go.netrc("127.0.0.1", "alice", ALICE_PAT);
+    // One GOPROXY for everything; the checksum database through packrat too (GOSUMDB names
+    // only the key, so the go command asks <GOPROXY>/sumdb/<name>/...). Private modules are
+    // the client's GONOSUMDB, as with any private module.
+    go.env("GOPROXY", &format!("{}/go", packrat.url()))
+        .env("GOSUMDB", sumdb.verifier_key())
+        .env("GONOSUMDB", "gitlab.example.com")
+        .env(
+            "SSL_CERT_FILE",
+            &certs.path().join("cert.pem").display().to_string(),
+        );
+    go.write_module(
+        &format!("module example.com/app\n\ngo 1.19\n\nrequire (\n\t{WEB} v1.10.0\n\t{GREET} v1.1.0\n)\n"),
+        &format!(
+            "package main\n\nimport (\n\t\"fmt\"\n\n\tpub \"{GREET}\"\n\tweb \"{WEB}/greet\"\n)\n\n\
+             func main() {{\n\tfmt.Println(web.Hello(\"x\"))\n\tfmt.Println(pub.Hello(\"y\"))\n}}\n"
+        ),
+    );
+    go.run_ok(&["mod", "tidy"]).await;
+    let bin = go.root().join("app");
+    go.run_ok(&["build", "-o", &bin.display().to_string(), "."])
+        .await;
+    let out = go.exec(&bin, &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout,
+        "HELLO X! from web v1.10.0\nhello y from public greet v1.1.0\n",
+        "{}",
+        describe(&out)
+    );
+    let sum = go.go_sum().unwrap();
+    assert!(sum.contains(&format!("{WEB} v1.10.0 h1:")), "{sum}");
+    assert!(
+        sum.contains("gitlab.example.com/acme/Utils v1.0.0 h1:"),
+        "{sum}"
+    );
+    assert!(sum.contains(&format!("{GREET} v1.1.0 h1:")), "{sum}");
+
+    // Upgrading the private module to "latest" finds GitLab's latest, not the public v9.9.9.
+    go.run_ok(&["get", &format!("{WEB}@latest")]).await;
+    let go_mod = std::fs::read_to_string(go.project_dir().join("go.mod")).unwrap();
+    assert!(go_mod.contains(&format!("{WEB} v1.10.0")), "{go_mod}");
+    let out = go.run_ok(&["list", "-m", "-versions", WEB]).await;
+    let versions = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        versions.contains("v1.10.0") && !versions.contains("v9.9.9"),
+        "{versions}"
+    );
+
+    assert_eq!(public.requests("acme"), 0, "{:?}", public.request_log());
+    assert!(public.requests("/example.com/pub/greet/") > 0);
+    assert!(public.request_log().iter().all(|r| !r.had_credentials));
+    assert_eq!(sumdb.requests("acme"), 0, "{:?}", sumdb.request_log());
+    assert!(
+        sumdb.requests("/lookup/example.com/pub/greet@v1.1.0") >= 1,
+        "{:?}",
+        sumdb.request_log()
+    );
 }

@@ -58,6 +58,16 @@ impl GoPubVersion {
         }
     }
 
+    /// The same files published under another module path (its go.mod rewritten).
+    pub fn renamed(mut self, module: &str) -> GoPubVersion {
+        self.files.insert(
+            "go.mod".to_string(),
+            Bytes::from(format!("module {module}\n\ngo 1.19\n")),
+        );
+        self.module = module.to_string();
+        self
+    }
+
     fn commit(&self) -> GoCommit {
         GoCommit {
             sha: "0".repeat(40),
