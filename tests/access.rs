@@ -648,3 +648,39 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Anonymous access works exactly where GitLab allows it: project 7 (`pub/lib`) is public.
+#[tokio::test]
+async fn public_projects_are_readable_anonymously() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let url = packrat.url();
+    let meta = format!("{url}/api/v4/projects/7/packages/npm/@pub%2fhello");
+    let r = get(&meta, &[]).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .starts_with("public"));
+    let doc: Value = r.json().await.unwrap();
+    let tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap();
+    let r = get(tarball, &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let go = format!("{url}/api/v4/projects/7/packages/go/gitlab.example.com/pub/lib/@v");
+    let (status, list) = get_text(&format!("{go}/list"), &[]).await;
+    assert_eq!((status, list.as_str()), (200, "v0.1.0"));
+    assert_eq!(get(&format!("{go}/v0.1.0.zip"), &[]).await.status(), 200);
+    // ...and not a byte further: the private project next door stays closed.
+    let (status, _) = get_text(
+        &format!("{url}/api/v4/projects/42/packages/npm/@acme%2fui"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 401);
+}
