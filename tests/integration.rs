@@ -14,6 +14,8 @@ mod access;
 mod confusion;
 // The fake GitLab and checksum database themselves, checked with reqwest and the real npm and go clients (no packrat).
 mod fake_gitlab_selftest;
+// packrat as a Go proxy: the real go command over HTTPS (project route, /go/, offline), GOSUMDB via /go/sumdb/, bad input, bad zips.
+mod go_proxy;
 // packrat in front of the fake GitLab: real npm, single-flight, faults, caching, bad input.
 mod npm_proxy;
 // HTTPS, restart after kill -9, graceful shutdown, config errors, GitLab's forwarding redirect.

@@ -8,7 +8,7 @@ use sha1::{Digest as _, Sha1};
 
 use crate::support::clients::{describe, require_tool, Npm};
 use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT};
-use crate::support::fake_gitlab::{FakeGitlab, World};
+use crate::support::fake_gitlab::{FakeGitlab, NpmPkg, World};
 use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
 
 const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
@@ -242,6 +242,50 @@ async fn a_cut_upstream_body_fails_the_client_and_caches_nothing() {
     assert_eq!(cache_header(&r), "hit");
     assert_eq!(r.bytes().await.unwrap(), b);
     assert_eq!(fake.requests("@acme/ui-1.0.0.tgz"), 2);
+    health(&packrat).await;
+}
+
+/// A tarball whose bytes do not match the packument's shasum is refused at commit; the
+/// client must never have received it whole (its last byte waits for the commit).
+#[tokio::test]
+async fn a_tarball_failing_verification_is_never_delivered_whole() {
+    let mut world = World::standard();
+    world.add_npm(42, NpmPkg::new("@acme/big", "1.0.0").size(2_000_000));
+    let fake = FakeGitlab::start(world).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let url = tarball_url(
+        &packrat,
+        "/api/v4/projects/42/packages/npm/@acme%2fbig",
+        "1.0.0",
+    )
+    .await;
+    fake.with_world(|w| {
+        let r = w.npm.iter_mut().find(|r| r.name == "@acme/big").unwrap();
+        let mut b = r.tarball.to_vec();
+        let middle = b.len() / 2;
+        b[middle] ^= 0xff;
+        r.tarball = b.into();
+    });
+    for attempt in 1..=2 {
+        let sent = client()
+            .get(&url)
+            .header("PRIVATE-TOKEN", ALICE_PAT)
+            .send()
+            .await;
+        let whole = match sent {
+            Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(
+            !whole,
+            "attempt {attempt}: a tarball failing its shasum was served whole"
+        );
+    }
+    assert_eq!(
+        fake.requests("@acme/big-1.0.0.tgz"),
+        2,
+        "nothing was cached"
+    );
     health(&packrat).await;
 }
 

@@ -128,7 +128,8 @@ pub struct BlobSpec {
     pub kind: &'static str,
     pub origin: Origin,
     /// Format checks beyond digests (e.g. a Go module zip's layout); a failure means the
-    /// bytes are refused and nothing is cached.
+    /// bytes are refused and nothing is cached. Such a blob is served only once committed
+    /// (no streaming of the first download).
     pub validate: Option<Validate>,
 }
 
@@ -542,6 +543,9 @@ impl Core {
             });
             let (mut rx, outcome) = match role {
                 Role::Ready => continue,
+                // A flight that already landed (committed and indexed, just not yet out of
+                // the map) is a plain hit: serve it from the store.
+                Role::Joiner(rx) if matches!(*rx.borrow(), Progress::Done { .. }) => continue,
                 Role::Joiner(rx) => {
                     self.metrics.join();
                     (rx, CacheOutcome::Joined)
@@ -555,7 +559,15 @@ impl Core {
                     (rx, CacheOutcome::Miss)
                 }
             };
-            let len = flight::first_answer(&mut rx).await.map_err(Error::Shared)?;
+            // A blob with a validation hook is not visible before it passed: its requesters
+            // wait for the commit instead of streaming the download, so a refused blob is a
+            // clean error response and never a 200 whose body already went out whole.
+            let len = if spec.validate.is_some() {
+                flight::settled(&mut rx).await.map(Some)
+            } else {
+                flight::first_answer(&mut rx).await
+            }
+            .map_err(Error::Shared)?;
             let body = flight::tail(rx, self.store.blobs.clone());
             return Ok(BlobHit {
                 body: BlobBody::Stream(Box::pin(body)),
@@ -643,6 +655,13 @@ impl Core {
         let mut expect = spec.expect.clone();
         if expect.max_size.is_none() {
             expect.max_size = Some(self.config.storage.max_size);
+        }
+        // Announced as too large: refuse before the first byte, so the requester gets a clean
+        // error response instead of a 200 that is cut at the limit.
+        if let (Some(len), Some(limit)) = (body.len, expect.max_size) {
+            if len > limit {
+                return Err(Error::Store(StoreError::TooLarge { limit }));
+            }
         }
         let mut writer = self.store.blobs.create(expect).await?;
         let tmp = Arc::new(writer.tmp_path().to_path_buf());

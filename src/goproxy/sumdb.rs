@@ -49,7 +49,17 @@ fn valid_rest(rest: &str) -> bool {
             .any(|s| s.is_empty() || s == "." || s == "..")
         && rest
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~/@!+%".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~/@!+".contains(&b))
+}
+
+/// The canonical form of a raw request path after `/go/sumdb/<name>/`: percent-decoded (the
+/// go command sends `!` as `%21`), then validated. Only this form is forwarded and used as
+/// the cache key, so `%21x` and `!x` are one entry, and `%2e%2e` is the `..` it means.
+fn canonical_rest(raw: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    valid_rest(&decoded).then(|| decoded.into_owned())
 }
 
 pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, Error> {
@@ -59,9 +69,10 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
         .go_sumdb
         .trim_end_matches('/')
         .to_string();
-    if name != served_name(&base) || !valid_rest(rest) {
+    let Some(rest) = canonical_rest(rest).filter(|_| name == served_name(&base)) else {
         return Err(not_found());
-    }
+    };
+    let rest = rest.as_str();
     let anonymous = Credential::anonymous();
     let url = format!("{base}/{rest}");
     if rest == "supported" {
@@ -157,5 +168,17 @@ mod tests {
         assert!(valid_rest("tile/8/0/x001/234.p/5"));
         assert!(!valid_rest("tile/../../etc"));
         assert!(!valid_rest("lookup/a b"));
+        assert_eq!(
+            canonical_rest("lookup/gitlab.example.com/acme/%21utils@v1.0.0").as_deref(),
+            Some("lookup/gitlab.example.com/acme/!utils@v1.0.0")
+        );
+        for bad in [
+            "tile/%2e%2e/%2e%2e/etc",
+            "lookup/a%20b@v1.0.0",
+            "lookup/a%2525b@v1.0.0",
+            "lookup/%ff@v1",
+        ] {
+            assert_eq!(canonical_rest(bad), None, "{bad}");
+        }
     }
 }
