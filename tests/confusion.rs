@@ -643,6 +643,8 @@ async fn private_modules_never_reach_the_public_checksum_database() {
         "gitlab.example.com/acme/web@v1.10.0",
         "gitlab.example.com/acme/web/v2@v2.0.0",
         "gitlab.example.com/acme/!utils@v1.0.0",
+        // The go command sends `!` percent-encoded.
+        "gitlab.example.com/acme/%21utils@v1.0.0",
         "example.com/secret/thing@v1.0.0",
     ] {
         let (status, _) = get_text(&format!("{db}/lookup/{module}"), &[]).await;
