@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
     about = "A caching pull-through proxy and mirror for GitLab package registries"
 )]
 pub struct Cli {
-    /// Configuration file (TOML). Values can be overridden by PACKRAT_<SECTION>_<KEY>.
+    /// Configuration file (TOML). Values can be overridden by `PACKRAT_<SECTION>_<KEY>`.
     #[arg(long, global = true, env = "PACKRAT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -21,6 +21,31 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the proxy (defaults: 127.0.0.1:8080, ./packrat-data, upstream https://gitlab.com).
+    /// Run the proxy (defaults: 127.0.0.1:8080, ./packrat-data, upstream `https://gitlab.com`).
     Serve,
+    /// Write everything cached (or only what an earlier bundle lacks) into one bundle file.
+    Export {
+        /// The bundle file to write.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// An earlier bundle: leave out the blobs it already carries.
+        #[arg(long, value_name = "FILE")]
+        since: Option<PathBuf>,
+    },
+    /// Load a bundle into the data directory, verifying every blob first.
+    Import {
+        /// The bundle file.
+        file: PathBuf,
+    },
+    /// Evict least-recently-used blobs until the store fits.
+    Gc {
+        /// Target size (default: storage.max_size), e.g. 10GiB.
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<String>,
+        /// Also evict blobs that synced lockfiles and manifests still need.
+        #[arg(long)]
+        include_pinned: bool,
+    },
+    /// Re-hash every blob and check every index entry; quarantine what is wrong.
+    Verify,
 }

@@ -11,17 +11,27 @@
 //! - [`goproxy`]: the Go module proxy adapter, `/go/` and the checksum database proxy.
 //! - [`forwarding`]: forwarding rules and origin pinning (the dependency-confusion guard).
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`sync`]: the inputs of `packrat sync` (lockfiles, go.mod/go.sum, packrat.list) parsed into items.
 //! - [`error`]: typed errors per layer.
+//! - [`verify`], [`gc`], [`bundle`]: the offline maintenance commands.
+
+// The docs are built with private items (CI): links to them are intended.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod auth;
+pub mod bundle;
 pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod forwarding;
+pub mod gc;
 pub mod goproxy;
 pub mod metrics;
 pub mod npm;
+pub mod progress;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod upstream;
+pub mod verify;

@@ -20,3 +20,7 @@ mod go_proxy;
 mod npm_proxy;
 // HTTPS, restart after kill -9, graceful shutdown, config errors, GitLab's forwarding redirect.
 mod server;
+// Offline mirror: index only, no connections, offline.tokens, 404 misses, 503 writes.
+mod offline;
+// export/import bundles, verify, gc, the data-directory lock.
+mod mirror;

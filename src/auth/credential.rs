@@ -109,6 +109,11 @@ impl Credential {
         CredentialHash(h.finalize().into())
     }
 
+    /// The raw secrets, for the offline token check only (never logged, never stored).
+    pub fn secrets(&self) -> impl Iterator<Item = (CredKind, &str)> + '_ {
+        self.parts.iter().map(|(k, s)| (*k, s.expose()))
+    }
+
     /// Headers to send upstream. Never call this for a host other than the one the
     /// credential was meant for.
     pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {

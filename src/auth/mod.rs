@@ -3,6 +3,7 @@
 
 pub mod credential;
 pub mod decision;
+pub mod offline;
 
 pub use credential::{CredKind, Credential, CredentialHash};
 pub use decision::{Age, Decisions};

@@ -5,9 +5,8 @@
 //!   *joins* it (the first requester is a joiner too: the download runs in its own task, so a
 //!   client that goes away does not cancel the fill for the others);
 //! - joiners stream the bytes as they arrive by tailing the temp file up to the byte count the
-//!   leader published, never past it; the final byte of a body of known length is held back
-//!   until the blob is committed (verified, fsynced, indexed), so a complete body always means
-//!   a cached, verified blob;
+//!   leader published, never past it — and, when the length is known, never the last byte
+//!   before the blob is committed, so a complete body is always a verified one;
 //! - `Failed` is a state distinct from `Done`: on failure every joiner's body stream ends with
 //!   an error, so hyper cuts the response and no client ever sees a short 200;
 //! - the leader holds a [`Lead`] whose `Drop` publishes `Failed` if it did not finish (panic,
@@ -216,15 +215,14 @@ async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
         match p {
             Progress::Starting => {}
             Progress::Writing { tmp, bytes, total } => {
-                // The last byte of a body of known length goes out only once the blob is
-                // committed: a client never holds the complete body of a download that then
-                // fails verification, and one that does hold it finds it in the store.
-                let bytes = if total == Some(bytes) {
-                    bytes.saturating_sub(1)
-                } else {
-                    bytes
+                // With a known length the client's body is complete at its last byte, so
+                // that byte is held back until the blob is verified and committed: a body
+                // that fails verification always ends broken, never as a complete 200.
+                let readable = match total {
+                    Some(t) if t > 0 => bytes.min(t - 1),
+                    _ => bytes,
                 };
-                if st.pos < bytes {
+                if st.pos < readable {
                     if st.file.is_none() {
                         match open_at(&tmp, st.pos).await {
                             Ok(f) => st.file = Some(f),
@@ -238,7 +236,7 @@ async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
                             }
                         }
                     }
-                    return Some(read_some(st, bytes).await);
+                    return Some(read_some(st, readable).await);
                 }
             }
             Progress::Done { digest, len } => {

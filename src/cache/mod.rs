@@ -170,6 +170,8 @@ pub struct Core {
     hot: moka::future::Cache<Digest, Bytes>,
     meta_locks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
     public_url: OnceLock<String>,
+    /// Blob access times since the last flush (no index write per request).
+    atimes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
 }
 
 impl Core {
@@ -200,6 +202,7 @@ impl Core {
             hot,
             meta_locks,
             public_url: OnceLock::new(),
+            atimes: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -258,6 +261,17 @@ impl Core {
     /// Read a metadata document: from the index when fresh and the caller is known to be
     /// allowed, else from the upstream (conditionally when possible).
     pub async fn metadata(&self, spec: MetaSpec<'_>) -> Result<MetaHit, Error> {
+        if self.upstream.is_offline() {
+            // An offline mirror serves what it holds, however old; access was checked against
+            // offline.tokens by the router. Never a connection attempt.
+            return match self.store.index.get::<MetaRecord>(Tree::Meta, &spec.key)? {
+                Some(rec) if !rec.variants.is_empty() => {
+                    self.metrics.hit(spec.kind);
+                    self.ready(&spec, rec, CacheOutcome::Hit).await
+                }
+                _ => Err(offline_miss(&spec.url)),
+            };
+        }
         if let Some(hit) = self.meta_from_cache(&spec).await? {
             return Ok(hit);
         }
@@ -519,6 +533,26 @@ impl Core {
             .collect())
     }
 
+    /// Note a blob read (for LRU eviction); written to the index by [`Core::flush_atimes`].
+    fn touch(&self, digest: Digest) {
+        if let Ok(mut m) = self.atimes.lock() {
+            m.insert(digest, now_ms());
+        }
+    }
+
+    /// Write the access times gathered since the last call, in one batch.
+    pub fn flush_atimes(&self) -> Result<usize, Error> {
+        let batch: Vec<(String, serde_json::Value)> = match self.atimes.lock() {
+            Ok(mut m) => m
+                .drain()
+                .map(|(d, t)| (d.hex(), serde_json::Value::from(t)))
+                .collect(),
+            Err(_) => return Ok(0),
+        };
+        self.store.index.apply(Tree::Atime, &batch)?;
+        Ok(batch.len())
+    }
+
     /// Write an adapter-owned index record.
     pub fn put_aux<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
         Ok(self.store.index.put(Tree::Aux, key, value)?)
@@ -531,10 +565,7 @@ impl Core {
                 return Ok(hit);
             }
             if self.upstream.is_offline() {
-                return Err(UpstreamError::Offline {
-                    url: upstream::redact(&spec.url),
-                }
-                .into());
+                return Err(offline_miss(&spec.url));
             }
             let index = self.store.index.clone();
             let key = spec.key.clone();
@@ -595,6 +626,7 @@ impl Core {
             };
             if let Some(bytes) = hot {
                 self.metrics.hit(spec.kind);
+                self.touch(entry.digest);
                 return Ok(Some(BlobHit {
                     len: Some(bytes.len() as u64),
                     body: BlobBody::Bytes(bytes),
@@ -606,6 +638,7 @@ impl Core {
         match self.store.blobs.open(&entry.digest).await? {
             Some((file, len)) => {
                 self.metrics.hit(spec.kind);
+                self.touch(entry.digest);
                 Ok(Some(BlobHit {
                     body: BlobBody::File(file),
                     len: Some(len),
@@ -711,6 +744,18 @@ impl Core {
             },
         )?;
         Ok((info.digest, info.len))
+    }
+}
+
+/// An offline mirror's miss: a fast 404 that says what to do.
+fn offline_miss(url: &str) -> Error {
+    Error::Gitlab {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "404 Not Found: this offline mirror does not hold {}; sync it on a connected machine (packrat sync), export a bundle and import it here",
+            upstream::redact(url)
+        ),
+        error: Some("not in the offline mirror".into()),
     }
 }
 

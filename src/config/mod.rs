@@ -11,7 +11,7 @@
 //!
 //! Every error names the file (or "environment"), the key and the reason;
 //! the binary turns it into exit code 2 before binding any port.
-//! [`env`] lists every environment variable that is read.
+//! [`env`](mod@env) lists every environment variable that is read.
 
 pub mod env;
 mod raw;

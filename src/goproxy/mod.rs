@@ -10,6 +10,7 @@
 
 pub mod escape;
 pub mod sumdb;
+pub mod sync;
 pub mod zipcheck;
 
 use std::sync::Arc;
@@ -118,26 +119,7 @@ pub async fn handle(
     credential: &Credential,
 ) -> Result<Reply, Error> {
     let anonymous = Credential::anonymous();
-    let project = match target {
-        GoTarget::Project(p) => Some(p.clone()),
-        GoTarget::Any => resolve_project(core, route.module(), credential).await?,
-    };
-    let ctx = match &project {
-        Some(p) => Ctx {
-            core,
-            source: Source::Gitlab(p),
-            credential,
-        },
-        // No project holds it: the public Go proxy, if the rules allow and no pin forbids.
-        None => match forwarding::decide(core, Kind::Go, route.module().as_str())? {
-            Verdict::Forward(base) => Ctx {
-                core,
-                source: Source::Public(base.trim_end_matches('/').to_string()),
-                credential: &anonymous,
-            },
-            Verdict::NotAllowed | Verdict::Blocked => return Err(not_found()),
-        },
-    };
+    let ctx = context(core, target, route.module(), credential, &anonymous).await?;
     match route {
         GoRoute::List(m) => {
             let hit = ctx.list(&m).await?;
@@ -174,16 +156,46 @@ pub async fn handle(
 }
 
 /// Where a module is read from.
-enum Source<'a> {
+enum Source {
     /// A GitLab project (id or full path), with the caller's credential.
-    Gitlab(&'a str),
+    Gitlab(String),
     /// The public Go proxy (base URL), anonymously; readable by anyone who may use `/go/`.
     Public(String),
 }
 
+/// Where `module` is read from for this request: its GitLab project, or (only for modules
+/// that are not GitLab's) the public Go proxy as the forwarding rules and pins allow.
+async fn context<'a>(
+    core: &'a Arc<Core>,
+    target: &GoTarget,
+    module: &ModulePath,
+    credential: &'a Credential,
+    anonymous: &'a Credential,
+) -> Result<Ctx<'a>, Error> {
+    let project = match target {
+        GoTarget::Project(p) => Some(p.clone()),
+        GoTarget::Any => resolve_project(core, module, credential).await?,
+    };
+    Ok(match project {
+        Some(p) => Ctx {
+            core,
+            source: Source::Gitlab(p),
+            credential,
+        },
+        None => match forwarding::decide(core, Kind::Go, module.as_str())? {
+            Verdict::Forward(base) => Ctx {
+                core,
+                source: Source::Public(base.trim_end_matches('/').to_string()),
+                credential: anonymous,
+            },
+            Verdict::NotAllowed | Verdict::Blocked => return Err(not_found()),
+        },
+    })
+}
+
 struct Ctx<'a> {
     core: &'a Arc<Core>,
-    source: Source<'a>,
+    source: Source,
     credential: &'a Credential,
 }
 
@@ -380,7 +392,7 @@ async fn resolve_project(
         let candidate = parts[..n].join("/");
         let ctx = Ctx {
             core,
-            source: Source::Gitlab(&candidate),
+            source: Source::Gitlab(candidate.clone()),
             credential,
         };
         match ctx.list(module).await {

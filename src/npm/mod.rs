@@ -7,6 +7,7 @@
 
 pub mod name;
 pub mod packument;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -63,7 +64,7 @@ impl NpmScope {
         ok.then_some(id)
     }
 
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             NpmScope::Project(id) => format!("p:{id}"),
             NpmScope::Group(id) => format!("g:{id}"),
@@ -271,9 +272,9 @@ async fn packument(
 }
 
 /// A packument as this caller may see it, and where it came from.
-struct Resolved {
-    hit: MetaHit,
-    origin: Origin,
+pub(crate) struct Resolved {
+    pub(crate) hit: MetaHit,
+    pub(crate) origin: Origin,
 }
 
 /// GitLab first. Only when GitLab does not have the name (404, or its own redirect to a
@@ -286,7 +287,7 @@ struct Resolved {
 /// the public package of the same name, a dependency confusion no pin can stop on a cold
 /// cache. So the 404 must prove absence first ([`gitlab_lacks`]); a refusal is passed on
 /// unchanged, never forwarded and never counted as a blocked attempt.
-async fn resolve(
+pub(crate) async fn resolve(
     core: &Arc<Core>,
     scope: &NpmScope,
     name: &PackageName,
@@ -392,7 +393,7 @@ async fn public_packument(
     .await
 }
 
-async fn tarball(
+pub(crate) async fn tarball(
     core: &Arc<Core>,
     scope: &NpmScope,
     name: &PackageName,
@@ -416,18 +417,9 @@ async fn tarball(
     let tref: TarballRef = core
         .aux(&PackumentBuilder::file_key(&aux_prefix, file))?
         .ok_or_else(|| Error::npm_not_found("Package"))?;
-    let key = match origin {
-        Origin::Gitlab => format!(
-            "npm-tgz:{}",
-            tref.url
-                .find("/api/v4/")
-                .map_or(tref.url.as_str(), |i| &tref.url[i..])
-        ),
-        Origin::Public => format!("npmpub-tgz:{}", tref.url),
-    };
     let hit = core
         .blob(BlobSpec {
-            key,
+            key: blob_key(origin, &tref.url),
             url: tref.url.clone(),
             credential: fetch_as,
             expect: Expect::npm(tref.shasum.as_deref(), tref.integrity.as_deref()),
@@ -449,6 +441,18 @@ async fn tarball(
             http::header::CACHE_CONTROL,
             &format!("{visibility}, max-age=31536000, immutable"),
         ))
+}
+
+/// The index key of a tarball's blob: GitLab's by API path (whatever host GitLab wrote),
+/// a public registry's by full URL. One file, one key, whichever prefix asked.
+pub(crate) fn blob_key(origin: Origin, url: &str) -> String {
+    match origin {
+        Origin::Gitlab => format!(
+            "npm-tgz:{}",
+            url.find("/api/v4/").map_or(url, |i| &url[i..])
+        ),
+        Origin::Public => format!("npmpub-tgz:{url}"),
+    }
 }
 
 /// GitLab's tarball route answers 404 where its metadata route answers 401 (API.md §4).

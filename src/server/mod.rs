@@ -72,6 +72,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         let blobs = core.store.blobs.clone();
         tokio::task::spawn_blocking(move || blobs.scan_size());
     }
+    tokio::spawn(housekeeping(core.clone()));
     tracing::info!(
         listen = %bound,
         public_url = core.public_url(),
@@ -178,9 +179,39 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             tracing::warn!("in-flight requests did not finish within {}s", SHUTDOWN_GRACE.as_secs());
         }
     }
+    if let Err(e) = core.flush_atimes() {
+        tracing::warn!(error = %e, "could not record blob access times");
+    }
     core.store.index.flush().await?;
     tracing::info!("index flushed; bye");
     Ok(())
+}
+
+/// Every 30 s: write the batched blob access times; when the store has grown past
+/// `storage.max_size`, evict least-recently-used blobs (the same code as `packrat gc`).
+async fn housekeeping(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = core.flush_atimes() {
+            tracing::warn!(error = %e, "could not record blob access times");
+        }
+        let max = core.config.storage.max_size;
+        if core.store.blobs.bytes_on_disk() > max {
+            let store = core.store.clone();
+            match tokio::task::spawn_blocking(move || crate::gc::run(&store, max, false)).await {
+                Ok(Ok(r)) => tracing::info!(
+                    evicted = r.evicted.len(),
+                    before = r.before,
+                    after = r.after,
+                    "evicted least-recently-used blobs"
+                ),
+                Ok(Err(e)) => tracing::warn!(error = %e, "background eviction failed"),
+                Err(e) => tracing::warn!(error = %e, "background eviction task failed"),
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

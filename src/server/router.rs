@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::body::{self, Body};
 use super::reply::{Reply, ReplyBody};
 use super::{ops, respond};
+use crate::auth::offline::{self, Owner};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
 use crate::error::{Error, RequestError};
@@ -42,6 +43,20 @@ pub enum Route {
 }
 
 impl Route {
+    /// Whose content the route reads (for offline.tokens scopes); `None` for ops endpoints.
+    fn owner(&self) -> Option<Owner> {
+        match self {
+            Route::Health | Route::Ready | Route::Metrics | Route::Pins => None,
+            Route::Npm(NpmScope::Project(p), _) | Route::Go(GoTarget::Project(p), _) => {
+                Some(Owner::Project(p.clone()))
+            }
+            Route::Npm(NpmScope::Group(g), _) => Some(Owner::Group(g.clone())),
+            Route::Npm(NpmScope::Instance, _)
+            | Route::Go(GoTarget::Any, _)
+            | Route::SumDb { .. } => Some(Owner::Instance),
+        }
+    }
+
     fn label(&self) -> &'static str {
         match self {
             Route::Health | Route::Ready | Route::Metrics | Route::Pins => "ops",
@@ -122,6 +137,13 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", id, %method, path = %path);
     let (label, outcome, mut resp) = async {
+        if core.upstream.is_offline() && is_write(&method, &path) {
+            let e = Error::gitlab(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: this packrat is an offline mirror (cache.offline = true); writes cannot reach GitLab from here",
+            );
+            return ("offline_write", CacheOutcome::Bypass, respond::error_response(&e));
+        }
         match parse(&method, &path) {
             Err(e) => (
                 "unrouted",
@@ -157,6 +179,15 @@ async fn dispatch(
     route: Route,
     req: Request<Incoming>,
 ) -> (CacheOutcome, Response<Body>) {
+    if core.upstream.is_offline() {
+        if let Some(owner) = route.owner() {
+            let credential = Credential::from_headers(req.headers());
+            if !offline::allows(&core.config.offline, &credential, &owner) {
+                let e = Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized");
+                return (CacheOutcome::Refused, respond::error_response(&e));
+            }
+        }
+    }
     match route {
         Route::Health => (CacheOutcome::Bypass, ops::health()),
         Route::Ready => (CacheOutcome::Bypass, ops::ready(core)),
@@ -218,6 +249,13 @@ fn reply_or_error(
             (outcome, respond::error_response(&e))
         }
     }
+}
+
+/// A request that would change something upstream (the npm audit POSTs only read).
+fn is_write(method: &Method, path: &str) -> bool {
+    !(*method == Method::GET || *method == Method::HEAD)
+        && path.starts_with("/api/v4/")
+        && !path.contains("/-/npm/v1/security/")
 }
 
 /// Read a request body, refusing more than `limit` bytes (413) before or while reading.

@@ -86,6 +86,87 @@ impl BlobStore {
         total
     }
 
+    /// Every committed blob: (digest from its name, path, size). Files whose name is not a
+    /// digest are reported with `None`.
+    pub fn walk(&self) -> Vec<(Option<Digest>, PathBuf, u64)> {
+        fn rec(p: &Path, out: &mut Vec<(Option<Digest>, PathBuf, u64)>) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    match e.file_type() {
+                        Ok(t) if t.is_dir() => rec(&path, out),
+                        Ok(t) if t.is_file() => {
+                            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                            let d = path
+                                .file_name()
+                                .and_then(|n| n.to_str())
+                                .and_then(Digest::parse);
+                            out.push((d, path, size));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        rec(&self.inner.blobs, &mut out);
+        out
+    }
+
+    /// Move a bad file out of the store into `quarantine`; returns where it went.
+    #[allow(clippy::disallowed_methods)] // store/ owns the data directory
+    pub fn quarantine(&self, path: &Path, quarantine: &Path) -> Result<PathBuf, StoreError> {
+        std::fs::create_dir_all(quarantine).map_err(|e| StoreError::io(quarantine, e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "unnamed".into());
+        let dest = quarantine.join(format!("{}-{}", crate::store::now_ms(), name));
+        std::fs::rename(path, &dest).map_err(|e| StoreError::io(path, e))?;
+        if let Ok(size) = std::fs::metadata(&dest).map(|m| m.len()) {
+            self.inner
+                .bytes_on_disk
+                .fetch_sub(size.min(self.bytes_on_disk()), Ordering::Relaxed);
+        }
+        Ok(dest)
+    }
+
+    /// Delete a committed blob (gc).
+    #[allow(clippy::disallowed_methods)] // store/ owns the data directory
+    pub fn remove(&self, digest: &Digest) -> Result<u64, StoreError> {
+        let path = self.path_of(digest);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                self.inner
+                    .bytes_on_disk
+                    .fetch_sub(size.min(self.bytes_on_disk()), Ordering::Relaxed);
+                Ok(size)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    /// sha256 of a file, streamed (blocking; call off the async threads).
+    pub fn hash_file(path: &Path) -> Result<(Digest, u64), StoreError> {
+        use sha2::Digest as _;
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut len = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| StoreError::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            len += n as u64;
+        }
+        Ok((Digest(h.finalize().into()), len))
+    }
+
     /// Start writing a new blob into a fresh temp file.
     pub async fn create(&self, expect: Expect) -> Result<BlobWriter, StoreError> {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -209,6 +290,36 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Verify and fsync, but do not publish yet (bundle import publishes everything only
+    /// after the whole bundle checked out). Dropping the staged blob deletes it.
+    pub async fn stage(mut self) -> Result<StagedBlob, StoreError> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
+        let hasher = self
+            .hasher
+            .take()
+            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
+        let digest = hasher
+            .verify(&self.expect, self.len)
+            .map_err(StoreError::Verify)?;
+        file.sync_all()
+            .await
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        drop(file);
+        self.committed = true; // ownership of the temp file moves to the StagedBlob
+        Ok(StagedBlob {
+            store: self.store.clone(),
+            path: self.path.clone(),
+            info: BlobInfo {
+                digest,
+                len: self.len,
+            },
+            published: false,
+        })
+    }
+
     /// Verify, fsync, rename into place, fsync the directory. Only then is the blob visible.
     #[allow(clippy::disallowed_methods)] // store/ owns the data directory
     pub async fn commit(mut self) -> Result<BlobInfo, StoreError> {
@@ -256,6 +367,49 @@ impl BlobWriter {
                 .fetch_add(len, Ordering::Relaxed);
         }
         Ok(BlobInfo { digest, len })
+    }
+}
+
+/// A verified, fsynced blob waiting to be published.
+pub struct StagedBlob {
+    store: BlobStore,
+    path: PathBuf,
+    pub info: BlobInfo,
+    published: bool,
+}
+
+impl StagedBlob {
+    /// Rename into place and fsync the directory (a no-op if the content is already there).
+    #[allow(clippy::disallowed_methods)] // store/ owns the data directory
+    pub fn publish(mut self) -> Result<BlobInfo, StoreError> {
+        let dest = self.store.path_of(&self.info.digest);
+        let parent = dest
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.store.inner.blobs.clone());
+        std::fs::create_dir_all(&parent).map_err(|e| StoreError::io(&parent, e))?;
+        if dest.is_file() {
+            let _ = std::fs::remove_file(&self.path);
+        } else {
+            std::fs::rename(&self.path, &dest).map_err(|e| StoreError::io(&dest, e))?;
+            let dir = std::fs::File::open(&parent).map_err(|e| StoreError::io(&parent, e))?;
+            dir.sync_all().map_err(|e| StoreError::io(&parent, e))?;
+            self.store
+                .inner
+                .bytes_on_disk
+                .fetch_add(self.info.len, Ordering::Relaxed);
+        }
+        self.published = true;
+        Ok(self.info)
+    }
+}
+
+impl Drop for StagedBlob {
+    #[allow(clippy::disallowed_methods)] // store/ owns the data directory
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

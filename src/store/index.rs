@@ -28,6 +28,8 @@ pub enum Tree {
     Blobs,
     Aux,
     Auth,
+    /// Last access time (unix ms) per blob digest, flushed in batches; for LRU eviction.
+    Atime,
 }
 
 /// Where content came from. A name once served from GitLab stays GitLab's (pinning).
@@ -102,12 +104,16 @@ impl Decision {
     }
 }
 
+/// A full scan: decoded records, and the keys of records that do not decode.
+pub type Scanned<T> = (Vec<(String, T)>, Vec<String>);
+
 pub struct Index {
     db: sled::Db,
     meta: sled::Tree,
     blobs: sled::Tree,
     aux: sled::Tree,
     auth: sled::Tree,
+    atime: sled::Tree,
 }
 
 impl Index {
@@ -123,6 +129,7 @@ impl Index {
             blobs: db.open_tree("blobs")?,
             aux: db.open_tree("aux")?,
             auth: db.open_tree("auth")?,
+            atime: db.open_tree("atime")?,
             db,
         })
     }
@@ -133,6 +140,7 @@ impl Index {
             Tree::Blobs => &self.blobs,
             Tree::Aux => &self.aux,
             Tree::Auth => &self.auth,
+            Tree::Atime => &self.atime,
         }
     }
 
@@ -179,6 +187,60 @@ impl Index {
             }
         }
         Ok(out)
+    }
+
+    /// Every record of a tree: decoded ones, and the keys of those that do not decode.
+    pub fn scan_all<T: DeserializeOwned>(&self, t: Tree) -> Result<Scanned<T>, StoreError> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for item in self.tree(t).iter() {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            match decode(&v) {
+                Ok(x) => ok.push((key, x)),
+                Err(_) => bad.push(key),
+            }
+        }
+        Ok((ok, bad))
+    }
+
+    /// Raw JSON values of a tree (for bundles), with keys.
+    pub fn export_tree(&self, t: Tree) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree(t).iter() {
+            let (k, v) = item?;
+            if let (Ok(k), Ok(v)) = (
+                String::from_utf8(k.to_vec()),
+                decode::<serde_json::Value>(&v),
+            ) {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Apply many writes at once (one sled batch per tree).
+    pub fn apply(
+        &self,
+        t: Tree,
+        entries: &[(String, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            let mut buf = vec![FORMAT];
+            serde_json::to_writer(&mut buf, v).map_err(|e| StoreError::Decode {
+                key: k.clone(),
+                reason: e.to_string(),
+            })?;
+            batch.insert(k.as_bytes(), buf);
+        }
+        self.tree(t).apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn flush_sync(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
     }
 
     pub async fn flush(&self) -> Result<(), StoreError> {

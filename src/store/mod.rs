@@ -8,7 +8,7 @@ pub mod layout;
 
 use std::sync::Arc;
 
-pub use blob::{BlobInfo, BlobStore, BlobWriter};
+pub use blob::{BlobInfo, BlobStore, BlobWriter, StagedBlob};
 pub use digest::{Digest, Expect};
 pub use index::{BlobEntry, Decision, Index, MetaRecord, Origin, Tree, Variant};
 pub use layout::{DirLock, Layout};

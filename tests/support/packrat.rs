@@ -153,6 +153,14 @@ impl Packrat {
     /// Stops packrat and starts it again on the same config and data directory. With a
     /// config from [`Packrat::start`] it listens on the same port again, so `url()` and
     /// clients configured with it stay valid.
+    /// Restart on the same data directory with `extra_toml` appended to the config (it must
+    /// not repeat a section the config already has).
+    pub async fn restart_with(&mut self, extra_toml: &str) {
+        self.config_text.push('\n');
+        self.config_text.push_str(extra_toml);
+        self.restart().await;
+    }
+
     pub async fn restart(&mut self) {
         self.stop().await;
         if let Some(port) = self.url.trim_end_matches('/').rsplit(':').next() {

@@ -1,0 +1,138 @@
+//! Access to an offline mirror (`cache.offline = true`): with no upstream to ask, readers are
+//! checked against `[[offline.tokens]]` (the sha256 of each token, compared in constant time,
+//! with scopes); with no tokens configured the mirror is open to anonymous readers.
+
+use sha2::{Digest, Sha256};
+
+use super::credential::{CredKind, Credential};
+use crate::config::OfflineConfig;
+
+/// What a request reads: a project (id or path), a group path, or the instance/public level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    Project(String),
+    Group(String),
+    /// Instance-level npm, `/go/`, the sumdb: only `"*"` covers these.
+    Instance,
+}
+
+/// Does any configured token in the request cover `owner`?
+pub fn allows(config: &OfflineConfig, credential: &Credential, owner: &Owner) -> bool {
+    if config.tokens.is_empty() {
+        return true;
+    }
+    let presented: Vec<[u8; 32]> = credential
+        .secrets()
+        .filter_map(|(kind, secret)| token_of(kind, secret))
+        .map(|t| Sha256::digest(t.as_bytes()).into())
+        .collect();
+    config.tokens.iter().any(|tok| {
+        // Compare against every presented hash without early exit on the bytes.
+        let matched = presented
+            .iter()
+            .fold(false, |acc, h| acc | constant_time_eq(h, &tok.sha256));
+        matched && tok.scopes.iter().any(|s| covers(s, owner))
+    })
+}
+
+/// The bare token inside a header value (Bearer, Basic password, or the value itself).
+fn token_of(kind: CredKind, value: &str) -> Option<String> {
+    match kind {
+        CredKind::Authorization => {
+            let (scheme, rest) = value.split_once(' ')?;
+            if scheme.eq_ignore_ascii_case("bearer") {
+                Some(rest.trim().to_string())
+            } else if scheme.eq_ignore_ascii_case("basic") {
+                use base64::Engine;
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(rest.trim())
+                    .ok()?;
+                let text = String::from_utf8(raw).ok()?;
+                text.split_once(':').map(|(_, p)| p.to_string())
+            } else {
+                None
+            }
+        }
+        _ => Some(value.to_string()),
+    }
+}
+
+fn covers(scope: &str, owner: &Owner) -> bool {
+    if scope == "*" {
+        return true;
+    }
+    match owner {
+        Owner::Project(p) => p == scope || p.starts_with(&format!("{scope}/")),
+        Owner::Group(g) => g == scope || g.starts_with(&format!("{scope}/")),
+        Owner::Instance => false,
+    }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::OfflineToken;
+    use http::{HeaderMap, HeaderValue};
+
+    fn cfg(token: &str, scopes: &[&str]) -> OfflineConfig {
+        OfflineConfig {
+            tokens: vec![OfflineToken {
+                sha256: Sha256::digest(token.as_bytes()).into(),
+                scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            }],
+        }
+    }
+
+    fn cred(name: &'static str, value: &str) -> Credential {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_str(value).unwrap());
+        Credential::from_headers(&h)
+    }
+
+    #[test]
+    fn tokens_and_scopes() {
+        let c = cfg("s3cret", &["42", "acme"]);
+        let p42 = Owner::Project("42".into());
+        assert!(allows(&c, &cred("private-token", "s3cret"), &p42));
+        assert!(allows(&c, &cred("authorization", "Bearer s3cret"), &p42));
+        assert!(allows(
+            &c,
+            &cred("authorization", "Basic dXNlcjpzM2NyZXQ="),
+            &p42
+        ));
+        assert!(allows(
+            &c,
+            &cred("private-token", "s3cret"),
+            &Owner::Project("acme/web".into())
+        ));
+        assert!(!allows(
+            &c,
+            &cred("private-token", "s3cret"),
+            &Owner::Project("7".into())
+        ));
+        assert!(!allows(
+            &c,
+            &cred("private-token", "s3cret"),
+            &Owner::Instance
+        ));
+        assert!(!allows(&c, &cred("private-token", "wrong"), &p42));
+        assert!(!allows(&c, &Credential::anonymous(), &p42));
+        assert!(allows(
+            &cfg("t", &["*"]),
+            &cred("job-token", "t"),
+            &Owner::Instance
+        ));
+        assert!(allows(
+            &OfflineConfig { tokens: vec![] },
+            &Credential::anonymous(),
+            &Owner::Instance
+        ));
+    }
+}

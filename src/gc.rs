@@ -1,0 +1,103 @@
+//! `packrat gc` (and `serve`'s background eviction): bring the blob store under a size.
+//!
+//! Order of eviction: blobs no index record points at (old metadata revisions, leftovers)
+//! first; then files (tarballs, zips) least recently used first, by the access times `serve`
+//! batches into the index. Blobs that a synced lockfile or manifest still needs (recorded by
+//! `packrat sync` under `mirror/`) are kept unless `include_pinned`. Metadata variants of
+//! current records are never evicted (they are small, and serving depends on them).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::error::StoreError;
+use crate::progress::Progress;
+use crate::store::{BlobEntry, Digest, MetaRecord, Store, Tree};
+
+/// Aux prefix under which `sync` records the blob keys a mirror must keep.
+pub const MIRROR_PREFIX: &str = "mirror/";
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub before: u64,
+    pub after: u64,
+    pub evicted: Vec<(Digest, u64)>,
+    pub kept_pinned: u64,
+}
+
+pub fn run(store: &Store, max_size: u64, include_pinned: bool) -> Result<Report, StoreError> {
+    let index = &store.index;
+    let blobs = store.blobs.walk();
+    let before: u64 = blobs.iter().map(|(_, _, s)| s).sum();
+    let mut report = Report {
+        before,
+        after: before,
+        ..Report::default()
+    };
+    if before <= max_size {
+        return Ok(report);
+    }
+    let (entries, _) = index.scan_all::<BlobEntry>(Tree::Blobs)?;
+    let (records, _) = index.scan_all::<MetaRecord>(Tree::Meta)?;
+    let metadata: HashSet<Digest> = records
+        .iter()
+        .flat_map(|(_, r)| r.variants.iter().chain(r.raw.iter()).map(|v| v.digest))
+        .collect();
+    let mut keys_of: HashMap<Digest, Vec<String>> = HashMap::new();
+    for (k, e) in &entries {
+        keys_of.entry(e.digest).or_default().push(k.clone());
+    }
+    let by_key: HashMap<&str, &BlobEntry> = entries.iter().map(|(k, e)| (k.as_str(), e)).collect();
+    let pinned: HashSet<Digest> = index
+        .scan::<String>(Tree::Aux, MIRROR_PREFIX)?
+        .into_iter()
+        .filter_map(|(_, blob_key)| by_key.get(blob_key.as_str()).map(|e| e.digest))
+        .collect();
+    let atime = |d: &Digest, fallback: u64| -> u64 {
+        index
+            .get::<u64>(Tree::Atime, &d.hex())
+            .ok()
+            .flatten()
+            .unwrap_or(fallback)
+    };
+    // (priority, last use, digest, size): orphans first, then LRU files.
+    let mut candidates: Vec<(u8, u64, Digest, u64)> = Vec::new();
+    for (d, _, size) in &blobs {
+        let Some(d) = d else { continue };
+        if metadata.contains(d) {
+            continue;
+        }
+        match keys_of.get(d) {
+            None => candidates.push((0, 0, *d, *size)),
+            Some(keys) => {
+                if pinned.contains(d) && !include_pinned {
+                    report.kept_pinned += 1;
+                    continue;
+                }
+                let fetched = keys
+                    .iter()
+                    .filter_map(|k| by_key.get(k.as_str()))
+                    .map(|e| e.fetched_at)
+                    .max()
+                    .unwrap_or(0);
+                candidates.push((1, atime(d, fetched), *d, *size));
+            }
+        }
+    }
+    candidates.sort_by_key(|&(prio, used, _, _)| (prio, used));
+    let mut progress = Progress::new("gc", candidates.len() as u64);
+    for (_, _, d, size) in candidates {
+        if report.after <= max_size {
+            break;
+        }
+        for k in keys_of.get(&d).into_iter().flatten() {
+            index.remove(Tree::Blobs, k)?;
+        }
+        index.remove(Tree::Atime, &d.hex())?;
+        store.blobs.remove(&d)?;
+        report.after = report.after.saturating_sub(size);
+        report.evicted.push((d, size));
+        progress.inc();
+    }
+    progress.finish();
+    index.flush_sync()?;
+    Ok(report)
+}

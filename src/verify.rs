@@ -1,0 +1,110 @@
+//! `packrat verify`: re-hash every blob, check that every index entry points at a present,
+//! correct blob; move bad blobs to `quarantine/`, drop the entries that point at them (or at
+//! nothing), report each fault. The caller exits 1 when the report is not clean.
+
+use std::collections::HashSet;
+
+use crate::error::StoreError;
+use crate::progress::Progress;
+use crate::store::{BlobEntry, BlobStore, Digest, MetaRecord, Store, Tree};
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub blobs_checked: u64,
+    pub bytes_checked: u64,
+    pub entries_checked: u64,
+    /// One line per fault found (and repaired by quarantine or removal).
+    pub faults: Vec<String>,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.faults.is_empty()
+    }
+}
+
+pub fn run(store: &Store) -> Result<Report, StoreError> {
+    let mut report = Report::default();
+    let quarantine = store.layout.quarantine();
+    let blobs = store.blobs.walk();
+    let mut good: HashSet<Digest> = HashSet::new();
+    let mut progress = Progress::new("verify", blobs.len() as u64);
+    for (named, path, _size) in blobs {
+        report.blobs_checked += 1;
+        let verdict = match named {
+            None => Err("file name is not a sha256 digest".to_string()),
+            Some(d) => {
+                let expected_path = store.blobs.path_of(&d);
+                match BlobStore::hash_file(&path) {
+                    Ok((got, len)) => {
+                        report.bytes_checked += len;
+                        if expected_path != path {
+                            Err("blob is not where its digest says".into())
+                        } else if got != d {
+                            Err(format!("content hashes to {got}, not {d}"))
+                        } else {
+                            good.insert(d);
+                            Ok(())
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        };
+        if let Err(reason) = verdict {
+            let moved = store.blobs.quarantine(&path, &quarantine)?;
+            let line = format!(
+                "bad blob {}: {reason}; moved to {}",
+                path.display(),
+                moved.display()
+            );
+            progress.println(&line);
+            report.faults.push(line);
+        }
+        progress.inc();
+    }
+    progress.finish();
+
+    let index = &store.index;
+    let (entries, undecodable) = index.scan_all::<BlobEntry>(Tree::Blobs)?;
+    for key in undecodable {
+        report
+            .faults
+            .push(format!("index entry {key} does not decode; removed"));
+        index.remove(Tree::Blobs, &key)?;
+    }
+    for (key, entry) in entries {
+        report.entries_checked += 1;
+        if !good.contains(&entry.digest) {
+            report.faults.push(format!(
+                "index entry {key} points at missing or bad blob {}; removed (it will be fetched again)",
+                entry.digest
+            ));
+            index.remove(Tree::Blobs, &key)?;
+        }
+    }
+    let (records, undecodable) = index.scan_all::<MetaRecord>(Tree::Meta)?;
+    for key in undecodable {
+        report
+            .faults
+            .push(format!("metadata record {key} does not decode; removed"));
+        index.remove(Tree::Meta, &key)?;
+    }
+    for (key, rec) in records {
+        report.entries_checked += 1;
+        let missing = rec
+            .variants
+            .iter()
+            .chain(rec.raw.iter())
+            .find(|v| !good.contains(&v.digest));
+        if let Some(v) = missing {
+            report.faults.push(format!(
+                "metadata record {key} points at missing or bad blob {} ({}); removed (it will be fetched again)",
+                v.digest, v.name
+            ));
+            index.remove(Tree::Meta, &key)?;
+        }
+    }
+    index.flush_sync()?;
+    Ok(report)
+}

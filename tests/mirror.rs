@@ -1,0 +1,244 @@
+//! The offline maintenance commands on a real data directory: export (full and --since),
+//! import (verified; corrupt and truncated bundles rejected cleanly), verify (quarantine),
+//! gc (LRU, pinned blobs kept), and the data-directory lock against a running serve.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::fake_gitlab::world::ALICE_PAT;
+use crate::support::fake_gitlab::{FakeGitlab, World};
+use crate::support::packrat::Packrat;
+
+fn packrat_cmd(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_packrat"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A config for an offline command on `dir`.
+fn config_for(dir: &Path, extra: &str) -> PathBuf {
+    let cfg = dir.with_extension("toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\ndir = {:?}\n[upstream]\nurl = \"http://127.0.0.1:9\"\n{extra}",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let dest = to.join(e.file_name());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else if e.file_name() != "packrat.lock" {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
+/// Warm a packrat with npm metadata and tarballs, stop it, return its data directory copy.
+async fn warmed(versions: &[&str], scratch: &Path) -> PathBuf {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let mut packrat = Packrat::start(&fake.url(), "").await;
+    let client = reqwest::Client::new();
+    let meta: serde_json::Value = client
+        .get(format!(
+            "{}/api/v4/projects/42/packages/npm/@acme%2fui",
+            packrat.url()
+        ))
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for v in versions {
+        let url = meta["versions"][v]["dist"]["tarball"].as_str().unwrap();
+        let r = client
+            .get(url)
+            .header("PRIVATE-TOKEN", ALICE_PAT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    packrat.stop().await;
+    let dir = scratch.join("source");
+    copy_dir(packrat.data_dir(), &dir);
+    dir
+}
+
+#[tokio::test]
+async fn export_import_round_trip_and_damaged_bundles_are_rejected() {
+    let scratch = tempfile::tempdir().unwrap();
+    let src = warmed(&["1.0.0"], scratch.path()).await;
+    let src_cfg = config_for(&src, "");
+    let full = scratch.path().join("full.tar");
+    let out = packrat_cmd(&src_cfg, &["export", "--out", full.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A fresh data dir takes the bundle; a second import is harmless; verify is clean.
+    let dst = scratch.path().join("dst");
+    let dst_cfg = config_for(&dst, "");
+    for _ in 0..2 {
+        let out = packrat_cmd(&dst_cfg, &["import", full.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let out = packrat_cmd(&dst_cfg, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("0 faults"), "{}", text(&out));
+
+    // One flipped byte, or a truncated file: rejected, and the target is left as it was.
+    let bytes = std::fs::read(&full).unwrap();
+    let mut flipped = bytes.clone();
+    let at = flipped.len() - 2048; // inside the last blob
+    flipped[at] ^= 0x01;
+    let bad = scratch.path().join("flipped.tar");
+    std::fs::write(&bad, &flipped).unwrap();
+    let truncated = scratch.path().join("truncated.tar");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let fresh = scratch.path().join("fresh");
+    let fresh_cfg = config_for(&fresh, "");
+    for b in [&bad, &truncated] {
+        let out = packrat_cmd(&fresh_cfg, &["import", b.to_str().unwrap()]);
+        assert!(!out.status.success(), "{} must be rejected", b.display());
+        let t = text(&out);
+        assert!(t.contains("damaged") || t.contains("truncated"), "{t}");
+        let blobs: Vec<_> = walk(&fresh.join("blobs-v1"));
+        assert!(blobs.is_empty(), "nothing became visible: {blobs:?}");
+        assert!(walk(&fresh.join("tmp")).is_empty(), "staging cleaned up");
+    }
+}
+
+#[tokio::test]
+async fn incremental_export_holds_only_new_blobs() {
+    let scratch = tempfile::tempdir().unwrap();
+    let one = warmed(&["1.0.0"], &scratch.path().join("a")).await;
+    let both = warmed(&["1.0.0", "1.1.0"], &scratch.path().join("b")).await;
+    let first = scratch.path().join("first.tar");
+    let second = scratch.path().join("second.tar");
+    assert!(packrat_cmd(
+        &config_for(&one, ""),
+        &["export", "--out", first.to_str().unwrap()]
+    )
+    .status
+    .success());
+    let out = packrat_cmd(
+        &config_for(&both, ""),
+        &[
+            "export",
+            "--out",
+            second.to_str().unwrap(),
+            "--since",
+            first.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let m1 = packrat::bundle::read_manifest(&first).unwrap();
+    let m2 = packrat::bundle::read_manifest(&second).unwrap();
+    let in_first: std::collections::HashSet<_> =
+        m1.blobs.iter().map(|b| b.sha256.clone()).collect();
+    assert!(m2.incremental);
+    assert!(
+        m2.blobs.iter().all(|b| !in_first.contains(&b.sha256)),
+        "only new blobs"
+    );
+    assert!(
+        m2.blobs.iter().any(|b| b.size > 100),
+        "the new tarball is in it"
+    );
+
+    // The increment alone is refused on an empty mirror; after the base it imports.
+    let dst = scratch.path().join("dst");
+    let cfg = config_for(&dst, "");
+    let out = packrat_cmd(&cfg, &["import", second.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("import the bundle it was made --since first"),
+        "{}",
+        text(&out)
+    );
+    assert!(packrat_cmd(&cfg, &["import", first.to_str().unwrap()])
+        .status
+        .success());
+    let out = packrat_cmd(&cfg, &["import", second.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(packrat_cmd(&cfg, &["verify"]).status.success());
+}
+
+#[tokio::test]
+async fn verify_quarantines_a_corrupted_blob_and_gc_evicts_lru() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = warmed(&["1.0.0", "1.1.0"], scratch.path()).await;
+    let cfg = config_for(&dir, "");
+    // Corrupt the largest blob (a tarball or metadata variant).
+    let mut blobs = walk(&dir.join("blobs-v1"));
+    blobs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let victim = blobs.last().unwrap().clone();
+    let mut b = std::fs::read(&victim).unwrap();
+    b[0] ^= 0xff;
+    std::fs::write(&victim, b).unwrap();
+    let out = packrat_cmd(&cfg, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("bad blob"), "{}", text(&out));
+    assert!(!victim.exists(), "moved out of the store");
+    assert_eq!(walk(&dir.join("quarantine")).len(), 1);
+    let out = packrat_cmd(&cfg, &["verify"]);
+    assert!(out.status.success(), "clean after repair: {}", text(&out));
+
+    let out = packrat_cmd(&cfg, &["gc", "--max-size", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("evicted"), "{}", text(&out));
+    assert!(
+        packrat_cmd(&cfg, &["verify"]).status.success(),
+        "gc leaves a consistent index"
+    );
+}
+
+#[tokio::test]
+async fn offline_commands_refuse_a_data_dir_held_by_serve() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let cfg = config_for(packrat.data_dir(), "");
+    let out = packrat_cmd(&cfg, &["verify"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("in use by another packrat process"),
+        "{}",
+        text(&out)
+    );
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
