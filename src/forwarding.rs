@@ -11,6 +11,10 @@
 //! - A name first served from a public registry that later appears in GitLab switches to
 //!   GitLab (and is then pinned); the switch is logged. Versions from the two origins are
 //!   kept in separate records and never merged.
+//! - "GitLab does not have it" must be established before any of this applies: a 404 that
+//!   only says *this caller* may not see the project (a non-member, a job token of another
+//!   project) is a refusal, not an absence. The adapters decide that (see
+//!   `npm::resolve`); a refusal is passed on as it is, never forwarded and never counted.
 
 use serde::{Deserialize, Serialize};
 
@@ -109,20 +113,27 @@ pub enum Verdict {
     Blocked,
 }
 
+/// Call only once the upstream is known not to have `name` (see the module docs).
 pub fn decide(core: &Core, kind: Kind, name: &str) -> Result<Verdict, Error> {
     if is_pinned(core, kind, name)? {
         block(core, kind, name)?;
         return Ok(Verdict::Blocked);
     }
+    match public_registry(core, kind, name) {
+        Some(r) => Ok(Verdict::Forward(r)),
+        None => Ok(Verdict::NotAllowed),
+    }
+}
+
+/// The public registry `name` may be fetched from if the upstream does not have it: the
+/// configured registry, when the first matching rule says `forward = true`. Ignores pins.
+pub fn public_registry(core: &Core, kind: Kind, name: &str) -> Option<String> {
     let fwd = &core.config.forwarding;
     let registry = match kind {
         Kind::Npm => fwd.npm_registry.clone(),
         Kind::Go => fwd.go_proxy.clone(),
     };
-    match registry {
-        Some(r) if fwd.may_forward(name) => Ok(Verdict::Forward(r)),
-        _ => Ok(Verdict::NotAllowed),
-    }
+    registry.filter(|_| fwd.may_forward(name))
 }
 
 fn block(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {

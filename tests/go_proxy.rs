@@ -92,6 +92,16 @@ async fn start_packrat(
     sumdb: Option<&FakeSumdb>,
     tls: Option<&TestCert>,
 ) -> Packrat {
+    start_packrat_with(fake, sumdb, tls, "").await
+}
+
+/// [`start_packrat`] with more `[forwarding]` keys (e.g. `go_proxy`) and rules after it.
+async fn start_packrat_with(
+    fake: &FakeGitlab,
+    sumdb: Option<&FakeSumdb>,
+    tls: Option<&TestCert>,
+    forwarding_extra: &str,
+) -> Packrat {
     let tls = tls.map_or(String::new(), |c| {
         format!(
             "tls_cert = {:?}\ntls_key = {:?}\n",
@@ -100,7 +110,10 @@ async fn start_packrat(
         )
     });
     let forwarding = sumdb.map_or(String::new(), |s| {
-        format!("[forwarding]\ngo_sumdb = \"{}\"\n", s.url())
+        format!(
+            "[forwarding]\ngo_sumdb = \"{}\"\n{forwarding_extra}\n",
+            s.url()
+        )
     });
     Packrat::start_with_config(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{tls}\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
@@ -221,34 +234,76 @@ async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
     }
 }
 
-/// GOSUMDB verification through packrat's `/go/sumdb/`: the checksum database is asked once
-/// per lookup and tile, then packrat answers alone (also with the database stopped).
+/// GOSUMDB verification through packrat's `/go/sumdb/`: a public module is checked against
+/// the checksum database, asked once per lookup and tile, then packrat answers alone (also
+/// with the database stopped). Private modules are never looked up there (issue 5), even
+/// though this database would know them: the client lists them in GONOSUMDB, and a client
+/// that does not is refused by packrat rather than have their paths leak.
 #[tokio::test]
 async fn go_verifies_modules_against_the_checksum_database_through_packrat() {
+    use crate::support::fake_public_go::{FakePublicGo, GREET};
     let cert = TestCert::new();
     let world = World::standard();
-    let sumdb = FakeSumdb::start(&entries_for(&world)).await;
+    let public = FakePublicGo::start().await;
+    let mut entries = entries_for(&world);
+    entries.extend(public.sumdb_entries());
+    let sumdb = FakeSumdb::start(&entries).await;
     let fake = FakeGitlab::start(world).await;
-    let packrat = start_packrat(&fake, Some(&sumdb), Some(&cert)).await;
+    let packrat = start_packrat_with(
+        &fake,
+        Some(&sumdb),
+        Some(&cert),
+        &format!(
+            "go_proxy = \"{}\"\n\n[[forwarding.rules]]\nmatch = \"example.com/pub/*\"\nforward = true\n",
+            public.url()
+        ),
+    )
+    .await;
     let base = packrat.url().to_string();
     let sumdb_url = format!("{base}/go/sumdb/{}", sumdb.name());
     let Some(mut go) = go_client(&cert, &format!("{base}/go")) else {
         return;
     };
-    // Every module is checked: nothing is exempt from the database.
-    go.env("GONOSUMDB", "")
-        .env("GOSUMDB", &sumdb.gosumdb(&sumdb_url));
-    download_build_run(&go, &packrat, "verified through packrat").await;
-    assert_eq!(go.go_sum().unwrap(), expected_go_sum(&fake));
-    for (m, v) in GRAPH {
-        let escaped = m.replace("Utils", "!utils");
-        assert_eq!(
-            sumdb.requests(&format!("/lookup/{escaped}@{v}")),
-            1,
-            "{m}: {:?}",
-            sumdb.request_log()
+    go.env("GOSUMDB", &sumdb.gosumdb(&sumdb_url));
+    let go_mod = APP_GO_MOD.replace("require (\n", &format!("require (\n\t{GREET} v1.1.0\n"));
+    let main_go = APP_MAIN_GO
+        .replace("import (\n", &format!("import (\n\tpub \"{GREET}\"\n"))
+        .replace(
+            "strutil.Shout(\"ok\"))",
+            "strutil.Shout(\"ok\"), \"|\", pub.Hello(\"go\"))",
         );
+    let output = format!("{APP_OUTPUT} | hello go from public greet v1.1.0");
+    let run = |what: &'static str| {
+        let (go, packrat, output) = (&go, &packrat, &output);
+        async move {
+            let out = go.run(&["build", "-o", "app", "."]).await;
+            assert!(
+                out.status.success(),
+                "{what}: go build\n{}\n--- packrat ---\n{}",
+                describe(&out),
+                packrat.logs()
+            );
+            let out = go.exec(&go.project_dir().join("app"), &[]).await;
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                output,
+                "{what}"
+            );
+        }
+    };
+    go.write_module(&go_mod, &main_go);
+    run("verified through packrat").await;
+    let sum = go.go_sum().unwrap();
+    for line in expected_go_sum(&fake).lines() {
+        assert!(sum.contains(line), "{line} in\n{sum}");
     }
+    assert_eq!(
+        sumdb.requests(&format!("/lookup/{GREET}@v1.1.0")),
+        1,
+        "{:?}",
+        sumdb.request_log()
+    );
+    assert_eq!(sumdb.requests("acme"), 0, "{:?}", sumdb.request_log());
     assert!(
         sumdb.requests("/tile/8/0/001.p/") >= 1,
         "{:?}",
@@ -264,14 +319,27 @@ async fn go_verifies_modules_against_the_checksum_database_through_packrat() {
     // Fresh module cache, no go.sum, no sumdb client state: verified again, all from
     // packrat's cache.
     go.clear_modcache().await;
-    go.remove_go_sum();
-    download_build_run(&go, &packrat, "second run").await;
+    go.write_module(&go_mod, &main_go);
+    run("second run").await;
     assert_eq!(sumdb.requests_total(), asked, "{:?}", sumdb.request_log());
     sumdb.go_down().await;
     go.clear_modcache().await;
-    go.remove_go_sum();
-    download_build_run(&go, &packrat, "checksum database stopped").await;
-    assert_eq!(go.go_sum().unwrap(), expected_go_sum(&fake));
+    go.write_module(&go_mod, &main_go);
+    run("checksum database stopped").await;
+
+    // A client that would check private modules too gets packrat's 404 for them; the
+    // database never hears their names.
+    go.clear_modcache().await;
+    go.write_module(&go_mod, &main_go);
+    go.env("GONOSUMDB", "");
+    let out = go.run(&["mod", "download"]).await;
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404 Not Found"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(sumdb.requests("acme"), 0, "{:?}", sumdb.request_log());
 }
 
 /// The sumdb endpoints with reqwest: `supported`, `latest` under `metadata_ttl`, lookups and
@@ -279,7 +347,15 @@ async fn go_verifies_modules_against_the_checksum_database_through_packrat() {
 #[tokio::test]
 async fn sumdb_proxy_caches_latest_lookups_and_tiles() {
     let world = World::standard();
-    let sumdb = FakeSumdb::start(&entries_for(&world)).await;
+    // A public module with an upper-case letter (`!` on the wire), as well as the world's.
+    let mut entries = entries_for(&world);
+    entries.push(crate::support::fake_sumdb::SumdbEntry {
+        module: "example.com/Public/mod".into(),
+        version: "v1.0.0".into(),
+        zip_h1: h1_mod(b"zip"),
+        mod_h1: h1_mod(b"module example.com/Public/mod\n"),
+    });
+    let sumdb = FakeSumdb::start(&entries).await;
     let fake = FakeGitlab::start(world).await;
     let packrat = start_packrat(&fake, Some(&sumdb), None).await;
     let client = reqwest::Client::new();
@@ -314,10 +390,19 @@ async fn sumdb_proxy_caches_latest_lookups_and_tiles() {
     assert_eq!(body, sumdb.signed_tree().as_bytes());
     assert_eq!(sumdb.requests("/latest"), 1);
 
-    let lookup = "lookup/gitlab.example.com/acme/!utils@v1.0.0";
+    let lookup = "lookup/example.com/!public/mod@v1.0.0";
     let (status, cache, first) = get(at(lookup)).await;
     assert_eq!((status, cache.as_str()), (200, "miss"));
-    assert!(String::from_utf8_lossy(&first).contains("gitlab.example.com/acme/Utils v1.0.0 h1:"));
+    assert!(String::from_utf8_lossy(&first).contains("example.com/Public/mod v1.0.0 h1:"));
+    // A private module ([[go.modules]]) is never looked up publicly, in either form.
+    for private in [
+        "lookup/gitlab.example.com/acme/!utils@v1.0.0",
+        "lookup/gitlab.example.com/acme/%21utils@v1.0.0",
+    ] {
+        let (status, _, _) = get(at(private)).await;
+        assert_eq!(status, 404, "{private}");
+    }
+    assert_eq!(sumdb.requests("acme"), 0, "{:?}", sumdb.request_log());
     // The go command's form (`!` as %21) is the same record, from the cache.
     let (status, _, again) = get(at(&lookup.replace('!', "%21"))).await;
     assert_eq!((status, again), (200, first));

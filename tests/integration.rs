@@ -8,6 +8,10 @@
 
 mod support;
 
+// Access control: route × credential refusals are GitLab's, auth_ttl, GitLab down, no token leaks.
+mod access;
+// Dependency confusion: pins, forwarding rules, public npm/Go fallbacks, real npm and go clients.
+mod confusion;
 // The fake GitLab and checksum database themselves, checked with reqwest and the real npm and go clients (no packrat).
 mod fake_gitlab_selftest;
 // packrat as a Go proxy: the real go command over HTTPS (project route, /go/, offline), GOSUMDB via /go/sumdb/, bad input, bad zips.

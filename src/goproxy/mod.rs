@@ -379,14 +379,7 @@ async fn resolve_project(
             ProjectRef::Path(p) => p.clone(),
         }));
     }
-    let host = crate::upstream::origin_of(core.upstream.base());
-    let host = host.split("://").nth(1).unwrap_or("");
-    let host = host.split(':').next().unwrap_or(host);
-    let Some(rest) = module
-        .as_str()
-        .strip_prefix(host)
-        .and_then(|r| r.strip_prefix('/'))
-    else {
+    let Some(rest) = under_gitlab_host(core, module.as_str()) else {
         // Not GitLab's: a candidate for the public Go proxy.
         return Ok(None);
     };
@@ -413,6 +406,29 @@ async fn resolve_project(
     }
     // Under GitLab's host but in no project: never looked up publicly.
     Err(not_found())
+}
+
+/// The rest of `module` after the upstream GitLab's host and a `/`, if it is under it.
+fn under_gitlab_host<'m>(core: &Core, module: &'m str) -> Option<&'m str> {
+    let origin = crate::upstream::origin_of(core.upstream.base());
+    let host = origin.split("://").nth(1).unwrap_or("");
+    let host = host.split(':').next().unwrap_or(host);
+    module.strip_prefix(host)?.strip_prefix('/')
+}
+
+/// Whether `module` is private, as far as packrat can tell without asking anyone: pinned
+/// (GitLab served it), named by a `[[go.modules]]` mapping, under the GitLab host, or
+/// claimed by a forwarding rule that says `forward = false`. Such a module's path must
+/// never reach a public service (the checksum database).
+pub fn is_private(core: &Core, module: &str) -> Result<bool, Error> {
+    Ok(forwarding::is_pinned(core, Kind::Go, module)?
+        || core.config.go.lookup(module).is_some()
+        || under_gitlab_host(core, module).is_some()
+        || core
+            .config
+            .forwarding
+            .first_match(module)
+            .is_some_and(|rule| !rule.forward))
 }
 
 fn revalidate(credential: &Credential) -> String {

@@ -114,20 +114,16 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
     if !(rest.starts_with("lookup/") || rest.starts_with("tile/")) {
         return Err(not_found());
     }
-    // Modules the operator declared private (a `forward = false` rule: packrat's GONOSUMDB)
-    // are never looked up in the checksum database: their names do not leave.
+    // A private module's name never goes to the public checksum database: not once it is
+    // pinned, and not before either (a mapped module nobody fetched yet, a `forward = false`
+    // rule), as the client's GONOSUMDB would have it.
     if let Some(lookup) = rest.strip_prefix("lookup/") {
         let module = lookup.rsplit_once('@').map_or(lookup, |(m, _)| m);
         let module = super::escape::unescape(module).unwrap_or_else(|| module.to_string());
-        if core
-            .config
-            .forwarding
-            .first_match(&module)
-            .is_some_and(|r| !r.forward)
-        {
+        if super::is_private(core, &module)? {
             tracing::info!(
                 module,
-                "not looking up a private module in the checksum database"
+                "not looking up a private module in the public checksum database"
             );
             return Err(not_found());
         }

@@ -320,6 +320,13 @@ pub(crate) struct Resolved {
 /// GitLab first. Only when GitLab does not have the name (404, or its own redirect to a
 /// public registry) may the public registry answer, and only as the forwarding rules and
 /// the origin pins allow (see [`crate::forwarding`]).
+///
+/// A 404 is not always "GitLab does not have it": GitLab answers 404 *Project Not Found* to
+/// an authenticated caller who may not see the project, whether or not the package exists.
+/// Forwarding on that answer would hand a non-member (or a job token from another project)
+/// the public package of the same name, a dependency confusion no pin can stop on a cold
+/// cache. So the 404 must prove absence first ([`gitlab_lacks`]); a refusal is passed on
+/// unchanged, never forwarded and never counted as a blocked attempt.
 pub(crate) async fn resolve(
     core: &Arc<Core>,
     scope: &NpmScope,
@@ -335,6 +342,15 @@ pub(crate) async fn resolve(
             })
         }
         Err(e) if e.status() == StatusCode::NOT_FOUND => {
+            let pinned = forwarding::is_pinned(core, Kind::Npm, name.as_str())?;
+            let registry = forwarding::public_registry(core, Kind::Npm, name.as_str());
+            // Nothing would change GitLab's answer: pass it on without further questions.
+            if !pinned && registry.is_none() {
+                return Err(e);
+            }
+            if !gitlab_lacks(core, scope, name, credential, &e).await {
+                return Err(e);
+            }
             match forwarding::decide(core, Kind::Npm, name.as_str())? {
                 Verdict::Forward(registry) => {
                     let hit = public_packument(core, scope, name, &registry).await?;
@@ -348,6 +364,42 @@ pub(crate) async fn resolve(
             }
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Whether GitLab's 404 for `name` at `scope` means no project there holds the name (as
+/// GitLab's own request forwarding decides: on existence, regardless of who asks) rather
+/// than "not for you".
+///
+/// - `Packages not found` (or GitLab's own redirect to a public registry): the caller can
+///   see the project or namespace, and the name is not in it.
+/// - An anonymous caller: GitLab answers 401 for private projects and groups, so its 404
+///   already speaks of existence.
+/// - Otherwise (`Project Not Found`, `Group Not Found` to an authenticated caller) GitLab
+///   is asked anonymously, through the same gate and decision cache: 404 means nobody
+///   holds the name; 401 means it exists in a private project this caller cannot read.
+async fn gitlab_lacks(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    name: &PackageName,
+    credential: &Credential,
+    e: &Error,
+) -> bool {
+    if says_no_such_package(e) || credential.is_anonymous() {
+        return true;
+    }
+    match packument(core, scope, name, &Credential::anonymous()).await {
+        Err(probe) => probe.status() == StatusCode::NOT_FOUND,
+        Ok(_) => false,
+    }
+}
+
+/// GitLab's npm "the project is visible, the package is not in it" answer.
+fn says_no_such_package(e: &Error) -> bool {
+    match e {
+        Error::Passthrough { body, .. } => body_mentions(body, "Packages not found"),
+        Error::Gitlab { error, .. } => error.as_deref() == Some("Packages not found"),
+        _ => false,
     }
 }
 

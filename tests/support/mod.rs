@@ -1,8 +1,11 @@
 //! Test support shared by every integration test module.
 //!
 //! - [`fake_gitlab`]: a fake GitLab upstream (npm and Go routes, auth, faults, counters).
-//! - [`packrat`]: runs the real packrat binary on a temp data dir.
+//! - [`fake_public_npm`]: a fake public npm registry (full + abbreviated packuments).
+//! - [`fake_public_go`]: a fake public Go module proxy (GOPROXY protocol, counters).
 //! - [`fake_sumdb`]: a real, signed Go checksum database with request counters.
+//! - [`packrat`]: runs the real packrat binary on a temp data dir.
+//! - [`http`]: small reqwest helpers (status + body, cache outcome, metrics).
 //! - [`clients`]: real package-manager clients (npm, go) in isolated environments.
 
 // Each test module uses a different part of the support code.
@@ -10,5 +13,8 @@
 
 pub mod clients;
 pub mod fake_gitlab;
+pub mod fake_public_go;
+pub mod fake_public_npm;
 pub mod fake_sumdb;
+pub mod http;
 pub mod packrat;

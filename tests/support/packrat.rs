@@ -32,6 +32,8 @@ pub struct Packrat {
     config_dir: TempDir,
     data_dir: TempDir,
     logs: Arc<Mutex<String>>,
+    /// `RUST_LOG` for the process (`packrat=debug` unless a test asks for more).
+    rust_log: String,
     /// The threads copying stdout/stderr into `logs`; they end when the pipes close.
     drains: Vec<std::thread::JoinHandle<()>>,
 }
@@ -41,17 +43,28 @@ impl Packrat {
     /// `[upstream] url = <upstream_url>`, followed by `extra_toml` (which must not repeat those
     /// three sections).
     pub async fn start(upstream_url: &str, extra_toml: &str) -> Packrat {
-        let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
-             [upstream]\nurl = {}\n\n{extra_toml}\n",
-            toml_string(upstream_url)
-        );
-        Packrat::start_with_config(&toml).await
+        Packrat::start_with_log(upstream_url, extra_toml, "packrat=debug").await
     }
 
     /// Starts packrat with a complete config; every `@DATA_DIR@` in it is replaced by the path
     /// of a fresh temporary data directory (already escaped for a TOML basic string).
     pub async fn start_with_config(full_toml: &str) -> Packrat {
+        Packrat::start_with_config_and_log(full_toml, "packrat=debug").await
+    }
+
+    /// Like [`Packrat::start`], with `RUST_LOG` set to `rust_log` (e.g. `"trace"` for the
+    /// tests that read every log line for secrets).
+    pub async fn start_with_log(upstream_url: &str, extra_toml: &str, rust_log: &str) -> Packrat {
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
+             [upstream]\nurl = {}\n\n{extra_toml}\n",
+            toml_string(upstream_url)
+        );
+        Packrat::start_with_config_and_log(&toml, rust_log).await
+    }
+
+    /// [`Packrat::start_with_config`] with `RUST_LOG` set to `rust_log`.
+    pub async fn start_with_config_and_log(full_toml: &str, rust_log: &str) -> Packrat {
         let data_dir = tempfile::tempdir().expect("data tempdir");
         let escaped = toml_string(&data_dir.path().display().to_string());
         let config_text = full_toml.replace(DATA_DIR_PLACEHOLDER, &escaped[1..escaped.len() - 1]);
@@ -62,6 +75,7 @@ impl Packrat {
             config_dir: tempfile::tempdir().expect("config tempdir"),
             data_dir,
             logs: Arc::new(Mutex::new(String::new())),
+            rust_log: rust_log.to_string(),
             drains: Vec::new(),
         };
         std::fs::write(packrat.config_path(), &packrat.config_text).expect("write config");
@@ -85,6 +99,26 @@ impl Packrat {
     /// Everything packrat wrote to stdout and stderr so far (across restarts).
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits up to `timeout` for a log line containing every one of `needles` (output is
+    /// copied from the process's pipes by threads, so a line may lag the response that
+    /// caused it). Returns whether it appeared.
+    pub async fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self
+                .logs()
+                .lines()
+                .any(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -163,7 +197,7 @@ impl Packrat {
             .arg("serve")
             .arg("--config")
             .arg(self.config_path())
-            .env("RUST_LOG", "packrat=debug")
+            .env("RUST_LOG", &self.rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1127,7 +1127,8 @@ pub fn npm_tarball(pkg: &NpmPkg) -> Vec<u8> {
     out
 }
 
-fn tgz(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+/// A gzip'd tar of `(path, bytes)` entries, deterministic (fixed mtimes, uid 0).
+pub fn tgz(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
     let gz = GzBuilder::new()
         .mtime(0)
         .write(Vec::new(), Compression::default());

@@ -1,0 +1,686 @@
+//! Access control for cached private content (SPEC §5, issue 5): a cache must never widen
+//! access. Token A warms the cache; every other credential gets exactly GitLab's refusal on
+//! every route family (the table below), asked upstream wherever no decision was cached;
+//! decisions expire after `auth_ttl`; with GitLab down a recent decision is reused and an
+//! unknown caller gets a 503, never the content; tokens never reach the logs or the index.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::support::fake_gitlab::world::{
+    ALICE_PAT, BOB_PAT, DEPLOY_READ, EXPIRED_PAT, JOB_FINISHED, JOB_RUNNING, MAINT_PAT,
+};
+use crate::support::fake_gitlab::{FakeGitlab, World};
+use crate::support::fake_public_go::FakePublicGo;
+use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg};
+use crate::support::http::{cache_outcome, get, get_text, metric};
+use crate::support::packrat::Packrat;
+
+/// The route families a cached private package is reachable through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Route {
+    /// `GET /api/v4/projects/42/packages/npm/@acme%2fui`
+    NpmMetadata,
+    /// `GET /api/v4/packages/npm/@acme%2fui` (instance level)
+    NpmInstanceMetadata,
+    /// `GET /api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.1.0.tgz`
+    NpmTarball,
+    /// `GET /api/v4/projects/42/packages/npm/-/package/@acme%2fui/dist-tags`
+    NpmDistTags,
+    /// `GET /go/gitlab.example.com/acme/web/@v/list` (the single GOPROXY endpoint)
+    GoList,
+    /// `GET /go/gitlab.example.com/acme/web/@latest` (packrat's; GitLab has none)
+    GoLatest,
+    /// `GET /go/gitlab.example.com/acme/web/@v/v1.10.0.info`
+    GoInfo,
+    /// `GET /go/gitlab.example.com/acme/web/@v/v1.10.0.mod`
+    GoMod,
+    /// `GET /go/gitlab.example.com/acme/web/@v/v1.10.0.zip`
+    GoZip,
+    /// `GET /api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/list`
+    GoProjectList,
+    /// `GET /api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/v1.10.0.info`
+    GoProjectInfo,
+    /// `GET /api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/v1.10.0.mod`
+    GoProjectMod,
+    /// `GET /api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/v1.10.0.zip`
+    GoProjectZip,
+}
+
+/// Who asks after Alice (`ALICE_PAT`, developer on project 42) warmed the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Who {
+    /// No credentials at all.
+    Anonymous,
+    /// `BOB_PAT`: a valid token whose user has no role in project 42.
+    Bob,
+    /// `EXPIRED_PAT`
+    Expired,
+    /// `JOB_FINISHED`: the job token of a finished job of project 42.
+    JobFinished,
+}
+
+use Route::*;
+use Who::*;
+
+/// Route × credential × the status GitLab answers (API.md §4): npm metadata and dist-tags
+/// say 401 to anonymous callers, npm tarballs 404; the Go proxy says 401 to anonymous
+/// callers; an authenticated non-member gets 404; an expired token or a finished job's
+/// token 401. Packages API rows are absent: `src/packages_api` is not in this tree.
+const TABLE: &[(Route, Who, u16)] = &[
+    (NpmMetadata, Anonymous, 401),
+    (NpmMetadata, Bob, 404),
+    (NpmMetadata, Expired, 401),
+    (NpmMetadata, JobFinished, 401),
+    (NpmInstanceMetadata, Anonymous, 401),
+    (NpmInstanceMetadata, Bob, 404),
+    (NpmInstanceMetadata, Expired, 401),
+    (NpmInstanceMetadata, JobFinished, 401),
+    (NpmTarball, Anonymous, 404),
+    (NpmTarball, Bob, 404),
+    (NpmTarball, Expired, 401),
+    (NpmTarball, JobFinished, 401),
+    (NpmDistTags, Anonymous, 401),
+    (NpmDistTags, Bob, 404),
+    (NpmDistTags, Expired, 401),
+    (NpmDistTags, JobFinished, 401),
+    (GoList, Anonymous, 401),
+    (GoList, Bob, 404),
+    (GoList, Expired, 401),
+    (GoList, JobFinished, 401),
+    (GoLatest, Anonymous, 401),
+    (GoLatest, Bob, 404),
+    (GoLatest, Expired, 401),
+    (GoLatest, JobFinished, 401),
+    (GoInfo, Anonymous, 401),
+    (GoInfo, Bob, 404),
+    (GoInfo, Expired, 401),
+    (GoInfo, JobFinished, 401),
+    (GoMod, Anonymous, 401),
+    (GoMod, Bob, 404),
+    (GoMod, Expired, 401),
+    (GoMod, JobFinished, 401),
+    (GoZip, Anonymous, 401),
+    (GoZip, Bob, 404),
+    (GoZip, Expired, 401),
+    (GoZip, JobFinished, 401),
+    (GoProjectList, Anonymous, 401),
+    (GoProjectList, Bob, 404),
+    (GoProjectList, Expired, 401),
+    (GoProjectList, JobFinished, 401),
+    (GoProjectInfo, Anonymous, 401),
+    (GoProjectInfo, Bob, 404),
+    (GoProjectInfo, Expired, 401),
+    (GoProjectInfo, JobFinished, 401),
+    (GoProjectMod, Anonymous, 401),
+    (GoProjectMod, Bob, 404),
+    (GoProjectMod, Expired, 401),
+    (GoProjectMod, JobFinished, 401),
+    (GoProjectZip, Anonymous, 401),
+    (GoProjectZip, Bob, 404),
+    (GoProjectZip, Expired, 401),
+    (GoProjectZip, JobFinished, 401),
+];
+
+const MODULE: &str = "gitlab.example.com/acme/web";
+const GO_PROJECT: &str = "/api/v4/projects/42/packages/go/gitlab.example.com/acme/web";
+
+impl Route {
+    fn path(self) -> String {
+        match self {
+            NpmMetadata => "/api/v4/projects/42/packages/npm/@acme%2fui".into(),
+            NpmInstanceMetadata => "/api/v4/packages/npm/@acme%2fui".into(),
+            NpmTarball => "/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.1.0.tgz".into(),
+            NpmDistTags => "/api/v4/projects/42/packages/npm/-/package/@acme%2fui/dist-tags".into(),
+            GoList => format!("/go/{MODULE}/@v/list"),
+            GoLatest => format!("/go/{MODULE}/@latest"),
+            GoInfo => format!("/go/{MODULE}/@v/v1.10.0.info"),
+            GoMod => format!("/go/{MODULE}/@v/v1.10.0.mod"),
+            GoZip => format!("/go/{MODULE}/@v/v1.10.0.zip"),
+            GoProjectList => format!("{GO_PROJECT}/@v/list"),
+            GoProjectInfo => format!("{GO_PROJECT}/@v/v1.10.0.info"),
+            GoProjectMod => format!("{GO_PROJECT}/@v/v1.10.0.mod"),
+            GoProjectZip => format!("{GO_PROJECT}/@v/v1.10.0.zip"),
+        }
+    }
+
+    /// The same question asked of GitLab itself (GitLab has no `/go/` and no `@latest`).
+    fn gitlab_path(self) -> String {
+        match self {
+            GoList | GoLatest => GoProjectList.path(),
+            GoInfo => GoProjectInfo.path(),
+            GoMod => GoProjectMod.path(),
+            GoZip => GoProjectZip.path(),
+            other => other.path(),
+        }
+    }
+
+    fn is_go(self) -> bool {
+        !matches!(
+            self,
+            NpmMetadata | NpmInstanceMetadata | NpmTarball | NpmDistTags
+        )
+    }
+
+    /// The access scope whose decision answers this route: the packument at that prefix for
+    /// npm (tarballs and dist-tags pass the metadata's gate), the module's list in project
+    /// 42 for Go (both entry points name the same project).
+    fn scope(self) -> &'static str {
+        match self {
+            NpmInstanceMetadata => "npm instance @acme/ui",
+            NpmMetadata | NpmTarball | NpmDistTags => "npm project 42 @acme/ui",
+            _ => "go project 42 acme/web",
+        }
+    }
+}
+
+impl Who {
+    /// The headers this caller sends: PATs as the clients send them (npm: Bearer; go:
+    /// Basic from `.netrc`), job tokens as `JOB-TOKEN`.
+    fn headers(self, route: Route) -> Vec<(&'static str, String)> {
+        let pat = |token: &str| {
+            if route.is_go() {
+                basic("someone", token)
+            } else {
+                ("Authorization", format!("Bearer {token}"))
+            }
+        };
+        match self {
+            Anonymous => vec![],
+            Bob => vec![pat(BOB_PAT)],
+            Expired => vec![pat(EXPIRED_PAT)],
+            JobFinished => vec![("JOB-TOKEN", JOB_FINISHED.to_string())],
+        }
+    }
+}
+
+fn basic(user: &str, password: &str) -> (&'static str, String) {
+    (
+        "Authorization",
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ),
+    )
+}
+
+fn alice(route: Route) -> Vec<(&'static str, String)> {
+    if route.is_go() {
+        vec![basic("alice", ALICE_PAT)]
+    } else {
+        vec![("Authorization", format!("Bearer {ALICE_PAT}"))]
+    }
+}
+
+fn refs<'a>(h: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    h.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// `[[go.modules]]` for the standard world's private Go modules.
+const GO_MODULES: &str = "[[go.modules]]\nprefix = \"gitlab.example.com/acme/web\"\nproject = 42\n\n\
+                          [[go.modules]]\nprefix = \"gitlab.example.com/acme/Utils\"\nproject = 44\n";
+
+/// A packrat that would forward anything GitLab does not have (`*` → public npm and Go
+/// registries that both serve a malicious higher version of the private names): refusals
+/// must stay refusals, never become public fallbacks.
+async fn packrat_with_tempting_forwarding(
+    fake: &FakeGitlab,
+    public_npm: &FakePublicNpm,
+    public_go: &FakePublicGo,
+    cache: &str,
+) -> Packrat {
+    Packrat::start(
+        &fake.url(),
+        &format!(
+            "{cache}\n{GO_MODULES}\n[forwarding]\nnpm_registry = \"{}\"\ngo_proxy = \"{}\"\n\n\
+             [[forwarding.rules]]\nmatch = \"*\"\nforward = true\n",
+            public_npm.url(),
+            public_go.url()
+        ),
+    )
+    .await
+}
+
+async fn attacked_publics() -> (FakePublicNpm, FakePublicGo) {
+    let npm = FakePublicNpm::start().await;
+    npm.publish(PublicPkg::new("@acme/ui", "99.0.0").exports("EVIL"));
+    let go = FakePublicGo::start().await;
+    go.publish_evil(MODULE, "v9.9.9", &[("", "web"), ("greet", "greet")]);
+    (npm, go)
+}
+
+/// Warms every route as Alice; returns the `X-Packrat-Cache` outcome of a second read.
+async fn warm(packrat: &Packrat, routes: &[Route]) -> Vec<(Route, String)> {
+    let mut outcomes = Vec::new();
+    for &route in routes {
+        let url = format!("{}{}", packrat.url(), route.path());
+        let h = alice(route);
+        let r = get(&url, &refs(&h)).await;
+        assert_eq!(r.status(), 200, "Alice warms {route:?}");
+        r.bytes().await.unwrap();
+        let again = get(&url, &refs(&h)).await;
+        assert_eq!(again.status(), 200, "Alice again {route:?}");
+        outcomes.push((route, cache_outcome(&again)));
+    }
+    outcomes
+}
+
+fn all_routes() -> Vec<Route> {
+    let mut routes: Vec<Route> = Vec::new();
+    for (route, _, _) in TABLE {
+        if !routes.contains(route) {
+            routes.push(*route);
+        }
+    }
+    routes
+}
+
+fn assert_refusal_body(route: Route, who: Who, body: &str) {
+    let doc: Value = serde_json::from_str(body)
+        .unwrap_or_else(|_| panic!("{route:?} × {who:?}: refusal is GitLab-shaped JSON: {body:?}"));
+    assert!(
+        doc.get("message").is_some() || doc.get("error").is_some(),
+        "{route:?} × {who:?}: {body}"
+    );
+    for leak in ["1.1.0", "v1.10.0", "versions", "EVIL"] {
+        assert!(
+            !body.contains(leak),
+            "{route:?} × {who:?}: refusal leaks {leak:?}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_gitlabs_on_every_route_and_asked_upstream_until_decided() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let (public_npm, public_go) = attacked_publics().await;
+    let packrat = packrat_with_tempting_forwarding(&fake, &public_npm, &public_go, "").await;
+    let routes = all_routes();
+    for (route, outcome) in warm(&packrat, &routes).await {
+        assert_eq!(outcome, "hit", "{route:?} is cached for Alice");
+    }
+
+    // Pass 1: each (credential, scope) is unknown to packrat the first time, so GitLab is
+    // asked; after that the cached decision answers. Anonymous goes first: its decision is
+    // also what packrat consults to tell "no such package" from "not for you".
+    let mut decided: HashSet<(Who, &str)> = HashSet::new();
+    for who in [Anonymous, Bob, Expired, JobFinished] {
+        for &(route, _, expected) in TABLE.iter().filter(|(_, w, _)| *w == who) {
+            let before = fake.requests_total();
+            let h = who.headers(route);
+            let r = get(&format!("{}{}", packrat.url(), route.path()), &refs(&h)).await;
+            let status = r.status().as_u16();
+            let www = r.headers().contains_key("www-authenticate");
+            let body = r.text().await.unwrap();
+            assert_eq!(status, expected, "{route:?} × {who:?}: {body}");
+            assert_refusal_body(route, who, &body);
+            if who == Expired {
+                assert!(www && body.contains("invalid_token"), "{route:?}: {body}");
+            }
+            let asked = fake.requests_total() - before;
+            if decided.insert((who, route.scope())) {
+                assert!(asked >= 1, "{route:?} × {who:?}: GitLab was not asked");
+            } else {
+                assert_eq!(asked, 0, "{route:?} × {who:?}: the decision was cached");
+            }
+        }
+    }
+
+    // Pass 2: every answer again, identical, all from cached decisions.
+    let before = fake.requests_total();
+    for &(route, who, expected) in TABLE {
+        let h = who.headers(route);
+        let (status, body) =
+            get_text(&format!("{}{}", packrat.url(), route.path()), &refs(&h)).await;
+        assert_eq!(status, expected, "again {route:?} × {who:?}: {body}");
+        assert_refusal_body(route, who, &body);
+    }
+    assert_eq!(fake.requests_total(), before, "pass 2 never asked GitLab");
+
+    // Alice still reads everything, from the cache.
+    for &route in &routes {
+        let h = alice(route);
+        let r = get(&format!("{}{}", packrat.url(), route.path()), &refs(&h)).await;
+        assert_eq!(r.status(), 200, "Alice {route:?}");
+    }
+
+    // The table is GitLab's: the same requests straight to the fake get the same statuses.
+    for &(route, who, expected) in TABLE {
+        let h = who.headers(route);
+        let (status, _) =
+            get_text(&format!("{}{}", fake.url(), route.gitlab_path()), &refs(&h)).await;
+        assert_eq!(status, expected, "GitLab itself: {route:?} × {who:?}");
+    }
+
+    // No refusal turned into a public fallback, and none counts as a confusion attempt.
+    assert_eq!(
+        public_npm.requests_total(),
+        0,
+        "{:?}",
+        public_npm.request_log()
+    );
+    assert_eq!(
+        public_go.requests_total(),
+        0,
+        "{:?}",
+        public_go.request_log()
+    );
+    assert_eq!(
+        metric(packrat.url(), "packrat_dependency_confusion_blocked_total").await,
+        0.0
+    );
+}
+
+/// Other valid credentials of project 42 get their own decisions (and the content).
+#[tokio::test]
+async fn other_members_read_through_their_own_decisions() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), GO_MODULES).await;
+    warm(&packrat, &[NpmMetadata, NpmTarball, GoList, GoZip]).await;
+    let url = |route: Route| format!("{}{}", packrat.url(), route.path());
+    for (route, header) in [
+        (NpmMetadata, ("JOB-TOKEN", JOB_RUNNING.to_string())),
+        (NpmTarball, ("Deploy-Token", DEPLOY_READ.to_string())),
+        (NpmMetadata, ("PRIVATE-TOKEN", MAINT_PAT.to_string())),
+        (GoZip, basic("maint", MAINT_PAT)),
+        (GoList, ("JOB-TOKEN", JOB_RUNNING.to_string())),
+    ] {
+        let before = fake.requests_total();
+        let r = get(&url(route), &[(header.0, header.1.as_str())]).await;
+        assert_eq!(r.status(), 200, "{route:?} with {}", header.0);
+        assert!(
+            fake.requests_total() > before,
+            "{route:?}: GitLab confirmed the newcomer"
+        );
+    }
+}
+
+#[tokio::test]
+async fn access_lost_upstream_is_refused_once_auth_ttl_has_passed() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(
+        &fake.url(),
+        &format!("[cache]\nauth_ttl = \"1s\"\n\n{GO_MODULES}"),
+    )
+    .await;
+    let routes = [NpmMetadata, NpmTarball, GoList, GoZip];
+    warm(&packrat, &routes).await;
+
+    // Alice is removed from project 42 in GitLab.
+    fake.with_world(|w| {
+        w.roles.get_mut("alice").unwrap().remove(&42);
+    });
+    // Within auth_ttl her cached decision stands (GitLab is not asked).
+    let before = fake.requests_total();
+    for route in routes {
+        let h = alice(route);
+        let r = get(&format!("{}{}", packrat.url(), route.path()), &refs(&h)).await;
+        assert_eq!(r.status(), 200, "{route:?} within auth_ttl");
+    }
+    assert_eq!(fake.requests_total(), before);
+
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for route in routes {
+        let h = alice(route);
+        let before = fake.requests_total();
+        let (status, body) =
+            get_text(&format!("{}{}", packrat.url(), route.path()), &refs(&h)).await;
+        assert_eq!(status, 404, "{route:?} after auth_ttl: {body}");
+        assert_refusal_body(route, Bob, &body);
+        // The first route of each scope re-asks GitLab; the rest reuse that new decision.
+        if matches!(route, NpmMetadata | GoList) {
+            assert!(fake.requests_total() > before, "{route:?}: GitLab re-asked");
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_gitlab_down_recent_decisions_are_reused_and_unknown_callers_get_503() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    // auth_ttl = 0: every decision must be re-confirmed while GitLab is up, and may only be
+    // reused (up to stale_if_error) while it is down.
+    let packrat = Packrat::start(
+        &fake.url(),
+        &format!("[cache]\nauth_ttl = \"0s\"\n\n{GO_MODULES}"),
+    )
+    .await;
+    let routes = [NpmMetadata, NpmTarball, NpmDistTags, GoList, GoInfo, GoZip];
+    warm(&packrat, &routes).await;
+    let bob = |route: Route| Bob.headers(route);
+    for route in [NpmMetadata, GoList] {
+        let (status, _) = get_text(
+            &format!("{}{}", packrat.url(), route.path()),
+            &refs(&bob(route)),
+        )
+        .await;
+        assert_eq!(status, 404);
+    }
+    let zip = fake.with_world(|w| w.go_zip(MODULE, "v1.10.0").unwrap());
+
+    fake.go_down().await;
+    for route in routes {
+        let url = format!("{}{}", packrat.url(), route.path());
+        // Alice's recent decision is reused: stale metadata is marked, blobs are whole.
+        let r = get(&url, &refs(&alice(route))).await;
+        assert_eq!(r.status(), 200, "Alice {route:?} with GitLab down");
+        if matches!(route, NpmMetadata | NpmDistTags | GoList) {
+            assert!(
+                r.headers()
+                    .get("warning")
+                    .is_some_and(|w| w.to_str().unwrap().starts_with("110")),
+                "{route:?}: {:?}",
+                r.headers()
+            );
+        }
+        let bytes = r.bytes().await.unwrap();
+        if route == GoZip {
+            assert_eq!(bytes.as_ref(), zip.as_slice());
+        }
+        // Bob's recent refusal is reused too.
+        let (status, _) = get_text(&url, &refs(&bob(route))).await;
+        assert_eq!(status, 404, "Bob {route:?} with GitLab down");
+        // Nobody can vouch for callers packrat has never seen, even a valid job token:
+        // 503 with a sentence, never the content. (Anonymous is not among them: packrat
+        // asked GitLab about anonymous access when Bob was refused.)
+        for headers in [
+            vec![("JOB-TOKEN", JOB_RUNNING.to_string())],
+            vec![("PRIVATE-TOKEN", MAINT_PAT.to_string())],
+        ] {
+            let (status, body) = get_text(&url, &refs(&headers)).await;
+            assert_eq!(status, 503, "{route:?} {headers:?}: {body}");
+            assert!(
+                body.contains("cannot confirm") && body.contains("retry"),
+                "{route:?}: a clear sentence: {body}"
+            );
+            assert_refusal_body(route, Anonymous, &body);
+        }
+    }
+
+    // GitLab back: the job token is confirmed and served.
+    fake.come_back().await;
+    let (status, _) = get_text(
+        &format!("{}{}", packrat.url(), NpmMetadata.path()),
+        &[("JOB-TOKEN", JOB_RUNNING)],
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn decisions_older_than_stale_if_error_are_not_reused() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(
+        &fake.url(),
+        &format!("[cache]\nauth_ttl = \"0s\"\nstale_if_error = \"1s\"\n\n{GO_MODULES}"),
+    )
+    .await;
+    let routes = [NpmMetadata, NpmTarball, GoList, GoZip];
+    warm(&packrat, &routes).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    fake.go_down().await;
+    for route in routes {
+        let (status, body) = get_text(
+            &format!("{}{}", packrat.url(), route.path()),
+            &refs(&alice(route)),
+        )
+        .await;
+        assert_eq!(status, 503, "{route:?}: {body}");
+        assert_refusal_body(route, Who::Anonymous, &body);
+    }
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs_or_the_index() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let (public_npm, public_go) = attacked_publics().await;
+    let mut packrat = {
+        let cache = "[cache]\nauth_ttl = \"0s\"\n";
+        Packrat::start_with_log(
+            &fake.url(),
+            &format!(
+                "{cache}\n{GO_MODULES}\n[forwarding]\nnpm_registry = \"{}\"\ngo_proxy = \"{}\"\n\n\
+                 [[forwarding.rules]]\nmatch = \"*\"\nforward = true\n",
+                public_npm.url(),
+                public_go.url()
+            ),
+            "trace",
+        )
+        .await
+    };
+    let tokens = [
+        ALICE_PAT,
+        BOB_PAT,
+        EXPIRED_PAT,
+        JOB_FINISHED,
+        JOB_RUNNING,
+        DEPLOY_READ,
+        MAINT_PAT,
+    ];
+    let carriers = |token: &str, route: Route| -> Vec<(&'static str, String)> {
+        vec![
+            ("PRIVATE-TOKEN", token.to_string()),
+            ("JOB-TOKEN", token.to_string()),
+            ("Deploy-Token", token.to_string()),
+            ("Authorization", format!("Bearer {token}")),
+            basic("user", token),
+        ]
+        .into_iter()
+        .filter(|(k, _)| !(route.is_go() && *k == "Deploy-Token"))
+        .collect()
+    };
+    for route in all_routes() {
+        for token in tokens {
+            for header in carriers(token, route) {
+                let url = format!("{}{}", packrat.url(), route.path());
+                get(&url, &[(header.0, header.1.as_str())])
+                    .await
+                    .bytes()
+                    .await
+                    .ok();
+            }
+        }
+    }
+    // Public fallbacks and the upstream-down path log too.
+    for token in tokens {
+        let h = [("Authorization", format!("Bearer {token}"))];
+        for path in [
+            "/api/v4/packages/npm/is-thing",
+            "/go/example.com/pub/greet/@v/list",
+        ] {
+            get(&format!("{}{path}", packrat.url()), &refs(&h))
+                .await
+                .bytes()
+                .await
+                .ok();
+        }
+    }
+    fake.go_down().await;
+    for token in tokens {
+        let url = format!("{}{}", packrat.url(), NpmMetadata.path());
+        get(&url, &[("PRIVATE-TOKEN", token)])
+            .await
+            .bytes()
+            .await
+            .ok();
+    }
+    packrat.stop().await;
+
+    let logs = packrat.logs();
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "trace logging was on"
+    );
+    for token in tokens {
+        assert!(!logs.contains(token), "{token} appears in the logs");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("user:{token}"));
+        assert!(
+            !logs.contains(&b64),
+            "Basic credentials for {token} appear in the logs"
+        );
+    }
+    // Nor in any file of the data directory (index, blobs, temp files).
+    for path in walk(packrat.data_dir()) {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        for token in tokens {
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "{token} is stored in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Anonymous access works exactly where GitLab allows it: project 7 (`pub/lib`) is public.
+#[tokio::test]
+async fn public_projects_are_readable_anonymously() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let url = packrat.url();
+    let meta = format!("{url}/api/v4/projects/7/packages/npm/@pub%2fhello");
+    let r = get(&meta, &[]).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .starts_with("public"));
+    let doc: Value = r.json().await.unwrap();
+    let tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap();
+    let r = get(tarball, &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    let go = format!("{url}/api/v4/projects/7/packages/go/gitlab.example.com/pub/lib/@v");
+    let (status, list) = get_text(&format!("{go}/list"), &[]).await;
+    assert_eq!((status, list.as_str()), (200, "v0.1.0"));
+    assert_eq!(get(&format!("{go}/v0.1.0.zip"), &[]).await.status(), 200);
+    // ...and not a byte further: the private project next door stays closed.
+    let (status, _) = get_text(
+        &format!("{url}/api/v4/projects/42/packages/npm/@acme%2fui"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 401);
+}
