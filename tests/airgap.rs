@@ -2,16 +2,20 @@
 //! `packrat sync` into a fresh data directory (npm lockfile + go.mod/go.sum, with checksum
 //! database lookups and tiles), `export`, `import` into another fresh directory, then an
 //! offline packrat on the same address with every upstream stopped: the real `npm ci` and the
-//! real `go mod download` (GOSUMDB verifying through `/go/sumdb/`) succeed.
+//! real `go mod download` succeed. Private modules are the client's GONOSUMDB (packrat never
+//! sends their names to a checksum database); a public module forwarded through `/go/` is
+//! verified against the checksum database the mirror carries.
 
 use std::path::Path;
 use std::time::Instant;
 
-use crate::go_proxy::{expected_go_sum, APP_GO_MOD, APP_MAIN_GO, APP_OUTPUT, GO_MODULES};
+use crate::go_proxy::{expected_go_sum, APP_OUTPUT, GO_MODULES};
 use crate::support::clients::{describe, require_tool, Go, Npm};
+use crate::support::fake_gitlab::go::{h1_mod, h1_zip};
 use crate::support::fake_gitlab::world::NpmPkg;
 use crate::support::fake_gitlab::{FakeGitlab, World, ALICE_PAT};
-use crate::support::fake_sumdb::{entries_for, FakeSumdb};
+use crate::support::fake_public_go::{FakePublicGo, GREET};
+use crate::support::fake_sumdb::FakeSumdb;
 use crate::support::packrat::Packrat;
 
 /// Extra packages so the lockfile has a few dozen entries.
@@ -25,11 +29,55 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn config(dir: &Path, port: u16, upstream: &str, sumdb: &str, extra: &str) -> String {
+/// The app: three private modules (GitLab) and one public module (forwarded).
+const APP_GO_MOD: &str = "module example.com/app\n\ngo 1.19\n\nrequire (\n\texample.com/pub/greet v1.1.0\n\tgitlab.example.com/acme/Utils v1.0.0\n\tgitlab.example.com/acme/web v1.1.0\n\tgitlab.example.com/acme/web/v2 v2.0.0\n)\n";
+const APP_MAIN_GO: &str = r#"package main
+
+import (
+	"fmt"
+
+	pub "example.com/pub/greet"
+	"gitlab.example.com/acme/Utils/strutil"
+	"gitlab.example.com/acme/web"
+	"gitlab.example.com/acme/web/greet"
+	"gitlab.example.com/acme/web/mathx"
+	webv2 "gitlab.example.com/acme/web/v2"
+)
+
+func main() {
+	fmt.Println(greet.Hello("packrat"), "|", mathx.Add(2, 3), "|", web.Version(), "|", webv2.Version(), "|", strutil.Shout("ok"))
+	fmt.Println(pub.Hello("air"))
+}
+"#;
+
+fn config(
+    dir: &Path,
+    port: u16,
+    upstream: &str,
+    go_proxy: &str,
+    sumdb: &str,
+    extra: &str,
+) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\ndir = {:?}\n\n[upstream]\nurl = \"{upstream}\"\ntoken_env = \"AIRGAP_SYNC_TOKEN\"\n\n{extra}\n[forwarding]\ngo_sumdb = \"{sumdb}\"\n\n{GO_MODULES}",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\ndir = {:?}\n\n[upstream]\nurl = \"{upstream}\"\ntoken_env = \"AIRGAP_SYNC_TOKEN\"\n\n{extra}\n[forwarding]\ngo_proxy = \"{go_proxy}\"\ngo_sumdb = \"{sumdb}\"\n\n[[forwarding.rules]]\nmatch = \"gitlab.example.com/*\"\nforward = false\n\n[[forwarding.rules]]\nmatch = \"@acme/*\"\nforward = false\n\n[[forwarding.rules]]\nmatch = \"*\"\nforward = true\n\n{GO_MODULES}",
         dir.display().to_string()
     )
+}
+
+/// go.sum of the whole app: the private modules and the public one.
+fn app_go_sum(fake: &FakeGitlab, public: &FakePublicGo) -> String {
+    let greet = public.version(GREET, "v1.1.0").unwrap();
+    let mut lines: Vec<String> = expected_go_sum(fake).lines().map(str::to_string).collect();
+    lines.push(format!("{GREET} v1.1.0 {}", h1_zip(&greet.zip())));
+    lines.push(format!("{GREET} v1.1.0/go.mod {}", h1_mod(&greet.go_mod())));
+    lines.sort();
+    lines.join("\n") + "\n"
+}
+
+fn sorted(s: &str) -> String {
+    let mut l: Vec<&str> = s.lines().collect();
+    l.sort_unstable();
+    l.join("\n") + "\n"
 }
 
 /// Run a packrat command without blocking the runtime the fakes answer on.
@@ -79,8 +127,10 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
         world.add_npm(42, NpmPkg::new(&name, "1.0.0").size(8 * 1024));
         deps.push((name, "^1.0.0".into()));
     }
-    let sumdb = FakeSumdb::start(&entries_for(&world)).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
     let fake = FakeGitlab::start(world).await;
+    let gp = public.url();
     let port = free_port();
     let scratch = tempfile::tempdir().unwrap();
     let registry = format!("http://127.0.0.1:{port}/api/v4/projects/42/packages/npm/");
@@ -88,7 +138,8 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
     // 1. On the connected side, a developer's lockfile made through packrat.
     let edge_dir = scratch.path().join("edge-data");
     let mut edge =
-        Packrat::start_with_config(&config(&edge_dir, port, &fake.url(), &sumdb.url(), "")).await;
+        Packrat::start_with_config(&config(&edge_dir, port, &fake.url(), &gp, &sumdb.url(), ""))
+            .await;
     let npm = Npm::new().expect("npm");
     npm.scope_registry("@acme", &registry);
     npm.auth_token(&format!("http://127.0.0.1:{port}/"), ALICE_PAT);
@@ -106,14 +157,14 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
     let gomod_dir = scratch.path().join("app");
     std::fs::create_dir_all(&gomod_dir).unwrap();
     std::fs::write(gomod_dir.join("go.mod"), APP_GO_MOD).unwrap();
-    std::fs::write(gomod_dir.join("go.sum"), expected_go_sum(&fake)).unwrap();
+    std::fs::write(gomod_dir.join("go.sum"), app_go_sum(&fake, &public)).unwrap();
 
     // 2. sync into a fresh data directory, then export.
     let sync_dir = scratch.path().join("sync-data");
     let sync_cfg = scratch.path().join("sync.toml");
     std::fs::write(
         &sync_cfg,
-        config(&sync_dir, port, &fake.url(), &sumdb.url(), ""),
+        config(&sync_dir, port, &fake.url(), &gp, &sumdb.url(), ""),
     )
     .unwrap();
     let started = Instant::now();
@@ -164,6 +215,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
             &air_dir,
             port,
             &fake.url(),
+            &gp,
             &sumdb.url(),
             "[cache]\noffline = true\n",
         ),
@@ -178,6 +230,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
     fake.go_down().await;
     sumdb.go_down().await;
     let connections = fake.connections();
+    let public_requests = public.requests_total();
     let air = Packrat::start_with_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
 
     let npm2 = Npm::new().expect("npm");
@@ -208,7 +261,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
             "GOSUMDB",
             &sumdb.gosumdb(&format!("{}/go/sumdb/{}", air.url(), sumdb.name())),
         )
-        .env("GONOSUMDB", "");
+        .env("GONOSUMDB", "gitlab.example.com");
     go.write_module(APP_GO_MOD, APP_MAIN_GO);
     let started = Instant::now();
     let out = go.run(&["mod", "download"]).await;
@@ -226,11 +279,14 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
         describe(&out),
         air.logs()
     );
-    // Every hash was checked against the checksum database served by the mirror.
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello air from public greet v1.1.0"));
+    // The public module's hashes were checked against the checksum database the mirror
+    // carries; the private ones are the client's GONOSUMDB.
+    assert_eq!(sorted(&go.go_sum().unwrap()), app_go_sum(&fake, &public));
     assert_eq!(
-        go.go_sum().unwrap(),
-        expected_go_sum(&fake),
-        "verified through the mirror's sumdb"
+        public.requests_total(),
+        public_requests,
+        "no request to the public Go proxy"
     );
     assert_eq!(
         fake.connections(),
@@ -244,4 +300,106 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
         std::fs::metadata(&bundle).unwrap().len(),
         GENERATED + 3,
     );
+}
+
+#[tokio::test]
+async fn a_manifest_syncs_ranges_go_and_the_packages_index_and_via_warms_a_running_packrat() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(
+        &list,
+        "# what the air-gapped site needs\nnpm @acme/ui@^1 project=42\nnpm @acme/core@2.0.0 project=42\n\
+         go gitlab.example.com/acme/web@v1.1.0 project=42\npackages project=42\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let dir = scratch.path().join("data");
+    let cfg = scratch.path().join("sync.toml");
+    std::fs::write(
+        &cfg,
+        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
+    )
+    .unwrap();
+    let out = packrat(&cfg, &["sync", list.to_str().unwrap()]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("4 items: 4 fetched"), "{text}");
+
+    // Served offline: the packument, the range's tarball, the Go files, the Packages API list.
+    std::fs::write(
+        &cfg,
+        config(
+            &dir,
+            port,
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            "[cache]\noffline = true\n",
+        ),
+    )
+    .unwrap();
+    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("{}{path}", air.url())).send();
+    let r = get("/api/v4/projects/42/packages/npm/@acme%2fui")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    let tarball = doc["versions"]["1.1.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        client.get(&tarball).send().await.unwrap().status(),
+        200,
+        "the highest ^1 version"
+    );
+    let r = get("/api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/v1.1.0.zip")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = get("/api/v4/projects/42/packages?package_type=npm")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the Packages API index was mirrored");
+    let items: Vec<serde_json::Value> = r.json().await.unwrap();
+    assert!(items.iter().any(|i| i["name"] == "@acme/ui"), "{items:?}");
+    drop(air);
+
+    // --via: warm a running packrat over HTTP (its data directory is locked).
+    let online = Packrat::start(&fake.url(), "").await;
+    let via_cfg = scratch.path().join("via.toml");
+    std::fs::write(&via_cfg, "[upstream]\ntoken_env = \"AIRGAP_SYNC_TOKEN\"\n").unwrap();
+    let npm_only = scratch.path().join("npm.list");
+    std::fs::write(
+        &npm_only,
+        "npm @acme/ui@^1 project=42\nnpm @acme/core@2.0.0 project=42\n",
+    )
+    .unwrap();
+    let before = fake.requests(".tgz");
+    let out = packrat(
+        &via_cfg,
+        &["sync", "--via", online.url(), npm_only.to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        fake.requests(".tgz"),
+        before + 2,
+        "both tarballs pulled into the running packrat"
+    );
+    let out = packrat(
+        &via_cfg,
+        &["sync", "--via", online.url(), npm_only.to_str().unwrap()],
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 fetched, 2 already present"));
 }

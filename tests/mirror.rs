@@ -242,3 +242,146 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Access times decide what goes: three tarballs read in order a, b, c, then gc to a size
+/// that fits two: `a` (least recently used) is evicted. A blob `sync` pinned stays unless
+/// `--include-pinned`.
+#[tokio::test]
+async fn gc_evicts_least_recently_used_and_keeps_pinned() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let mut packrat = Packrat::start(&fake.url(), "").await;
+    let client = reqwest::Client::new();
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(&url)
+                .header("PRIVATE-TOKEN", ALICE_PAT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            r.bytes().await.unwrap().len() as u64
+        }
+    };
+    let base = format!("{}/api/v4/projects/42/packages/npm", packrat.url());
+    let tarball = |name: &str, v: &str| format!("{base}/{name}/-/{name}-{v}.tgz");
+    for meta in ["@acme%2fui", "@acme%2fcore"] {
+        get(format!("{base}/{meta}")).await;
+    }
+    let order = [
+        ("@acme/ui", "1.0.0"),
+        ("@acme/ui", "1.1.0"),
+        ("@acme/core", "2.0.0"),
+    ];
+    let mut sizes = Vec::new();
+    for (n, v) in order {
+        sizes.push(get(tarball(n, v)).await);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    packrat.stop().await; // flushes the batched access times
+    let dir = packrat.data_dir().to_path_buf();
+    let cfg = config_for(&dir, "");
+    let blobs_size: u64 = walk(&dir.join("blobs-v1"))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    // Room for everything but the oldest tarball.
+    let target = blobs_size - sizes[0];
+    let out = packrat_cmd(&cfg, &["gc", "--max-size", &target.to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("evicted 1 blobs"), "{}", text(&out));
+    packrat.restart().await;
+    let first = client
+        .get(tarball("@acme/ui", "1.0.0"))
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        first.headers()["x-packrat-cache"],
+        "miss",
+        "the least recently used was evicted"
+    );
+    for (n, v) in &order[1..] {
+        let r = client
+            .get(tarball(n, v))
+            .header("PRIVATE-TOKEN", ALICE_PAT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-packrat-cache"], "hit", "{n}@{v} kept");
+    }
+    packrat.stop().await;
+    // A sync pin keeps a blob through gc, unless --include-pinned.
+    let list = dir.with_extension("list");
+    std::fs::write(&list, "npm @acme/core@2.0.0 project=42\n").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\ndir = {:?}\n[upstream]\nurl = \"{}\"\n",
+            dir.display().to_string(),
+            fake.url()
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_packrat"))
+        .args([
+            "sync",
+            list.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .env("PACKRAT_UPSTREAM_TOKEN", ALICE_PAT)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let out = packrat_cmd(&cfg, &["gc", "--max-size", "1"]);
+    assert!(text(&out).contains("kept 1 pinned"), "{}", text(&out));
+    let out = packrat_cmd(&cfg, &["gc", "--max-size", "1", "--include-pinned"]);
+    assert!(text(&out).contains("kept 0 pinned"), "{}", text(&out));
+    assert!(packrat_cmd(&cfg, &["verify"]).status.success());
+}
+
+/// `kill -9` while downloads are in flight, then `verify`: nothing is wrong (partial
+/// downloads only ever lived in tmp/, and the store cleans tmp/ when it opens).
+#[tokio::test]
+async fn verify_after_kill_9_during_downloads_finds_nothing_wrong() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let client = reqwest::Client::new();
+    let base = format!("{}/api/v4/projects/42/packages/npm", packrat.url());
+    for meta in ["@acme%2fui", "@acme%2futils", "@acme%2fcore"] {
+        client
+            .get(format!("{base}/{meta}"))
+            .header("PRIVATE-TOKEN", ALICE_PAT)
+            .send()
+            .await
+            .unwrap();
+    }
+    fake.delay_matching(".tgz", std::time::Duration::from_millis(300));
+    for (n, v) in [
+        ("@acme/ui", "1.0.0"),
+        ("@acme/ui", "1.1.0"),
+        ("@acme/utils", "1.0.0"),
+        ("@acme/core", "2.0.0"),
+    ] {
+        let url = format!("{base}/{n}/-/{n}-{v}.tgz");
+        let c = client.clone();
+        tokio::spawn(async move {
+            let _ = c.get(url).header("PRIVATE-TOKEN", ALICE_PAT).send().await;
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let pid = packrat.pid().unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let cfg = config_for(packrat.data_dir(), "");
+    let out = packrat_cmd(&cfg, &["verify"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("0 faults"), "{}", text(&out));
+}

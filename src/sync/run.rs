@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::goproxy::{self, GoTarget, ModulePath, ModuleVersion};
 use crate::npm::sync::{sync_version, Want};
 use crate::npm::{NpmScope, PackageName};
+use crate::packages_api::index::{self, Slice, Target};
 use crate::progress::Progress;
 
 /// Downloads at once.
@@ -137,10 +138,28 @@ async fn fetch(core: &Arc<Core>, item: &Item, credential: &Credential) -> Result
                 Done::Present(s.bytes)
             })
         }
-        Item::Packages { project } => Err(Error::Internal(format!(
-            "mirroring the Packages API index of project {} is not supported by this build",
-            project_id(project)
-        ))),
+        Item::Packages { project } => {
+            // The project's package list (GitLab's default view) and every package's files
+            // and pipelines, so the offline mirror answers the Packages API for it.
+            let target = Target::Project(project_id(project));
+            let list = index::list(core, &target, Slice::DISPLAYABLE, credential).await?;
+            let mut fetched = list.outcome != CacheOutcome::Hit;
+            let mut n = 0u64;
+            for item in &list.value {
+                let Some(id) = item.get("id").and_then(serde_json::Value::as_i64) else {
+                    continue;
+                };
+                let files = index::files(core, &target, id, credential).await?;
+                let pipes = index::pipelines(core, &target, id, credential).await?;
+                fetched |= files.outcome != CacheOutcome::Hit || pipes.outcome != CacheOutcome::Hit;
+                n += 1;
+            }
+            Ok(if fetched {
+                Done::Fetched(n)
+            } else {
+                Done::Present(n)
+            })
+        }
     }
 }
 

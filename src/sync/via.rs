@@ -183,10 +183,36 @@ impl Via {
                     Done::Present(bytes)
                 })
             }
-            Item::Packages { project } => anyhow::bail!(
-                "mirroring the Packages API index of project {} is not supported by this build",
-                seg(project)
-            ),
+            Item::Packages { project } => {
+                let base = format!("{}/api/v4/projects/{}/packages", self.base, seg(project));
+                let (mut fetched, mut n) = (false, 0u64);
+                let mut page = 1u32;
+                loop {
+                    let (f, body) = self
+                        .get(&format!("{base}?per_page=100&page={page}"))
+                        .await?;
+                    fetched |= f;
+                    let items: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
+                    for item in &items {
+                        if let Some(id) = item.get("id").and_then(serde_json::Value::as_i64) {
+                            let (f, _) = self
+                                .get(&format!("{base}/{id}/package_files?per_page=100"))
+                                .await?;
+                            fetched |= f;
+                            n += 1;
+                        }
+                    }
+                    if items.len() < 100 {
+                        break;
+                    }
+                    page += 1;
+                }
+                Ok(if fetched {
+                    Done::Fetched(n)
+                } else {
+                    Done::Present(n)
+                })
+            }
         }
     }
 
