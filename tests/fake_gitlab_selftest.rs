@@ -1,0 +1,892 @@
+//! Proves the fake GitLab behaves like GitLab (API.md §1, §4, §6) before packrat is tested
+//! against it: the real npm client installs from it, and reqwest checks statuses, bodies,
+//! faults and counters. No packrat here.
+
+use std::io::{Read as _, Write as _};
+use std::time::{Duration, Instant};
+
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sha1::{Digest as _, Sha1};
+
+use crate::support::clients::Npm;
+use crate::support::fake_gitlab::{
+    FakeGitlab, NpmPkg, World, ALICE_PAT, BOB_PAT, DEPLOY_READ, EXPIRED_PAT, JOB_FINISHED,
+    JOB_RUNNING, MAINT_PAT,
+};
+
+const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
+const UI_TGZ: &str = "/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.1.0.tgz";
+
+/// A client that shows redirects instead of following them.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .expect("client")
+}
+
+async fn get(fake: &FakeGitlab, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client().get(format!("{}{path}", fake.url()));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.expect("request")
+}
+
+/// Status and JSON body.
+async fn get_json(fake: &FakeGitlab, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let response = get(fake, path, headers).await;
+    let status = response.status().as_u16();
+    let body = response.bytes().await.expect("body");
+    (
+        status,
+        serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Lists the files of a `.tgz`, with contents.
+fn untar(tgz: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
+    archive
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            let mut e = e.expect("entry");
+            let path = e.path().expect("path").display().to_string();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).expect("read entry");
+            (path, data)
+        })
+        .collect()
+}
+
+// ---- the real npm client ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn npm_installs_the_scoped_tree_from_the_project_prefix() {
+    let Some(npm) = Npm::new() else { return };
+    let fake = FakeGitlab::start(World::standard()).await;
+    let registry = format!("{}/api/v4/projects/42/packages/npm/", fake.url());
+    npm.scope_registry("@acme", &registry);
+    npm.auth_token(&registry, ALICE_PAT);
+
+    npm.run_ok(&["install", "@acme/ui"]).await;
+
+    assert_eq!(npm.installed_version("@acme/ui").as_deref(), Some("1.1.0"));
+    assert_eq!(
+        npm.installed_version("@acme/utils").as_deref(),
+        Some("1.2.0")
+    );
+    assert_eq!(
+        npm.installed_version("@acme/core").as_deref(),
+        Some("2.0.0")
+    );
+    assert_eq!(
+        npm.require("@acme/ui").await,
+        "@acme/ui@1.1.0 (@acme/utils@1.2.0 (@acme/core@2.0.0))"
+    );
+    // npm sent alice's token as a bearer on every request.
+    let log = fake.request_log();
+    assert!(log.len() >= 6, "3 packuments + 3 tarballs, got {log:#?}");
+    assert!(log
+        .iter()
+        .all(|r| r.credentials == vec![crate::support::fake_gitlab::CredentialKind::Bearer]));
+}
+
+#[tokio::test]
+async fn npm_installs_from_the_instance_prefix_with_tarballs_on_the_project_route() {
+    let Some(npm) = Npm::new() else { return };
+    let fake = FakeGitlab::start(World::standard()).await;
+    npm.scope_registry("@acme", &format!("{}/api/v4/packages/npm/", fake.url()));
+    npm.auth_token(&fake.url(), ALICE_PAT);
+
+    npm.run_ok(&["install", "@acme/ui@1.0.0"]).await;
+
+    assert_eq!(npm.installed_version("@acme/ui").as_deref(), Some("1.0.0"));
+    assert_eq!(
+        npm.require("@acme/ui").await,
+        "@acme/ui@1.0.0 (@acme/utils@1.2.0 (@acme/core@2.0.0))"
+    );
+    assert_eq!(fake.requests("/api/v4/packages/npm/@acme%2f"), 3);
+    assert_eq!(fake.requests("/api/v4/projects/42/packages/npm/"), 3);
+}
+
+#[tokio::test]
+async fn npm_installs_a_public_package_anonymously_from_the_group_prefix() {
+    let Some(npm) = Npm::new() else { return };
+    let fake = FakeGitlab::start(World::standard()).await;
+    npm.scope_registry(
+        "@pub",
+        &format!("{}/api/v4/groups/pub/-/packages/npm/", fake.url()),
+    );
+    npm.write_package_json(&[("@pub/hello", "^1.0.0")]);
+
+    npm.run_ok(&["install"]).await;
+
+    assert_eq!(npm.require("@pub/hello").await, "@pub/hello@1.0.0");
+    assert!(fake.request_log().iter().all(|r| r.credentials.is_empty()));
+}
+
+// ---- metadata shape ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn packument_has_gitlab_shape_and_project_route_tarball_urls() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let auth = bearer(ALICE_PAT);
+    let (status, doc) = get_json(&fake, UI_META, &[("authorization", &auth)]).await;
+    assert_eq!(status, 200, "{doc}");
+
+    let mut keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["dist-tags", "name", "versions"]);
+    assert_eq!(doc["name"], "@acme/ui");
+    assert_eq!(doc["dist-tags"], json!({"latest": "1.1.0"}));
+    let v = &doc["versions"]["1.1.0"];
+    assert_eq!(v["dependencies"], json!({"@acme/utils": "^1.0.0"}));
+    let mut dist_keys: Vec<&String> = v["dist"].as_object().unwrap().keys().collect();
+    dist_keys.sort();
+    assert_eq!(dist_keys, ["shasum", "tarball"]);
+    let tarball = v["dist"]["tarball"].as_str().unwrap();
+    assert_eq!(tarball, format!("{}{UI_TGZ}", fake.url()));
+
+    // The tarball is real, and its sha1 is the shasum.
+    let response = client()
+        .get(tarball)
+        .header("authorization", &auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/octet-stream"
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(hex::encode(Sha1::digest(&bytes)), v["dist"]["shasum"]);
+    let files = untar(&bytes);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["package/package.json", "package/index.js"]);
+    let manifest: Value = serde_json::from_slice(&files[0].1).unwrap();
+    assert_eq!(manifest["name"], "@acme/ui");
+    assert_eq!(manifest["version"], "1.1.0");
+    assert_eq!(manifest["main"], "index.js");
+    assert_eq!(manifest["dependencies"], json!({"@acme/utils": "^1.0.0"}));
+}
+
+#[tokio::test]
+async fn metadata_answers_at_every_prefix_id_form_and_name_encoding() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let auth = bearer(ALICE_PAT);
+    let expected_tarball = format!("{}{UI_TGZ}", fake.url());
+    for path in [
+        "/api/v4/projects/42/packages/npm/@acme%2fui",
+        "/api/v4/projects/42/packages/npm/@acme%2Fui",
+        "/api/v4/projects/42/packages/npm/@acme/ui",
+        "/api/v4/projects/acme%2Fweb/packages/npm/@acme%2fui",
+        "/api/v4/groups/1/-/packages/npm/@acme%2fui",
+        "/api/v4/groups/acme/-/packages/npm/@acme%2fui",
+        "/api/v4/packages/npm/@acme%2fui",
+        "/api/v4/packages/npm/@acme/ui",
+    ] {
+        let (status, doc) = get_json(&fake, path, &[("authorization", &auth)]).await;
+        assert_eq!(status, 200, "{path}: {doc}");
+        assert_eq!(
+            doc["versions"]["1.1.0"]["dist"]["tarball"], expected_tarball,
+            "{path}"
+        );
+    }
+    // Nested group: acme/sub holds @acme/tools in project 43; the maintainer may read it.
+    let maint = bearer(MAINT_PAT);
+    let (status, doc) = get_json(
+        &fake,
+        "/api/v4/groups/acme%2Fsub/-/packages/npm/@acme%2ftools",
+        &[("authorization", &maint)],
+    )
+    .await;
+    assert_eq!(status, 200, "{doc}");
+    assert!(doc["versions"]["0.1.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap()
+        .contains("/api/v4/projects/43/packages/npm/@acme/tools/-/@acme/tools-0.1.0.tgz"));
+}
+
+// ---- statuses and bodies (API.md §1.4, §1.6, §4, §6) -------------------------------------------
+
+#[tokio::test]
+async fn anonymous_gets_401_for_metadata_but_404_for_tarballs_of_a_private_project() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    assert_eq!(
+        get_json(&fake, UI_META, &[]).await,
+        (401, json!({"message": "401 Unauthorized"}))
+    );
+    assert_eq!(
+        get_json(&fake, UI_TGZ, &[]).await,
+        (
+            404,
+            json!({"message": "404 Project Not Found", "error": "Project not found"})
+        )
+    );
+    assert_eq!(
+        get_json(
+            &fake,
+            "/api/v4/projects/42/packages/npm/-/package/@acme%2fui/dist-tags",
+            &[]
+        )
+        .await
+        .0,
+        401
+    );
+    // Group and instance prefixes, too.
+    assert_eq!(
+        get_json(&fake, "/api/v4/groups/acme/-/packages/npm/@acme%2fui", &[])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        get_json(&fake, "/api/v4/packages/npm/@acme%2fui", &[])
+            .await
+            .0,
+        401
+    );
+    // Public project: anonymous reads work.
+    assert_eq!(
+        get_json(&fake, "/api/v4/projects/7/packages/npm/@pub%2fhello", &[])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get_json(
+            &fake,
+            "/api/v4/projects/7/packages/npm/@pub/hello/-/@pub/hello-1.0.0.tgz",
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn authenticated_without_access_gets_404_project_not_found() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let project_not_found =
+        json!({"message": "404 Project Not Found", "error": "Project not found"});
+    for path in [UI_META, UI_TGZ, "/api/v4/packages/npm/@acme%2fui"] {
+        assert_eq!(
+            get_json(&fake, path, &[("private-token", BOB_PAT)]).await,
+            (404, project_not_found.clone()),
+            "{path}"
+        );
+    }
+    // Alice can read project 42 but not 43, even through the instance prefix.
+    let auth = bearer(ALICE_PAT);
+    assert_eq!(
+        get_json(
+            &fake,
+            "/api/v4/packages/npm/@acme%2ftools",
+            &[("authorization", &auth)]
+        )
+        .await,
+        (404, project_not_found.clone())
+    );
+    // A private group the caller can't see at all.
+    assert_eq!(
+        get_json(
+            &fake,
+            "/api/v4/groups/acme/-/packages/npm/@acme%2fui",
+            &[("private-token", BOB_PAT)]
+        )
+        .await,
+        (
+            404,
+            json!({"message": "404 Group Not Found", "error": "Group not found"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn unknown_packages_and_invalid_names() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let auth = bearer(ALICE_PAT);
+    let h = [("authorization", auth.as_str())];
+    assert_eq!(
+        get_json(&fake, "/api/v4/projects/42/packages/npm/@acme%2fnope", &h).await,
+        (
+            404,
+            json!({"message": "404 Packages Not Found", "error": "Packages not found"})
+        )
+    );
+    assert_eq!(
+        get_json(
+            &fake,
+            "/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-9.9.9.tgz",
+            &h
+        )
+        .await,
+        (
+            404,
+            json!({"message": "404 Package Not Found", "error": "Package not found"})
+        )
+    );
+    assert_eq!(
+        get_json(
+            &fake,
+            "/api/v4/projects/42/packages/npm/%0d%0ahttp:/%2fexample.com",
+            &h
+        )
+        .await,
+        (
+            400,
+            json!({"error": "package_name should be a valid file path"})
+        )
+    );
+    // Anonymous on a public project, unknown package.
+    assert_eq!(
+        get_json(&fake, "/api/v4/projects/7/packages/npm/@pub%2fnope", &[])
+            .await
+            .0,
+        404
+    );
+    // Unknown route.
+    assert_eq!(
+        get_json(&fake, "/api/v4/nothing", &[]).await,
+        (404, json!({"error": "404 Not Found"}))
+    );
+}
+
+#[tokio::test]
+async fn every_credential_carrier_and_token_kind() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let basic = |password: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("anyone:{password}"))
+        )
+    };
+    let ok: Vec<(&str, String)> = vec![
+        ("PRIVATE-TOKEN", ALICE_PAT.to_string()),
+        ("Private-Token", ALICE_PAT.to_string()),
+        ("private-token", MAINT_PAT.to_string()),
+        ("authorization", bearer(ALICE_PAT)),
+        ("Job-Token", JOB_RUNNING.to_string()),
+        ("authorization", bearer(JOB_RUNNING)),
+        ("Deploy-Token", DEPLOY_READ.to_string()),
+        ("authorization", bearer(DEPLOY_READ)),
+        ("authorization", basic(DEPLOY_READ)),
+    ];
+    for (name, value) in &ok {
+        assert_eq!(
+            get(&fake, UI_META, &[(name, value)]).await.status(),
+            200,
+            "{name}: {value}"
+        );
+        assert_eq!(
+            get(&fake, UI_TGZ, &[(name, value)]).await.status(),
+            200,
+            "{name}: {value}"
+        );
+    }
+    let (status, body) = get_json(&fake, UI_META, &[("private-token", EXPIRED_PAT)]).await;
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"error": "invalid_token", "error_description": "Token is expired. You can either do re-authorization or token refresh."})
+        )
+    );
+    let response = get(&fake, UI_TGZ, &[("authorization", &bearer(EXPIRED_PAT))]).await;
+    assert_eq!(response.status(), 401);
+    assert!(response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+    assert_eq!(
+        get_json(&fake, UI_META, &[("job-token", JOB_FINISHED)]).await,
+        (401, json!({"message": "401 Unauthorized"}))
+    );
+    assert_eq!(
+        get_json(&fake, UI_META, &[("private-token", "no-such-token")]).await,
+        (401, json!({"message": "401 Unauthorized"}))
+    );
+    // A token on a public project that doesn't exist is still a 401.
+    assert_eq!(
+        get(
+            &fake,
+            "/api/v4/projects/7/packages/npm/@pub%2fhello",
+            &[("private-token", "nope")]
+        )
+        .await
+        .status(),
+        401
+    );
+    // Query-string carriers.
+    assert_eq!(
+        get(&fake, &format!("{UI_META}?private_token={ALICE_PAT}"), &[])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&fake, &format!("{UI_META}?job_token={JOB_RUNNING}"), &[])
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn metadata_has_a_strong_etag_and_answers_304() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let auth = bearer(ALICE_PAT);
+    let first = get(&fake, UI_META, &[("authorization", &auth)]).await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let again = get(
+        &fake,
+        UI_META,
+        &[("authorization", &auth), ("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    // A new version changes the document and its ETag.
+    fake.with_world(|w| {
+        w.add_npm(
+            42,
+            NpmPkg::new("@acme/ui", "1.2.0").dep("@acme/utils", "^1.0.0"),
+        );
+    });
+    let changed = get(
+        &fake,
+        UI_META,
+        &[("authorization", &auth), ("if-none-match", &etag)],
+    )
+    .await;
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+    let doc: Value = changed.json().await.unwrap();
+    assert_eq!(doc["dist-tags"]["latest"], "1.2.0");
+}
+
+#[tokio::test]
+async fn dist_tags_and_audits() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let auth = bearer(ALICE_PAT);
+    let h = [("authorization", auth.as_str())];
+    fake.with_world(|w| w.set_npm_tag(42, "@acme/ui", "stable", "1.0.0"));
+    for prefix in [
+        "/api/v4/projects/42/packages/npm",
+        "/api/v4/groups/acme/-/packages/npm",
+        "/api/v4/packages/npm",
+    ] {
+        assert_eq!(
+            get_json(
+                &fake,
+                &format!("{prefix}/-/package/@acme%2fui/dist-tags"),
+                &h
+            )
+            .await,
+            (200, json!({"latest": "1.1.0", "stable": "1.0.0"})),
+            "{prefix}"
+        );
+    }
+    assert_eq!(
+        get_json(
+            &fake,
+            "/api/v4/projects/42/packages/npm/-/package/@acme%2fnope/dist-tags",
+            &h
+        )
+        .await,
+        (
+            404,
+            json!({"message": "404 Package Not Found", "error": "Package not found"})
+        )
+    );
+
+    let post = |path: &str, token: Option<&str>| {
+        let mut req = client()
+            .post(format!("{}{path}", fake.url()))
+            .header("content-type", "application/json")
+            .body("{}");
+        if let Some(token) = token {
+            req = req.header("authorization", bearer(token));
+        }
+        req.send()
+    };
+    let bulk = "/api/v4/projects/42/packages/npm/-/npm/v1/security/advisories/bulk";
+    let quick = "/api/v4/projects/42/packages/npm/-/npm/v1/security/audits/quick";
+    for path in [bulk, quick] {
+        let r = post(path, Some(ALICE_PAT)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap(), json!([]));
+        assert_eq!(post(path, None).await.unwrap().status(), 401);
+    }
+    for path in [
+        "/api/v4/groups/acme/-/packages/npm/-/npm/v1/security/advisories/bulk",
+        "/api/v4/packages/npm/-/npm/v1/security/audits/quick",
+    ] {
+        let r = post(path, Some(ALICE_PAT)).await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"message": "404 Project Not Found", "error": "Project not found"})
+        );
+    }
+    fake.set_npm_forwarding(true);
+    let r = post(bulk, Some(ALICE_PAT)).await.unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(
+        r.headers()["location"],
+        "https://public-registry.invalid/-/npm/v1/security/advisories/bulk"
+    );
+}
+
+#[tokio::test]
+async fn forwarding_redirects_unknown_names_and_forced_names() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    // Forwarding off: a plain 404 / 401.
+    assert_eq!(
+        get(&fake, "/api/v4/packages/npm/left-pad", &[])
+            .await
+            .status(),
+        404
+    );
+    fake.set_npm_forwarding(true);
+    // Unknown names forward before any auth check, at every prefix.
+    for path in [
+        "/api/v4/packages/npm/left-pad",
+        "/api/v4/projects/42/packages/npm/@acme%2fnope",
+        "/api/v4/groups/acme/-/packages/npm/@acme%2fnope",
+    ] {
+        let r = get(&fake, path, &[]).await;
+        assert_eq!(r.status(), 302, "{path}");
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        assert!(location.starts_with("https://public-registry.invalid/"));
+    }
+    // Existing private names are never forwarded: anonymous still gets 401.
+    assert_eq!(get(&fake, UI_META, &[]).await.status(), 401);
+    fake.set_npm_forwarding(false);
+
+    fake.forward_to_public("@acme/ui");
+    let r = get(&fake, UI_META, &[("authorization", &bearer(ALICE_PAT))]).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "https://public-registry.invalid/@acme/ui"
+    );
+}
+
+// ---- object storage ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn object_storage_redirects_and_records_leaked_credentials() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    fake.set_object_storage(true);
+    let r = get(&fake, UI_TGZ, &[("authorization", &bearer(ALICE_PAT))]).await;
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with(&format!("{}/bucket/", fake.object_store_url())));
+    assert!(location.contains("X-Amz-Signature="));
+    // Still authorized on the GitLab side.
+    assert_eq!(get(&fake, UI_TGZ, &[]).await.status(), 404);
+
+    // reqwest strips Authorization when a redirect changes host:port: nothing leaks.
+    let following = reqwest::Client::new();
+    let bytes = following
+        .get(format!("{}{UI_TGZ}", fake.url()))
+        .header("authorization", bearer(ALICE_PAT))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let (_, doc) = get_json(&fake, UI_META, &[("private-token", ALICE_PAT)]).await;
+    assert_eq!(
+        hex::encode(Sha1::digest(&bytes)),
+        doc["versions"]["1.1.0"]["dist"]["shasum"]
+    );
+    assert_eq!(fake.object_store_requests(), 1);
+    assert_eq!(fake.object_store_auth_headers_seen(), Vec::<String>::new());
+
+    // Control: reqwest does not know PRIVATE-TOKEN is a secret and forwards it; the object
+    // store records that, which is what a leak assertion relies on.
+    following
+        .get(format!("{}{UI_TGZ}", fake.url()))
+        .header("private-token", ALICE_PAT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fake.object_store_auth_headers_seen(), ["private-token"]);
+
+    // Metadata through GitLab's metadata cache: 302, then application/octet-stream.
+    fake.set_metadata_in_object_storage(true);
+    let r = get(&fake, UI_META, &[("private-token", ALICE_PAT)]).await;
+    assert_eq!(r.status(), 302);
+    let r = client()
+        .get(r.headers()["location"].to_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    let meta: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(meta["name"], "@acme/ui");
+}
+
+// ---- faults -----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn delay_and_failures() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = "/api/v4/projects/7/packages/npm/@pub%2fhello";
+
+    fake.delay(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(get(&fake, public, &[]).await.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    fake.clear_faults();
+    let started = Instant::now();
+    assert_eq!(get(&fake, public, &[]).await.status(), 200);
+    assert!(started.elapsed() < Duration::from_millis(300));
+
+    fake.fail_with(503);
+    assert_eq!(
+        get_json(&fake, public, &[]).await,
+        (503, json!({"message": "503 Service Unavailable"}))
+    );
+    fake.clear_faults();
+
+    fake.fail_matching("/-/", 500);
+    assert_eq!(get(&fake, public, &[]).await.status(), 200);
+    assert_eq!(
+        get(
+            &fake,
+            "/api/v4/projects/7/packages/npm/@pub/hello/-/@pub/hello-1.0.0.tgz",
+            &[]
+        )
+        .await
+        .status(),
+        500
+    );
+    fake.clear_faults();
+
+    fake.fail_next("@pub", 502, 2);
+    assert_eq!(get(&fake, public, &[]).await.status(), 502);
+    assert_eq!(get(&fake, public, &[]).await.status(), 502);
+    assert_eq!(get(&fake, public, &[]).await.status(), 200);
+}
+
+#[tokio::test]
+async fn cut_body_sends_the_full_length_then_drops_the_connection() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let path = "/api/v4/projects/7/packages/npm/@pub/hello/-/@pub/hello-1.0.0.tgz";
+    let full_len = fake.with_world(|w| w.npm_versions(7, "@pub/hello")[0].tarball.len());
+    fake.cut_body_after(".tgz", 100);
+
+    // reqwest sees an error reading the body.
+    let r = get(&fake, path, &[]).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.is_err());
+
+    // On the wire: the real Content-Length, exactly 100 body bytes, then EOF.
+    let addr = fake.addr();
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw);
+        raw
+    })
+    .await
+    .unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    assert!(
+        head.contains(&format!("content-length: {full_len}\r\n")),
+        "{head}"
+    );
+    assert_eq!(raw.len() - split, 100);
+
+    // Other paths are untouched.
+    assert_eq!(
+        get(&fake, "/api/v4/projects/7/packages/npm/@pub%2fhello", &[])
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn go_down_refuses_connections_and_come_back_serves_on_the_same_port() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = "/api/v4/projects/7/packages/npm/@pub%2fhello";
+    let addr = fake.addr();
+
+    // A keep-alive connection that is open when the fake goes down gets dropped.
+    let mut open = tokio::net::TcpStream::connect(addr).await.unwrap();
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        open.write_all(format!("GET {public} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        assert!(open.read(&mut buf).await.unwrap() > 0);
+        fake.go_down().await;
+        let n = tokio::time::timeout(Duration::from_secs(5), open.read(&mut buf))
+            .await
+            .expect("dropped connection must not hang")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "connection should be closed");
+    }
+
+    let err = tokio::net::TcpStream::connect(addr).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let err = get_result(&fake, public).await.unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+
+    fake.come_back().await;
+    assert_eq!(fake.url(), format!("http://{addr}"));
+    assert_eq!(get(&fake, public, &[]).await.status(), 200);
+}
+
+async fn get_result(fake: &FakeGitlab, path: &str) -> reqwest::Result<reqwest::Response> {
+    client().get(format!("{}{path}", fake.url())).send().await
+}
+
+// ---- counters ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn counters_and_request_log() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let c = client();
+    for _ in 0..3 {
+        c.get(format!("{}{UI_META}", fake.url()))
+            .header("private-token", ALICE_PAT)
+            .send()
+            .await
+            .unwrap();
+    }
+    c.get(format!("{}{UI_TGZ}", fake.url()))
+        .header("job-token", JOB_RUNNING)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fake.requests("@acme%2fui"), 3);
+    assert_eq!(fake.requests("ui-1.1.0.tgz"), 1);
+    assert_eq!(fake.requests("/api/v4/"), 4);
+    assert_eq!(fake.requests_total(), 4);
+    assert_eq!(fake.connections(), 1, "one keep-alive connection");
+
+    let log = fake.request_log();
+    assert_eq!(log[0].method, "GET");
+    assert_eq!(log[0].path, UI_META);
+    use crate::support::fake_gitlab::CredentialKind;
+    assert_eq!(log[0].credentials, [CredentialKind::PrivateToken]);
+    assert_eq!(log[3].credentials, [CredentialKind::JobToken]);
+
+    // A fresh client means a fresh connection.
+    reqwest::get(format!("{}{UI_META}", fake.url()))
+        .await
+        .unwrap();
+    assert_eq!(fake.connections(), 2);
+
+    fake.reset_counters();
+    assert_eq!(fake.requests_total(), 0);
+    assert_eq!(fake.requests(""), 0);
+    assert_eq!(fake.connections(), 0);
+}
+
+// ---- generated tarballs -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn tarball_size_knob_and_determinism() {
+    let mut world = World::standard();
+    world.add_npm(7, NpmPkg::new("@pub/big", "1.0.0").size(200_000));
+    let again = World::standard();
+    let fake = FakeGitlab::start(world).await;
+    let (len, first_ui) = fake.with_world(|w| {
+        (
+            w.npm_versions(7, "@pub/big")[0].tarball.len(),
+            w.npm_versions(42, "@acme/ui")[0].tarball.clone(),
+        )
+    });
+    assert!((199_000..=201_000).contains(&len), "{len}");
+    // Same input, same bytes.
+    assert_eq!(again.npm_versions(42, "@acme/ui")[0].tarball, first_ui);
+
+    let bytes = get(
+        &fake,
+        "/api/v4/projects/7/packages/npm/@pub/big/-/@pub/big-1.0.0.tgz",
+        &[],
+    )
+    .await
+    .bytes()
+    .await
+    .unwrap();
+    assert_eq!(bytes.len(), len);
+    let names: Vec<String> = untar(&bytes).into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"package/pad.bin".to_string()));
+}
+
+#[test]
+fn bench_world_has_a_huge_packument() {
+    let mut world = World::standard();
+    world.add_bench_packages();
+    let doc = crate::support::fake_gitlab::npm::render_packument(
+        &world,
+        "http://127.0.0.1:1",
+        7,
+        "@pub/huge",
+    );
+    assert!(doc.len() >= 20_000_000, "{} bytes", doc.len());
+    for (name, size) in [
+        ("@pub/bench-5k", 5 * 1024),
+        ("@pub/bench-2m", 2 * 1024 * 1024),
+    ] {
+        let len = world.npm_versions(7, name)[0].tarball.len();
+        assert!(len.abs_diff(size) < size / 50 + 64, "{name}: {len}");
+    }
+}
+
+// ---- client helpers ---------------------------------------------------------------------------
+
+#[test]
+fn missing_tools_are_reported_not_run() {
+    if std::env::var_os("CI").is_none() {
+        assert!(!crate::support::clients::require_tool(
+            "packrat-no-such-tool"
+        ));
+    }
+}
+
+#[test]
+fn npm_helpers_write_the_expected_npmrc() {
+    let Some(npm) = Npm::new() else { return };
+    npm.scope_registry("acme", "http://127.0.0.1:1234/api/v4/packages/npm");
+    npm.auth_token("http://127.0.0.1:1234/api/v4/packages/npm/", "t0k");
+    npm.auth_token("http://127.0.0.1:1234", "root");
+    npm.npmrc_line("strict-ssl=false");
+    assert_eq!(
+        std::fs::read_to_string(npm.npmrc_path()).unwrap(),
+        "@acme:registry=http://127.0.0.1:1234/api/v4/packages/npm/\n\
+         //127.0.0.1:1234/api/v4/packages/npm/:_authToken=t0k\n\
+         //127.0.0.1:1234/:_authToken=root\n\
+         strict-ssl=false\n"
+    );
+    assert_eq!(npm.installed_version("@acme/ui"), None);
+}
