@@ -20,7 +20,7 @@ use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::Credential;
-use crate::cache::{BlobSpec, Build, Built, BuiltVariant, CacheOutcome, Core, MetaHit, MetaSpec};
+use crate::cache::{BlobSpec, Build, Built, BuiltVariant, Core, MetaHit, MetaSpec};
 use crate::config::ProjectRef;
 use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
@@ -129,13 +129,11 @@ pub async fn handle(
                 .ok_or_else(|| Error::Internal("go list record has no list variant".into()))?
                 .clone();
             let payload = core.payload(&variant).await?;
-            Ok(stale(
-                Reply::payload(payload, hit.outcome)
-                    .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                    .header(http::header::CACHE_CONTROL, &revalidate(credential))
-                    .etag(&variant.etag),
-                hit.outcome,
-            ))
+            Ok(Reply::payload(payload, hit.outcome)
+                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .revalidate(credential.is_anonymous())
+                .etag(&variant.etag)
+                .warn_if_stale())
         }
         GoRoute::Latest(m) => {
             let hit = ctx.list(&m).await?;
@@ -143,7 +141,7 @@ pub async fn handle(
             let latest = latest(&versions).ok_or_else(not_found)?;
             let mut reply = ctx.file(&m, &latest, FileKind::Info).await?;
             // @latest moves: it must be revalidated, unlike the immutable .info it names.
-            reply = reply.header(http::header::CACHE_CONTROL, &revalidate(credential));
+            reply = reply.revalidate(credential.is_anonymous());
             reply.etag = None;
             Ok(reply)
         }
@@ -336,10 +334,7 @@ impl Ctx<'_> {
         };
         let mut reply = Reply::blob(hit)
             .header(http::header::CONTENT_TYPE, kind.content_type())
-            .header(
-                http::header::CACHE_CONTROL,
-                &format!("{visibility}, max-age=31536000, immutable"),
-            );
+            .immutable(visibility == "public");
         if kind == FileKind::Zip {
             reply = reply.header(
                 http::header::CONTENT_DISPOSITION,
@@ -429,23 +424,6 @@ pub fn is_private(core: &Core, module: &str) -> Result<bool, Error> {
             .forwarding
             .first_match(module)
             .is_some_and(|rule| !rule.forward))
-}
-
-fn revalidate(credential: &Credential) -> String {
-    let visibility = if credential.is_anonymous() {
-        "public"
-    } else {
-        "private"
-    };
-    format!("{visibility}, max-age=0, must-revalidate")
-}
-
-fn stale(reply: Reply, outcome: CacheOutcome) -> Reply {
-    if outcome == CacheOutcome::StaleIfError {
-        reply.header(http::header::WARNING, "110 - \"Response is Stale\"")
-    } else {
-        reply
-    }
 }
 
 /// Split `/go/<rest>` into the sumdb or a module route.

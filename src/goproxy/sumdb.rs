@@ -105,11 +105,9 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
         let payload = core.payload(&v).await?;
         return Ok(Reply::payload(payload, hit.outcome)
             .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(
-                http::header::CACHE_CONTROL,
-                "public, max-age=0, must-revalidate",
-            )
-            .etag(&v.etag));
+            .revalidate(true)
+            .etag(&v.etag)
+            .warn_if_stale());
     }
     if !(rest.starts_with("lookup/") || rest.starts_with("tile/")) {
         return Err(not_found());
@@ -150,10 +148,7 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
     };
     Ok(Reply::blob(hit)
         .header(http::header::CONTENT_TYPE, ct)
-        .header(
-            http::header::CACHE_CONTROL,
-            "public, max-age=31536000, immutable",
-        ))
+        .immutable(true))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use http::{HeaderMap, Method, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::Credential;
-use crate::cache::{BlobSpec, CacheOutcome, Core, MetaHit, MetaSpec};
+use crate::cache::{BlobSpec, Core, MetaHit, MetaSpec};
 use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
 use crate::server::reply::Reply;
@@ -239,15 +239,12 @@ pub async fn handle(
             let mut reply = Reply::payload(payload, hit.outcome)
                 .header(http::header::CONTENT_TYPE, &variant.content_type)
                 .header(http::header::VARY, "Accept, Accept-Encoding")
-                .header(
-                    http::header::CACHE_CONTROL,
-                    &metadata_cache_control(visibility),
-                )
+                .revalidate(visibility.is_anonymous())
                 .etag(&variant.etag);
             if variant.name.ends_with(".gz") {
                 reply = reply.header(http::header::CONTENT_ENCODING, "gzip");
             }
-            Ok(stale_warning(reply, hit.outcome))
+            Ok(reply.warn_if_stale())
         }
         NpmRoute::DistTags(name) => {
             let Resolved { hit, .. } = resolve(core, scope, &name, req.credential)
@@ -261,12 +258,9 @@ pub async fn handle(
             let payload = core.payload(&variant).await?;
             let reply = Reply::payload(payload, hit.outcome)
                 .header(http::header::CONTENT_TYPE, "application/json")
-                .header(
-                    http::header::CACHE_CONTROL,
-                    &metadata_cache_control(req.credential),
-                )
+                .revalidate(req.credential.is_anonymous())
                 .etag(&variant.etag);
-            Ok(stale_warning(reply, hit.outcome))
+            Ok(reply.warn_if_stale())
         }
         NpmRoute::Tarball(name, file) => tarball(core, scope, &name, &file, req.credential).await,
         NpmRoute::Publish(name) => publish::publish(core, scope, &name, req).await,
@@ -477,10 +471,7 @@ pub(crate) async fn tarball(
     };
     Ok(Reply::blob(hit)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
-        .header(
-            http::header::CACHE_CONTROL,
-            &format!("{visibility}, max-age=31536000, immutable"),
-        ))
+        .immutable(visibility == "public"))
 }
 
 /// The index key of a tarball's blob: GitLab's by API path (whatever host GitLab wrote),
@@ -605,24 +596,6 @@ fn accepts_gzip(h: &HeaderMap) -> bool {
             })
         })
     })
-}
-
-/// Metadata may change: clients revalidate every time (a 304 is cheap).
-fn metadata_cache_control(credential: &Credential) -> String {
-    let visibility = if credential.is_anonymous() {
-        "public"
-    } else {
-        "private"
-    };
-    format!("{visibility}, max-age=0, must-revalidate")
-}
-
-fn stale_warning(reply: Reply, outcome: CacheOutcome) -> Reply {
-    if outcome == CacheOutcome::StaleIfError {
-        reply.header(http::header::WARNING, "110 - \"Response is Stale\"")
-    } else {
-        reply
-    }
 }
 
 #[cfg(test)]

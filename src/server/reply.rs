@@ -88,6 +88,34 @@ impl Reply {
         self
     }
 
+    /// Metadata may change: clients revalidate every time (a 304 is cheap). Content only
+    /// an authenticated caller may read is `private`.
+    pub fn revalidate(self, public: bool) -> Self {
+        let v = if public { "public" } else { "private" };
+        self.header(
+            http::header::CACHE_CONTROL,
+            &format!("{v}, max-age=0, must-revalidate"),
+        )
+    }
+
+    /// Content-addressed files never change.
+    pub fn immutable(self, public: bool) -> Self {
+        let v = if public { "public" } else { "private" };
+        self.header(
+            http::header::CACHE_CONTROL,
+            &format!("{v}, max-age=31536000, immutable"),
+        )
+    }
+
+    /// `Warning: 110` when the answer is stale because the upstream failed.
+    pub fn warn_if_stale(self) -> Self {
+        if self.outcome == CacheOutcome::StaleIfError {
+            self.header(http::header::WARNING, "110 - \"Response is Stale\"")
+        } else {
+            self
+        }
+    }
+
     pub fn etag(mut self, etag: &str) -> Self {
         self.etag = Some(etag.to_string());
         self

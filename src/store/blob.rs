@@ -290,9 +290,8 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Verify and fsync, but do not publish yet (bundle import publishes everything only
-    /// after the whole bundle checked out). Dropping the staged blob deletes it.
-    pub async fn stage(mut self) -> Result<StagedBlob, StoreError> {
+    /// Steps 1–3 of the protocol: check the hashes and size, then fsync the temp file.
+    async fn verify_and_sync(&mut self) -> Result<Digest, StoreError> {
         let file = self
             .file
             .take()
@@ -307,7 +306,13 @@ impl BlobWriter {
         file.sync_all()
             .await
             .map_err(|e| StoreError::io(&self.path, e))?;
-        drop(file);
+        Ok(digest)
+    }
+
+    /// Verify and fsync, but do not publish yet (bundle import publishes everything only
+    /// after the whole bundle checked out). Dropping the staged blob deletes it.
+    pub async fn stage(mut self) -> Result<StagedBlob, StoreError> {
+        let digest = self.verify_and_sync().await?;
         self.committed = true; // ownership of the temp file moves to the StagedBlob
         Ok(StagedBlob {
             store: self.store.clone(),
@@ -323,21 +328,7 @@ impl BlobWriter {
     /// Verify, fsync, rename into place, fsync the directory. Only then is the blob visible.
     #[allow(clippy::disallowed_methods)] // store/ owns the data directory
     pub async fn commit(mut self) -> Result<BlobInfo, StoreError> {
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
-        let hasher = self
-            .hasher
-            .take()
-            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
-        let digest = hasher
-            .verify(&self.expect, self.len)
-            .map_err(StoreError::Verify)?;
-        file.sync_all()
-            .await
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        drop(file);
+        let digest = self.verify_and_sync().await?;
         let dest = self.store.path_of(&digest);
         let parent = dest
             .parent()

@@ -32,13 +32,37 @@ pub struct Summary {
     pub skipped: Vec<Skipped>,
 }
 
-enum Done {
+/// One item's result: newly fetched, or already present (bytes either way).
+pub(crate) enum Done {
     Fetched(u64),
     Present(u64),
 }
 
 /// Parse all inputs and fetch everything they name.
 pub async fn run(core: Arc<Core>, inputs: &[PathBuf]) -> Summary {
+    let credential = match &core.config.upstream.token {
+        Some(t) => Credential::private_token(t),
+        None => Credential::anonymous(),
+    };
+    drive(inputs, |item| {
+        let core = core.clone();
+        let credential = credential.clone();
+        async move {
+            fetch(&core, &item, &credential)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await
+}
+
+/// Parse every input, then run `fetch` on each item, [`CONCURRENCY`] at a time, with a
+/// progress bar, collecting the summary. Shared by the in-process sync and `--via`.
+pub(crate) async fn drive<F, Fut>(inputs: &[PathBuf], fetch: F) -> Summary
+where
+    F: Fn(Item) -> Fut,
+    Fut: std::future::Future<Output = Result<Done, String>>,
+{
     let mut summary = Summary::default();
     let mut parsed = super::Parsed::default();
     for path in inputs {
@@ -49,19 +73,12 @@ pub async fn run(core: Arc<Core>, inputs: &[PathBuf]) -> Summary {
     }
     summary.skipped = parsed.skipped;
     summary.items = parsed.items.len();
-    let credential = match &core.config.upstream.token {
-        Some(t) => Credential::private_token(t),
-        None => Credential::anonymous(),
-    };
     let mut progress = Progress::new("sync", parsed.items.len() as u64);
     let results = futures_util::stream::iter(parsed.items)
         .map(|item| {
-            let core = core.clone();
-            let credential = credential.clone();
-            async move {
-                let label = item.to_string();
-                (label, fetch(&core, &item, &credential).await)
-            }
+            let label = item.to_string();
+            let fut = fetch(item);
+            async move { (label, fut.await) }
         })
         .buffer_unordered(CONCURRENCY);
     futures_util::pin_mut!(results);

@@ -3,28 +3,21 @@
 
 use std::path::PathBuf;
 
-use futures_util::StreamExt;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::run::{Summary, CONCURRENCY};
+use super::run::{drive, Done, Summary};
 use super::{Item, Resolved};
 use crate::config::{Config, ProjectRef};
 use crate::goproxy::sync::{parse_lookup, tiles_for};
 use crate::goproxy::{sumdb, ModulePath, ModuleVersion};
 use crate::npm::sync::{pick, Want};
 use crate::npm::PackageName;
-use crate::progress::Progress;
 
 struct Via {
     client: reqwest::Client,
     base: String,
     token: Option<String>,
     sumdb: String,
-}
-
-enum Done {
-    Fetched(u64),
-    Present(u64),
 }
 
 pub async fn run(config: &Config, base: &str, inputs: &[PathBuf]) -> anyhow::Result<Summary> {
@@ -43,42 +36,11 @@ pub async fn run(config: &Config, base: &str, inputs: &[PathBuf]) -> anyhow::Res
             .map(|t| t.expose().to_string()),
         sumdb: sumdb::served_name(&config.forwarding.go_sumdb),
     };
-    let mut summary = Summary::default();
-    let mut parsed = super::Parsed::default();
-    for path in inputs {
-        match super::parse_path(path) {
-            Ok(p) => parsed.merge(p),
-            Err(e) => summary.failed.push(e.to_string()),
-        }
-    }
-    summary.skipped = parsed.skipped;
-    summary.items = parsed.items.len();
-    let mut progress = Progress::new("sync", parsed.items.len() as u64);
     let via = &via;
-    let results = futures_util::stream::iter(parsed.items)
-        .map(|item| async move { (item.to_string(), via.fetch(&item).await) })
-        .buffer_unordered(CONCURRENCY);
-    futures_util::pin_mut!(results);
-    while let Some((label, r)) = results.next().await {
-        match r {
-            Ok(Done::Fetched(b)) => {
-                summary.fetched += 1;
-                summary.bytes += b;
-            }
-            Ok(Done::Present(b)) => {
-                summary.present += 1;
-                summary.bytes += b;
-            }
-            Err(e) => {
-                let line = format!("{label}: {e:#}");
-                progress.println(&format!("failed: {line}"));
-                summary.failed.push(line);
-            }
-        }
-        progress.inc();
-    }
-    progress.finish();
-    Ok(summary)
+    Ok(drive(inputs, |item| async move {
+        via.fetch(&item).await.map_err(|e| format!("{e:#}"))
+    })
+    .await)
 }
 
 fn seg(p: &ProjectRef) -> String {
