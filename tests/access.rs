@@ -48,6 +48,10 @@ enum Route {
     GoProjectMod,
     /// `GET /api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/v1.10.0.zip`
     GoProjectZip,
+    /// `GET /api/v4/projects/42/packages` (the Packages API listing)
+    PkgList,
+    /// `GET /api/v4/projects/42/packages/1/package_files` (`@acme/core` 2.0.0's files)
+    PkgFiles,
 }
 
 /// Who asks after Alice (`ALICE_PAT`, developer on project 42) warmed the cache.
@@ -69,7 +73,7 @@ use Who::*;
 /// Route × credential × the status GitLab answers (API.md §4): npm metadata and dist-tags
 /// say 401 to anonymous callers, npm tarballs 404; the Go proxy says 401 to anonymous
 /// callers; an authenticated non-member gets 404; an expired token or a finished job's
-/// token 401. Packages API rows are absent: `src/packages_api` is not in this tree.
+/// token 401; the Packages API says 404 to anonymous callers and to non-members.
 const TABLE: &[(Route, Who, u16)] = &[
     (NpmMetadata, Anonymous, 401),
     (NpmMetadata, Bob, 404),
@@ -123,6 +127,14 @@ const TABLE: &[(Route, Who, u16)] = &[
     (GoProjectZip, Bob, 404),
     (GoProjectZip, Expired, 401),
     (GoProjectZip, JobFinished, 401),
+    (PkgList, Anonymous, 404),
+    (PkgList, Bob, 404),
+    (PkgList, Expired, 401),
+    (PkgList, JobFinished, 401),
+    (PkgFiles, Anonymous, 404),
+    (PkgFiles, Bob, 404),
+    (PkgFiles, Expired, 401),
+    (PkgFiles, JobFinished, 401),
 ];
 
 const MODULE: &str = "gitlab.example.com/acme/web";
@@ -144,6 +156,8 @@ impl Route {
             GoProjectInfo => format!("{GO_PROJECT}/@v/v1.10.0.info"),
             GoProjectMod => format!("{GO_PROJECT}/@v/v1.10.0.mod"),
             GoProjectZip => format!("{GO_PROJECT}/@v/v1.10.0.zip"),
+            PkgList => "/api/v4/projects/42/packages".into(),
+            PkgFiles => "/api/v4/projects/42/packages/1/package_files".into(),
         }
     }
 
@@ -161,7 +175,7 @@ impl Route {
     fn is_go(self) -> bool {
         !matches!(
             self,
-            NpmMetadata | NpmInstanceMetadata | NpmTarball | NpmDistTags
+            NpmMetadata | NpmInstanceMetadata | NpmTarball | NpmDistTags | PkgList | PkgFiles
         )
     }
 
@@ -172,6 +186,8 @@ impl Route {
         match self {
             NpmInstanceMetadata => "npm instance @acme/ui",
             NpmMetadata | NpmTarball | NpmDistTags => "npm project 42 @acme/ui",
+            PkgList => "packages api project 42",
+            PkgFiles => "packages api project 42 package 1",
             _ => "go project 42 acme/web",
         }
     }
