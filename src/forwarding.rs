@@ -73,7 +73,11 @@ fn public_key(kind: Kind, name: &str) -> String {
 /// Record that GitLab served `name`. Cheap when already pinned (one index read).
 pub fn pin(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {
     let key = pin_key(kind, name);
+    if core.pins_seen.contains_key(&key) {
+        return Ok(());
+    }
     if core.aux::<Pin>(&key)?.is_some() {
+        core.pins_seen.insert(key, ());
         return Ok(());
     }
     if core.aux::<u64>(&public_key(kind, name))?.is_some() {
@@ -86,7 +90,9 @@ pub fn pin(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {
             name: name.to_string(),
             first_seen: now_ms(),
         },
-    )
+    )?;
+    core.pins_seen.insert(key, ());
+    Ok(())
 }
 
 pub fn is_pinned(core: &Core, kind: Kind, name: &str) -> Result<bool, Error> {

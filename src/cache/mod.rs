@@ -42,9 +42,9 @@ use flight::{Flights, Progress, Role};
 const MAX_METADATA: u64 = 512 << 20;
 /// Variants up to this size are kept in the hot memory tier; larger ones stream from disk.
 const HOT_MAX_ITEM: u64 = 64 << 20;
-/// Blobs (tarballs, zips) up to this size are also served from the hot tier: no file open
-/// and no blocking reads per request for the small files that dominate installs.
-const HOT_MAX_BLOB: u64 = 4 << 20;
+/// Blobs (tarballs, zips) up to this size are also served from the hot tier (bounded as a
+/// whole by `storage.memory_cache`): no file open and no blocking reads per request.
+const HOT_MAX_BLOB: u64 = 8 << 20;
 
 /// How a read was answered (a metric label and the `X-Packrat-Cache` header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +171,8 @@ pub struct Core {
     hot: moka::future::Cache<Digest, Bytes>,
     meta_locks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
     public_url: OnceLock<String>,
+    /// Names known to be pinned (saves an index read per request; pins are never removed).
+    pub pins_seen: moka::sync::Cache<String, ()>,
     /// Blob access times since the last flush (no index write per request).
     atimes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
 }
@@ -204,6 +206,7 @@ impl Core {
             meta_locks,
             public_url: OnceLock::new(),
             atimes: std::sync::Mutex::new(std::collections::HashMap::new()),
+            pins_seen: moka::sync::Cache::new(100_000),
         })
     }
 
