@@ -864,6 +864,58 @@ fn bench_world_has_a_huge_packument() {
     }
 }
 
+#[tokio::test]
+async fn bench_world_has_go_modules() {
+    use crate::support::fake_gitlab::go::{
+        BENCH_GO_GRAPH, BENCH_GO_PROJECT, BENCH_GO_ROOT, BENCH_GO_VERSION, BENCH_GO_ZIPS,
+    };
+    assert!(World::standard().project(BENCH_GO_PROJECT).is_none());
+    let mut world = World::standard();
+    world.add_bench_go_modules();
+    for (name, size) in BENCH_GO_ZIPS {
+        let zip = world
+            .go_zip(&format!("{BENCH_GO_ROOT}/{name}"), BENCH_GO_VERSION)
+            .unwrap();
+        assert!(zip.len().abs_diff(size) < 64, "{name}: {} bytes", zip.len());
+        assert!(zip_names(&zip).contains(&format!(
+            "{BENCH_GO_ROOT}/{name}@{BENCH_GO_VERSION}/pad.bin"
+        )));
+    }
+    let graph: Vec<String> = world
+        .go_module_versions()
+        .into_iter()
+        .filter(|v| v.project_id == BENCH_GO_PROJECT && v.module.contains("/go/m"))
+        .map(|v| format!("{}@{}", v.module, v.version))
+        .collect();
+    assert_eq!(graph.len(), BENCH_GO_GRAPH);
+    assert_eq!(graph[0], format!("{BENCH_GO_ROOT}/m000@v1.0.0"));
+    let go_mod = world
+        .go_mod(&format!("{BENCH_GO_ROOT}/m099"), BENCH_GO_VERSION)
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&go_mod)
+            .contains("require gitlab.example.com/bench/go/m049 v1.0.0"),
+        "{go_mod:?}"
+    );
+
+    // Public: anonymous reads work, and a module's zip holds only its own directory.
+    let fake = FakeGitlab::start(world).await;
+    let base = format!("/api/v4/projects/{BENCH_GO_PROJECT}/packages/go/{BENCH_GO_ROOT}/m007/@v");
+    let list = get(&fake, &format!("{base}/list"), &[]).await;
+    assert_eq!(list.status(), StatusCode::OK);
+    assert_eq!(list.text().await.unwrap(), "v1.0.0");
+    let zip = get(&fake, &format!("{base}/v1.0.0.zip"), &[]).await;
+    assert_eq!(zip.status(), StatusCode::OK);
+    let mut names = zip_names(&zip.bytes().await.unwrap());
+    names.sort();
+    assert_eq!(
+        names,
+        ["LICENSE", "go.mod", "m007.go"]
+            .map(|f| format!("{BENCH_GO_ROOT}/m007@v1.0.0/{f}"))
+            .to_vec()
+    );
+}
+
 // ---- client helpers ---------------------------------------------------------------------------
 
 #[test]

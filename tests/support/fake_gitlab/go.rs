@@ -22,7 +22,7 @@ use serde_json::json;
 use sha1::{Digest as _, Sha1};
 use sha2::Sha256;
 
-use super::{authenticate, decode, FakeRequest, Family, Reply, Shared, World};
+use super::{authenticate, decode, FakeRequest, Family, Reply, Shared, Visibility, World};
 
 /// The fake's host as module paths see it (`Settings.build_gitlab_go_url`).
 pub const GO_HOST: &str = "gitlab.example.com";
@@ -82,14 +82,24 @@ pub struct GoModuleVersion {
 impl World {
     /// Adds a commit to a project's repository and returns its sha.
     pub fn add_go_commit(&mut self, project_id: u64, time: u64, files: &[(&str, &str)]) -> String {
-        assert!(
-            self.project(project_id).is_some(),
-            "add project {project_id} before its repository"
-        );
         let files: BTreeMap<String, Bytes> = files
             .iter()
             .map(|(p, c)| ((*p).to_string(), Bytes::from(c.to_string())))
             .collect();
+        self.add_go_commit_bytes(project_id, time, files)
+    }
+
+    /// [`World::add_go_commit`] with arbitrary (binary) file contents.
+    pub fn add_go_commit_bytes(
+        &mut self,
+        project_id: u64,
+        time: u64,
+        files: BTreeMap<String, Bytes>,
+    ) -> String {
+        assert!(
+            self.project(project_id).is_some(),
+            "add project {project_id} before its repository"
+        );
         let repo = self.go.entry(project_id).or_default();
         let mut h = Sha1::new();
         h.update(format!("{project_id} {time} {}\n", repo.commits.len()));
@@ -368,6 +378,121 @@ impl World {
         self.add_go_tag(7, "v0.1.0", &p1);
         self
     }
+}
+
+// ---- the benchmark modules ----------------------------------------------------------------------
+
+/// Group of the benchmark Go modules (`examples/fake_gitlab.rs --bench`): `bench`, public.
+pub const BENCH_GO_GROUP: u64 = 4;
+/// Project of the benchmark Go modules: `bench/go`, public (no credentials needed).
+pub const BENCH_GO_PROJECT: u64 = 8;
+/// Every benchmark module lives under this path: `gitlab.example.com/bench/go/<name>`.
+pub const BENCH_GO_ROOT: &str = "gitlab.example.com/bench/go";
+/// The one version of every benchmark module.
+pub const BENCH_GO_VERSION: &str = "v1.0.0";
+/// How many small modules the dependency graph has (`m000` … `m099`).
+pub const BENCH_GO_GRAPH: usize = 100;
+/// Modules whose zips are about this many bytes (an incompressible `pad.bin` each).
+pub const BENCH_GO_ZIPS: [(&str, usize); 4] = [
+    ("zip10k", 10 * 1024),
+    ("zip100k", 100 * 1024),
+    ("zip1m", 1024 * 1024),
+    ("zip5m", 5 * 1024 * 1024),
+];
+
+impl World {
+    /// What `examples/fake_gitlab.rs --bench` adds for the Go benchmark: group 4 `bench`
+    /// (public) → project 8 `bench/go` (public), one commit tagged `v1.0.0` holding
+    ///
+    /// - `zip10k/`, `zip100k/`, `zip1m/`, `zip5m/`: modules `gitlab.example.com/bench/go/zipNN`
+    ///   whose zips are about 10 KiB … 5 MiB (see [`BENCH_GO_ZIPS`]);
+    /// - `m000/` … `m099/`: 100 small modules `gitlab.example.com/bench/go/mNNN` forming a
+    ///   binary tree (`mK` requires `m((K-1)/2)`), for `go mod download` of a module graph.
+    pub fn add_bench_go_modules(&mut self) -> &mut World {
+        const T: u64 = 1_594_000_000; // 2020-07-06
+        self.add_group(BENCH_GO_GROUP, "bench", Visibility::Public)
+            .add_project(BENCH_GO_PROJECT, "bench/go", Visibility::Public);
+        let mut files: BTreeMap<String, Bytes> = BTreeMap::new();
+        let mut put = |path: String, content: Bytes| {
+            files.insert(path, content);
+        };
+        for i in 0..BENCH_GO_GRAPH {
+            let name = format!("m{i:03}");
+            let module = format!("{BENCH_GO_ROOT}/{name}");
+            let dep = (i > 0).then(|| format!("m{:03}", (i - 1) / 2));
+            let go_mod = match &dep {
+                Some(d) => format!(
+                    "module {module}\n\ngo 1.19\n\nrequire {BENCH_GO_ROOT}/{d} {BENCH_GO_VERSION}\n"
+                ),
+                None => format!("module {module}\n\ngo 1.19\n"),
+            };
+            let src = match &dep {
+                Some(d) => format!(
+                    "// Package {name} is benchmark module {i} of {BENCH_GO_GRAPH}.\npackage {name}\n\n\
+                     import \"{BENCH_GO_ROOT}/{d}\"\n\n\
+                     // Path names this module and its ancestors.\n\
+                     func Path() string {{ return \"{name}/\" + {d}.Path() }}\n"
+                ),
+                None => format!(
+                    "// Package {name} is the root of the benchmark module graph.\npackage {name}\n\n\
+                     // Path names this module.\nfunc Path() string {{ return \"{name}\" }}\n"
+                ),
+            };
+            put(format!("{name}/go.mod"), Bytes::from(go_mod));
+            put(format!("{name}/{name}.go"), Bytes::from(src));
+            put(
+                format!("{name}/LICENSE"),
+                Bytes::from_static(b"MIT License\n"),
+            );
+        }
+        for (name, size) in BENCH_GO_ZIPS {
+            let module = format!("{BENCH_GO_ROOT}/{name}");
+            let mut module_files: BTreeMap<String, Bytes> = BTreeMap::new();
+            module_files.insert(
+                "go.mod".to_string(),
+                Bytes::from(format!("module {module}\n\ngo 1.19\n")),
+            );
+            module_files.insert(
+                format!("{name}.go"),
+                Bytes::from(format!(
+                    "// Package {name} carries a zip of about {size} bytes.\npackage {name}\n"
+                )),
+            );
+            let pad = padding_for(&module, &module_files, size);
+            module_files.insert("pad.bin".to_string(), pad);
+            for (rel, content) in module_files {
+                put(format!("{name}/{rel}"), content);
+            }
+        }
+        let sha = self.add_go_commit_bytes(BENCH_GO_PROJECT, T, files);
+        self.add_go_tag(BENCH_GO_PROJECT, BENCH_GO_VERSION, &sha)
+    }
+}
+
+/// A `pad.bin` of incompressible bytes that brings the zip of `module@v1.0.0` with `files`
+/// (relative paths) to within 64 bytes of `target`.
+fn padding_for(module: &str, files: &BTreeMap<String, Bytes>, target: usize) -> Bytes {
+    let zip_len = |pad: &Bytes| {
+        let mut entries: Vec<(String, &[u8])> = files
+            .iter()
+            .map(|(rel, c)| (format!("{module}@{BENCH_GO_VERSION}/{rel}"), c.as_ref()))
+            .collect();
+        entries.push((format!("{module}@{BENCH_GO_VERSION}/pad.bin"), pad.as_ref()));
+        write_zip(&entries).len()
+    };
+    let make = |len: usize| Bytes::from(super::world::noise(module, len));
+    let base = zip_len(&Bytes::new());
+    let mut pad = make(target.saturating_sub(base));
+    // Random bytes don't deflate: the zip grows byte for byte with the pad (plus a few bytes
+    // of block headers), so a couple of corrections land on the target.
+    for _ in 0..4 {
+        let diff = target as i64 - zip_len(&pad) as i64;
+        if diff.abs() < 64 {
+            break;
+        }
+        pad = make((pad.len() as i64 + diff).max(1) as usize);
+    }
+    pad
 }
 
 fn join(dir: &str, file: &str) -> String {

@@ -1151,7 +1151,7 @@ pub fn tgz(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
 }
 
 /// Deterministic incompressible bytes (xorshift64*, seeded from `seed`).
-fn noise(seed: &str, len: usize) -> Vec<u8> {
+pub(super) fn noise(seed: &str, len: usize) -> Vec<u8> {
     let digest = Sha256::digest(seed.as_bytes());
     let mut state = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes")) | 1;
     let mut out = Vec::with_capacity(len + 8);
