@@ -759,3 +759,126 @@ async fn fall_through_latest_and_credentials() {
     assert_eq!(status(&r), 502);
     health(&packrat).await;
 }
+
+// ---- `/go/` without a mapping, freshness, metrics and errors ---------------------------------
+
+/// packrat with nothing but `upstream_extra` under `[upstream]` and `rest` after it: no
+/// `[[go.modules]]` unless `rest` has them.
+async fn start_plain(fake: &FakeGitlab, upstream_extra: &str, rest: &str) -> Packrat {
+    Packrat::start_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
+         [upstream]\nurl = \"{}\"\n{upstream_extra}\n\n{rest}",
+        fake.url()
+    ))
+    .await
+}
+
+/// (status, body) of a GET with `PRIVATE-TOKEN: token` (if any).
+async fn status_text(packrat: &Packrat, path: &str, token: Option<&str>) -> (u16, String) {
+    let r = go_get(packrat, path, token).await;
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `/go/` without `[[go.modules]]`: a module under `go.host` (the fake's module host, not the
+/// 127.0.0.1 packrat reaches it at) names its project in its path. packrat tries the longest
+/// prefix first, takes GitLab's 401 (anonymous: a project that does not exist or is private)
+/// and 404 as "try the next one", answers 401 when only credentials were missing, and
+/// remembers what it found.
+#[tokio::test]
+async fn go_endpoint_resolves_modules_under_go_host_without_a_mapping() {
+    let mut world = World::standard();
+    // The public pub/lib gains a module two directories down and a /v2 major.
+    let lib = |m: &str| format!("module {GO_HOST}/pub/lib{m}\n\ngo 1.19\n");
+    let (root, deep, v2) = (lib(""), lib("/sub/deep"), lib("/v2"));
+    let sha = world.add_go_commit(
+        7,
+        1_593_000_000,
+        &[
+            ("go.mod", root.as_str()),
+            ("lib.go", "package lib\n"),
+            ("sub/deep/go.mod", deep.as_str()),
+            ("sub/deep/deep.go", "package deep\n"),
+            ("v2/go.mod", v2.as_str()),
+            ("v2/lib.go", "package lib\n"),
+        ],
+    );
+    world
+        .add_go_tag(7, "v0.2.0", &sha)
+        .add_go_tag(7, "v2.0.0", &sha);
+    let fake = FakeGitlab::start(world).await;
+    let packrat = start_plain(&fake, "", &format!("[go]\nhost = \"{GO_HOST}\"\n")).await;
+    let at = |m: &str, file: &str| format!("/go/{GO_HOST}/{m}/@v/{file}");
+
+    // Anonymous, public project: found past the 401s for pub/lib/sub/deep and pub/lib/sub.
+    assert_eq!(
+        status_text(&packrat, &at("pub/lib/sub/deep", "list"), None).await,
+        (200, "v0.2.0".to_string())
+    );
+    assert_eq!(
+        status_text(&packrat, &at("pub/lib/v2", "list"), None).await,
+        (200, "v2.0.0".to_string())
+    );
+    assert!(fake.requests("/projects/pub%2Flib%2Fsub%2Fdeep/") >= 1);
+    assert!(fake.requests("/projects/pub%2Flib%2Fv2/") >= 1);
+
+    // Private project: anonymous gets GitLab's 401, a non-member 404, a member the module.
+    let tools = at("acme/web/tools", "list");
+    let (status, body) = status_text(&packrat, &tools, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(status_text(&packrat, &tools, Some(BOB_PAT)).await.0, 404);
+    let (status, body) = status_text(&packrat, &tools, Some(ALICE_PAT)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("v1.0.0\n"), "{body}");
+    let (status, body) =
+        status_text(&packrat, &at("acme/web/v2", "v2.0.0.info"), Some(ALICE_PAT)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"v2.0.0\""), "{body}");
+    // Under the host but in no project: 404 with a token, 401 without.
+    let nope = at("nope/x", "list");
+    assert_eq!(status_text(&packrat, &nope, Some(ALICE_PAT)).await.0, 404);
+    assert_eq!(status_text(&packrat, &nope, None).await.0, 401);
+
+    // Remembered: later requests go straight to the project, never probing again, and the
+    // gate still decides per caller.
+    let probes = [
+        fake.requests("/projects/acme%2Fweb%2Ftools/"),
+        fake.requests("/projects/pub%2Flib%2Fsub"),
+        fake.requests("/projects/pub%2Flib%2Fv2/"),
+    ];
+    let (status, body) = status_text(
+        &packrat,
+        &at("acme/web/tools", "v1.0.0.info"),
+        Some(ALICE_PAT),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(status_text(&packrat, &tools, None).await.0, 401);
+    assert_eq!(status_text(&packrat, &tools, Some(BOB_PAT)).await.0, 404);
+    let (status, body) = status_text(&packrat, &at("pub/lib/sub/deep", "v0.2.0.info"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = status_text(&packrat, &at("pub/lib/v2", "v2.0.0.mod"), None).await;
+    assert_eq!((status, body), (200, v2.clone()));
+    assert_eq!(
+        [
+            fake.requests("/projects/acme%2Fweb%2Ftools/"),
+            fake.requests("/projects/pub%2Flib%2Fsub"),
+            fake.requests("/projects/pub%2Flib%2Fv2/"),
+        ],
+        probes,
+        "{:?}",
+        fake.request_log()
+    );
+    assert_eq!(
+        fake.requests(&format!(
+            "/projects/acme%2Fweb/packages/go/{GO_HOST}/acme/web/tools/@v/v1.0.0.info"
+        )),
+        1
+    );
+    assert_eq!(
+        fake.requests(&format!(
+            "/projects/pub%2Flib/packages/go/{GO_HOST}/pub/lib/sub/deep/@v/v0.2.0.info"
+        )),
+        1
+    );
+    health(&packrat).await;
+}
