@@ -882,3 +882,65 @@ async fn go_endpoint_resolves_modules_under_go_host_without_a_mapping() {
     );
     health(&packrat).await;
 }
+
+/// `list` and `@latest` follow `metadata_ttl`: revalidated once it passed (a newly published
+/// version appears in both), and with the upstream down the stale list is served with
+/// `Warning: 110`, as is an `@latest` computed from it.
+#[tokio::test]
+async fn go_list_and_latest_revalidate_after_the_ttl_and_serve_stale_on_error() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = start_plain(
+        &fake,
+        "",
+        &format!("[cache]\nmetadata_ttl = \"1s\"\n\n{GO_MODULES}"),
+    )
+    .await;
+    let list = format!("/go/{WEB}/@v/list");
+    let latest = format!("/go/{WEB}/@latest");
+    let stale = "110 - \"Response is Stale\"";
+    let version_of = |body: &str| -> String {
+        let doc: Value = serde_json::from_str(body).unwrap();
+        doc["Version"].as_str().unwrap_or_default().to_string()
+    };
+
+    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("warning").is_none());
+    assert!(!r.text().await.unwrap().contains("v1.12.0"));
+    let (status, body) = status_text(&packrat, &latest, Some(ALICE_PAT)).await;
+    assert_eq!((status, version_of(&body)), (200, "v1.10.0".to_string()));
+    let asked = fake.requests(&format!("{WEB}/@v/list"));
+
+    // A new release upstream; once the TTL passed, list and @latest show it.
+    fake.with_world(|w| {
+        let sha = w.go[&42].tags["v1.10.0"].clone();
+        w.add_go_tag(42, "v1.12.0", &sha);
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("warning").is_none());
+    let body = r.text().await.unwrap();
+    assert!(body.lines().any(|l| l == "v1.12.0"), "{body}");
+    assert!(
+        fake.requests(&format!("{WEB}/@v/list")) > asked,
+        "the list was revalidated upstream"
+    );
+    let r = go_get(&packrat, &latest, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("warning").is_none());
+    assert_eq!(version_of(&r.text().await.unwrap()), "v1.12.0");
+
+    // Upstream down and the TTL passed again: stale, and saying so.
+    fake.go_down().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["warning"], stale);
+    assert!(r.text().await.unwrap().lines().any(|l| l == "v1.12.0"));
+    let r = go_get(&packrat, &latest, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["warning"], stale, "@latest from a stale list");
+    assert_eq!(version_of(&r.text().await.unwrap()), "v1.12.0");
+    health(&packrat).await;
+}

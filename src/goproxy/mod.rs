@@ -20,7 +20,7 @@ use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::Credential;
-use crate::cache::{BlobSpec, Build, Built, BuiltVariant, Core, MetaHit, MetaSpec};
+use crate::cache::{BlobSpec, Build, Built, BuiltVariant, CacheOutcome, Core, MetaHit, MetaSpec};
 use crate::config::ProjectRef;
 use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
@@ -143,7 +143,11 @@ pub async fn handle(
             // @latest moves: it must be revalidated, unlike the immutable .info it names.
             reply = reply.revalidate(credential.is_anonymous());
             reply.etag = None;
-            Ok(reply)
+            // Computed from a stale list, it is as stale as the list (and says so).
+            if hit.outcome == CacheOutcome::StaleIfError {
+                reply.outcome = hit.outcome;
+            }
+            Ok(reply.warn_if_stale())
         }
         GoRoute::File(m, v, kind) => {
             // The gate: whoever may list the module in this project may read its files.
