@@ -944,3 +944,76 @@ async fn go_list_and_latest_revalidate_after_the_ttl_and_serve_stale_on_error() 
     assert_eq!(version_of(&r.text().await.unwrap()), "v1.12.0");
     health(&packrat).await;
 }
+
+/// `/-/metrics` counts the Go routes; a Go read whose access is decided gets a 504 with a
+/// clear sentence when the upstream is slower than `upstream.timeout`, and a 502 when it is
+/// down and nothing is cached, both GitLab-shaped.
+#[tokio::test]
+async fn go_routes_are_counted_and_upstream_failures_are_502_and_504() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = start_plain(&fake, "timeout = \"1s\"", GO_MODULES).await;
+    for path in [
+        format!("/go/{WEB}/@v/list"),
+        format!("/go/{WEB}/@latest"),
+        format!("/go/{WEB}/@v/v1.0.0.info"),
+        "/go/sumdb/sum.golang.org/supported".to_string(),
+    ] {
+        let (status, body) = status_text(&packrat, &path, Some(ALICE_PAT)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+
+    // Slower than upstream.timeout: 504.
+    fake.delay_matching("/@v/v1.1.0.zip", std::time::Duration::from_secs(3));
+    let (status, body) = status_text(
+        &packrat,
+        &format!("/go/{WEB}/@v/v1.1.0.zip"),
+        Some(ALICE_PAT),
+    )
+    .await;
+    assert_eq!(status, 504, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        doc["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not answer within 1s")),
+        "{body}"
+    );
+    fake.clear_faults();
+
+    // Down, and this zip was never fetched: 502.
+    fake.go_down().await;
+    let (status, body) = status_text(
+        &packrat,
+        &format!("/go/{WEB}/@v/v1.9.0.zip"),
+        Some(ALICE_PAT),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        doc["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("could not be reached")),
+        "{body}"
+    );
+
+    let metrics = status_text(&packrat, "/-/metrics", None).await.1;
+    let counted = |route: &str, status: u16| {
+        metrics.lines().any(|l| {
+            l.starts_with("packrat_requests_total{")
+                && l.contains(&format!("route=\"{route}\""))
+                && l.contains(&format!("status=\"{status}\""))
+        })
+    };
+    for (route, status) in [
+        ("go_list", 200),
+        ("go_latest", 200),
+        ("go_file", 200),
+        ("go_sumdb", 200),
+        ("go_file", 504),
+        ("go_file", 502),
+    ] {
+        assert!(counted(route, status), "{route} {status}\n{metrics}");
+    }
+    health(&packrat).await;
+}
