@@ -579,7 +579,7 @@ async fn bad_module_paths_and_versions_never_reach_the_upstream() {
 }
 
 /// Ill-formed zips (entries outside `<module>@<version>/`, `..` entries, a zip expanding past
-/// 500 MiB, not a zip at all) and an oversized go.mod are refused and never cached: the next
+/// 500 MiB, not a zip at all, duplicate entries, names equal but for case) and an oversized go.mod are refused and never cached: the next
 /// request goes upstream again, and once the upstream serves the real zip it is cached.
 #[tokio::test]
 async fn ill_formed_zips_are_refused_and_never_cached() {
@@ -591,6 +591,8 @@ async fn ill_formed_zips_are_refused_and_never_cached() {
         (GoFault::ZipDotDot, "unsafe path"),
         (GoFault::ZipTooBig, "expands beyond"),
         (GoFault::ZipGarbage, "not a valid zip"),
+        (GoFault::ZipDuplicate, "appears more than once"),
+        (GoFault::ZipCaseCollision, "collide when case is ignored"),
     ] {
         fake.go_fault(WEB, "v1.1.0", fault);
         for attempt in 1..=2 {
