@@ -579,7 +579,7 @@ async fn bad_module_paths_and_versions_never_reach_the_upstream() {
 }
 
 /// Ill-formed zips (entries outside `<module>@<version>/`, `..` entries, a zip expanding past
-/// 500 MiB, not a zip at all) and an oversized go.mod are refused and never cached: the next
+/// 500 MiB, not a zip at all, duplicate entries, names equal but for case) and an oversized go.mod are refused and never cached: the next
 /// request goes upstream again, and once the upstream serves the real zip it is cached.
 #[tokio::test]
 async fn ill_formed_zips_are_refused_and_never_cached() {
@@ -591,6 +591,8 @@ async fn ill_formed_zips_are_refused_and_never_cached() {
         (GoFault::ZipDotDot, "unsafe path"),
         (GoFault::ZipTooBig, "expands beyond"),
         (GoFault::ZipGarbage, "not a valid zip"),
+        (GoFault::ZipDuplicate, "appears more than once"),
+        (GoFault::ZipCaseCollision, "collide when case is ignored"),
     ] {
         fake.go_fault(WEB, "v1.1.0", fault);
         for attempt in 1..=2 {
@@ -757,5 +759,263 @@ async fn fall_through_latest_and_credentials() {
     )
     .await;
     assert_eq!(status(&r), 502);
+    health(&packrat).await;
+}
+
+// ---- `/go/` without a mapping, freshness, metrics and errors ---------------------------------
+
+/// packrat with nothing but `upstream_extra` under `[upstream]` and `rest` after it: no
+/// `[[go.modules]]` unless `rest` has them.
+async fn start_plain(fake: &FakeGitlab, upstream_extra: &str, rest: &str) -> Packrat {
+    Packrat::start_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
+         [upstream]\nurl = \"{}\"\n{upstream_extra}\n\n{rest}",
+        fake.url()
+    ))
+    .await
+}
+
+/// (status, body) of a GET with `PRIVATE-TOKEN: token` (if any).
+async fn status_text(packrat: &Packrat, path: &str, token: Option<&str>) -> (u16, String) {
+    let r = go_get(packrat, path, token).await;
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// `/go/` without `[[go.modules]]`: a module under `go.host` (the fake's module host, not the
+/// 127.0.0.1 packrat reaches it at) names its project in its path. packrat tries the longest
+/// prefix first, takes GitLab's 401 (anonymous: a project that does not exist or is private)
+/// and 404 as "try the next one", answers 401 when only credentials were missing, and
+/// remembers what it found.
+#[tokio::test]
+async fn go_endpoint_resolves_modules_under_go_host_without_a_mapping() {
+    let mut world = World::standard();
+    // The public pub/lib gains a module two directories down and a /v2 major.
+    let lib = |m: &str| format!("module {GO_HOST}/pub/lib{m}\n\ngo 1.19\n");
+    let (root, deep, v2) = (lib(""), lib("/sub/deep"), lib("/v2"));
+    let sha = world.add_go_commit(
+        7,
+        1_593_000_000,
+        &[
+            ("go.mod", root.as_str()),
+            ("lib.go", "package lib\n"),
+            ("sub/deep/go.mod", deep.as_str()),
+            ("sub/deep/deep.go", "package deep\n"),
+            ("v2/go.mod", v2.as_str()),
+            ("v2/lib.go", "package lib\n"),
+        ],
+    );
+    world
+        .add_go_tag(7, "v0.2.0", &sha)
+        .add_go_tag(7, "v2.0.0", &sha);
+    let fake = FakeGitlab::start(world).await;
+    let packrat = start_plain(&fake, "", &format!("[go]\nhost = \"{GO_HOST}\"\n")).await;
+    let at = |m: &str, file: &str| format!("/go/{GO_HOST}/{m}/@v/{file}");
+
+    // Anonymous, public project: found past the 401s for pub/lib/sub/deep and pub/lib/sub.
+    assert_eq!(
+        status_text(&packrat, &at("pub/lib/sub/deep", "list"), None).await,
+        (200, "v0.2.0".to_string())
+    );
+    assert_eq!(
+        status_text(&packrat, &at("pub/lib/v2", "list"), None).await,
+        (200, "v2.0.0".to_string())
+    );
+    assert!(fake.requests("/projects/pub%2Flib%2Fsub%2Fdeep/") >= 1);
+    assert!(fake.requests("/projects/pub%2Flib%2Fv2/") >= 1);
+
+    // Private project: anonymous gets GitLab's 401, a non-member 404, a member the module.
+    let tools = at("acme/web/tools", "list");
+    let (status, body) = status_text(&packrat, &tools, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(status_text(&packrat, &tools, Some(BOB_PAT)).await.0, 404);
+    let (status, body) = status_text(&packrat, &tools, Some(ALICE_PAT)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("v1.0.0\n"), "{body}");
+    let (status, body) =
+        status_text(&packrat, &at("acme/web/v2", "v2.0.0.info"), Some(ALICE_PAT)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"v2.0.0\""), "{body}");
+    // Under the host but in no project: 404 with a token, 401 without.
+    let nope = at("nope/x", "list");
+    assert_eq!(status_text(&packrat, &nope, Some(ALICE_PAT)).await.0, 404);
+    assert_eq!(status_text(&packrat, &nope, None).await.0, 401);
+
+    // Remembered: later requests go straight to the project, never probing again, and the
+    // gate still decides per caller.
+    let probes = [
+        fake.requests("/projects/acme%2Fweb%2Ftools/"),
+        fake.requests("/projects/pub%2Flib%2Fsub"),
+        fake.requests("/projects/pub%2Flib%2Fv2/"),
+    ];
+    let (status, body) = status_text(
+        &packrat,
+        &at("acme/web/tools", "v1.0.0.info"),
+        Some(ALICE_PAT),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(status_text(&packrat, &tools, None).await.0, 401);
+    assert_eq!(status_text(&packrat, &tools, Some(BOB_PAT)).await.0, 404);
+    let (status, body) = status_text(&packrat, &at("pub/lib/sub/deep", "v0.2.0.info"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = status_text(&packrat, &at("pub/lib/v2", "v2.0.0.mod"), None).await;
+    assert_eq!((status, body), (200, v2.clone()));
+    assert_eq!(
+        [
+            fake.requests("/projects/acme%2Fweb%2Ftools/"),
+            fake.requests("/projects/pub%2Flib%2Fsub"),
+            fake.requests("/projects/pub%2Flib%2Fv2/"),
+        ],
+        probes,
+        "{:?}",
+        fake.request_log()
+    );
+    assert_eq!(
+        fake.requests(&format!(
+            "/projects/acme%2Fweb/packages/go/{GO_HOST}/acme/web/tools/@v/v1.0.0.info"
+        )),
+        1
+    );
+    assert_eq!(
+        fake.requests(&format!(
+            "/projects/pub%2Flib/packages/go/{GO_HOST}/pub/lib/sub/deep/@v/v0.2.0.info"
+        )),
+        1
+    );
+    health(&packrat).await;
+}
+
+/// `list` and `@latest` follow `metadata_ttl`: revalidated once it passed (a newly published
+/// version appears in both), and with the upstream down the stale list is served with
+/// `Warning: 110`, as is an `@latest` computed from it.
+#[tokio::test]
+async fn go_list_and_latest_revalidate_after_the_ttl_and_serve_stale_on_error() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = start_plain(
+        &fake,
+        "",
+        &format!("[cache]\nmetadata_ttl = \"1s\"\n\n{GO_MODULES}"),
+    )
+    .await;
+    let list = format!("/go/{WEB}/@v/list");
+    let latest = format!("/go/{WEB}/@latest");
+    let stale = "110 - \"Response is Stale\"";
+    let version_of = |body: &str| -> String {
+        let doc: Value = serde_json::from_str(body).unwrap();
+        doc["Version"].as_str().unwrap_or_default().to_string()
+    };
+
+    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("warning").is_none());
+    assert!(!r.text().await.unwrap().contains("v1.12.0"));
+    let (status, body) = status_text(&packrat, &latest, Some(ALICE_PAT)).await;
+    assert_eq!((status, version_of(&body)), (200, "v1.10.0".to_string()));
+    let asked = fake.requests(&format!("{WEB}/@v/list"));
+
+    // A new release upstream; once the TTL passed, list and @latest show it.
+    fake.with_world(|w| {
+        let sha = w.go[&42].tags["v1.10.0"].clone();
+        w.add_go_tag(42, "v1.12.0", &sha);
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("warning").is_none());
+    let body = r.text().await.unwrap();
+    assert!(body.lines().any(|l| l == "v1.12.0"), "{body}");
+    assert!(
+        fake.requests(&format!("{WEB}/@v/list")) > asked,
+        "the list was revalidated upstream"
+    );
+    let r = go_get(&packrat, &latest, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("warning").is_none());
+    assert_eq!(version_of(&r.text().await.unwrap()), "v1.12.0");
+
+    // Upstream down and the TTL passed again: stale, and saying so.
+    fake.go_down().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["warning"], stale);
+    assert!(r.text().await.unwrap().lines().any(|l| l == "v1.12.0"));
+    let r = go_get(&packrat, &latest, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["warning"], stale, "@latest from a stale list");
+    assert_eq!(version_of(&r.text().await.unwrap()), "v1.12.0");
+    health(&packrat).await;
+}
+
+/// `/-/metrics` counts the Go routes; a Go read whose access is decided gets a 504 with a
+/// clear sentence when the upstream is slower than `upstream.timeout`, and a 502 when it is
+/// down and nothing is cached, both GitLab-shaped.
+#[tokio::test]
+async fn go_routes_are_counted_and_upstream_failures_are_502_and_504() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = start_plain(&fake, "timeout = \"1s\"", GO_MODULES).await;
+    for path in [
+        format!("/go/{WEB}/@v/list"),
+        format!("/go/{WEB}/@latest"),
+        format!("/go/{WEB}/@v/v1.0.0.info"),
+        "/go/sumdb/sum.golang.org/supported".to_string(),
+    ] {
+        let (status, body) = status_text(&packrat, &path, Some(ALICE_PAT)).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+
+    // Slower than upstream.timeout: 504.
+    fake.delay_matching("/@v/v1.1.0.zip", std::time::Duration::from_secs(3));
+    let (status, body) = status_text(
+        &packrat,
+        &format!("/go/{WEB}/@v/v1.1.0.zip"),
+        Some(ALICE_PAT),
+    )
+    .await;
+    assert_eq!(status, 504, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        doc["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("did not answer within 1s")),
+        "{body}"
+    );
+    fake.clear_faults();
+
+    // Down, and this zip was never fetched: 502.
+    fake.go_down().await;
+    let (status, body) = status_text(
+        &packrat,
+        &format!("/go/{WEB}/@v/v1.9.0.zip"),
+        Some(ALICE_PAT),
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        doc["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("could not be reached")),
+        "{body}"
+    );
+
+    let metrics = status_text(&packrat, "/-/metrics", None).await.1;
+    let counted = |route: &str, status: u16| {
+        metrics.lines().any(|l| {
+            l.starts_with("packrat_requests_total{")
+                && l.contains(&format!("route=\"{route}\""))
+                && l.contains(&format!("status=\"{status}\""))
+        })
+    };
+    for (route, status) in [
+        ("go_list", 200),
+        ("go_latest", 200),
+        ("go_file", 200),
+        ("go_sumdb", 200),
+        ("go_file", 504),
+        ("go_file", 502),
+    ] {
+        assert!(counted(route, status), "{route} {status}\n{metrics}");
+    }
     health(&packrat).await;
 }

@@ -46,6 +46,9 @@ pub const FORWARDING_NPM_REGISTRY: &str = "PACKRAT_FORWARDING_NPM_REGISTRY";
 pub const FORWARDING_GO_PROXY: &str = "PACKRAT_FORWARDING_GO_PROXY";
 pub const FORWARDING_GO_SUMDB: &str = "PACKRAT_FORWARDING_GO_SUMDB";
 
+// [go]
+pub const GO_HOST: &str = "PACKRAT_GO_HOST";
+
 /// Every override variable with the dotted key it overrides, in file order.
 pub const OVERRIDES: &[(&str, &str)] = &[
     (SERVER_LISTEN, "server.listen"),
@@ -68,6 +71,7 @@ pub const OVERRIDES: &[(&str, &str)] = &[
     (FORWARDING_NPM_REGISTRY, "forwarding.npm_registry"),
     (FORWARDING_GO_PROXY, "forwarding.go_proxy"),
     (FORWARDING_GO_SUMDB, "forwarding.go_sumdb"),
+    (GO_HOST, "go.host"),
 ];
 
 /// Every variable packrat reads (the token variable only under its default
@@ -95,4 +99,5 @@ pub const ALL: &[&str] = &[
     FORWARDING_NPM_REGISTRY,
     FORWARDING_GO_PROXY,
     FORWARDING_GO_SUMDB,
+    GO_HOST,
 ];

@@ -195,9 +195,11 @@ impl PartialEq for ForwardingRule {
 
 impl Eq for ForwardingRule {}
 
-/// `[[go.modules]]`
+/// `[go]`: the module host and `[[go.modules]]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GoConfig {
+    /// The host name GitLab puts in module paths (`go.host`; default: `upstream.url`'s host).
+    pub host: String,
     pub modules: Vec<GoModuleMapping>,
 }
 
@@ -382,7 +384,10 @@ impl Default for Config {
                 go_sumdb: DEFAULT_GO_SUMDB.to_owned(),
                 rules: Vec::new(),
             },
-            go: GoConfig::default(),
+            go: GoConfig {
+                host: url_host(DEFAULT_UPSTREAM_URL),
+                modules: Vec::new(),
+            },
             offline: OfflineConfig::default(),
             source: None,
         }
@@ -876,6 +881,11 @@ fn build(
         rules,
     };
 
+    let go_host = l
+        .value("go.host", env::GO_HOST, raw.go.host, None, |v| {
+            check_go_host(&v).map(|()| Some(v))
+        })?
+        .unwrap_or_else(|| url_host(&upstream.url));
     let mut modules: Vec<GoModuleMapping> = Vec::with_capacity(raw.go.modules.len());
     for (i, m) in raw.go.modules.into_iter().enumerate() {
         let at = |k: &str| l.in_file(format!("go.modules[{i}].{k}"));
@@ -935,7 +945,10 @@ fn build(
         upstream,
         cache,
         forwarding,
-        go: GoConfig { modules },
+        go: GoConfig {
+            host: go_host,
+            modules,
+        },
         offline: OfflineConfig { tokens },
         source: file.map(Path::to_owned),
     })
@@ -1141,6 +1154,33 @@ fn check_var_name(name: &str) -> Result<(), String> {
         return Err(format!("invalid environment variable name {name:?}"));
     }
     Ok(())
+}
+
+/// The host (without port) of a URL already checked by [`parse_http_url`].
+fn url_host(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.split(':').next().unwrap_or(authority),
+    };
+    host.to_ascii_lowercase()
+}
+
+/// `go.host`: a bare host name as module paths start with it.
+fn check_go_host(host: &str) -> Result<(), String> {
+    let why = if host.is_empty() {
+        "must not be empty"
+    } else if host.contains("://") {
+        "a module host has no scheme (e.g. \"gitlab.example.com\")"
+    } else if host.contains('/') {
+        "must be a host name only, without '/'"
+    } else if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "must not contain whitespace"
+    } else {
+        return Ok(());
+    };
+    Err(format!("invalid module host {host:?}: {why}"))
 }
 
 fn check_module_prefix(prefix: &str) -> Result<(), String> {

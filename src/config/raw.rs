@@ -86,6 +86,7 @@ pub struct RawRule {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGo {
+    pub host: Option<String>,
     #[serde(default)]
     pub modules: Vec<RawGoModule>,
 }
@@ -218,7 +219,10 @@ const FORWARDING: &[Field] = &[
     f("rules", Kind::TableArray(RULE)),
 ];
 const GO_MODULE: &[Field] = &[f("prefix", Kind::Str), f("project", Kind::Project)];
-const GO: &[Field] = &[f("modules", Kind::TableArray(GO_MODULE))];
+const GO: &[Field] = &[
+    f("host", Kind::Str),
+    f("modules", Kind::TableArray(GO_MODULE)),
+];
 const TOKEN: &[Field] = &[f("sha256", Kind::Str), f("scopes", Kind::StrArray)];
 const OFFLINE: &[Field] = &[f("tokens", Kind::TableArray(TOKEN))];
 

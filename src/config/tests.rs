@@ -527,6 +527,7 @@ fn env_overrides_every_scalar_key() {
         (env::FORWARDING_NPM_REGISTRY, "https://registry.npmjs.org"),
         (env::FORWARDING_GO_PROXY, "https://proxy.golang.org/"),
         (env::FORWARDING_GO_SUMDB, "https://sumdb.example.com"),
+        (env::GO_HOST, "git.example.com"),
     ];
     let c = load_env(None, vars);
     assert_eq!(
@@ -562,7 +563,32 @@ fn env_overrides_every_scalar_key() {
         Some("https://proxy.golang.org")
     );
     assert_eq!(c.forwarding.go_sumdb, "https://sumdb.example.com");
+    assert_eq!(c.go.host, "git.example.com");
     assert_eq!(c.source, None);
+}
+
+/// `go.host` defaults to upstream.url's host (no port), and is a bare host name.
+#[test]
+fn go_host_defaults_to_the_upstream_host() {
+    assert_eq!(Config::default().go.host, "gitlab.com");
+    let c = ok("[upstream]\nurl = \"http://GitLab.Internal:8080/sub\"\n");
+    assert_eq!(c.go.host, "gitlab.internal");
+    let c = ok("[upstream]\nurl = \"http://[::1]:8080\"\n");
+    assert_eq!(c.go.host, "::1");
+    let c = ok("[upstream]\nurl = \"http://127.0.0.1:9\"\n[go]\nhost = \"gitlab.example.com\"\n");
+    assert_eq!(c.go.host, "gitlab.example.com");
+    for bad in [
+        "",
+        "https://gitlab.example.com",
+        "gitlab.example.com/acme",
+        "a b",
+    ] {
+        let e = err(&format!("[go]\nhost = {bad:?}\n"));
+        assert!(
+            e.starts_with("config.toml: key `go.host`: invalid module host"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

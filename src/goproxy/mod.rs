@@ -20,7 +20,7 @@ use http::StatusCode;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::Credential;
-use crate::cache::{BlobSpec, Build, Built, BuiltVariant, Core, MetaHit, MetaSpec};
+use crate::cache::{BlobSpec, Build, Built, BuiltVariant, CacheOutcome, Core, MetaHit, MetaSpec};
 use crate::config::ProjectRef;
 use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
@@ -143,7 +143,11 @@ pub async fn handle(
             // @latest moves: it must be revalidated, unlike the immutable .info it names.
             reply = reply.revalidate(credential.is_anonymous());
             reply.etag = None;
-            Ok(reply)
+            // Computed from a stale list, it is as stale as the list (and says so).
+            if hit.outcome == CacheOutcome::StaleIfError {
+                reply.outcome = hit.outcome;
+            }
+            Ok(reply.warn_if_stale())
         }
         GoRoute::File(m, v, kind) => {
             // The gate: whoever may list the module in this project may read its files.
@@ -359,8 +363,8 @@ pub fn latest(versions: &[ModuleVersion]) -> Option<ModuleVersion> {
 }
 
 /// `/go/`: which GitLab project holds a module. `[[go.modules]]` (longest prefix) first; else
-/// a module under the upstream's host names its project in its path (GitLab's rule), found by
-/// asking the upstream for the longest path prefix that lists the module (remembered). A
+/// a module under `go.host` names its project in its path (GitLab's rule), found by asking
+/// the upstream for the longest path prefix that lists the module (remembered). A
 /// module under GitLab's host that no project lists is a 404; `None` means "not GitLab's":
 /// the forwarding rules decide about the public Go proxy.
 async fn resolve_project(
@@ -383,6 +387,9 @@ async fn resolve_project(
         return Ok(Some(p));
     }
     let parts: Vec<&str> = rest.split('/').collect();
+    // GitLab answers 401/403 for a project the caller cannot see, which for an anonymous
+    // caller includes one that does not exist (API.md §2/§4): not a reason to stop looking.
+    let mut unauthorized: Option<Error> = None;
     for n in (2..=parts.len()).rev() {
         let candidate = parts[..n].join("/");
         let ctx = Ctx {
@@ -395,20 +402,25 @@ async fn resolve_project(
                 core.put_aux(&aux_key, &candidate)?;
                 return Ok(Some(candidate));
             }
-            Err(e) if e.status() == StatusCode::NOT_FOUND => continue,
+            Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
+                unauthorized.get_or_insert(e);
+            }
+            Err(e) if matches!(e.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN) => {}
             Err(e) => return Err(e),
         }
     }
-    // Under GitLab's host but in no project: never looked up publicly.
-    Err(not_found())
+    // Some candidate wanted credentials and none listed the module: it may be a project the
+    // caller cannot see yet (GitLab's 401). Otherwise it is under GitLab's host but in no
+    // project: a 404, never looked up publicly.
+    Err(unauthorized.unwrap_or_else(not_found))
 }
 
-/// The rest of `module` after the upstream GitLab's host and a `/`, if it is under it.
+/// The rest of `module` after the GitLab module host (`go.host`) and a `/`, if it is under
+/// it.
 fn under_gitlab_host<'m>(core: &Core, module: &'m str) -> Option<&'m str> {
-    let origin = crate::upstream::origin_of(core.upstream.base());
-    let host = origin.split("://").nth(1).unwrap_or("");
-    let host = host.split(':').next().unwrap_or(host);
-    module.strip_prefix(host)?.strip_prefix('/')
+    module
+        .strip_prefix(core.config.go.host.as_str())?
+        .strip_prefix('/')
 }
 
 /// Whether `module` is private, as far as packrat can tell without asking anyone: pinned

@@ -34,8 +34,18 @@ impl Build for Raw {
     }
 }
 
-/// The name packrat serves: the host of `forwarding.go_sumdb` (without port).
+/// The name packrat serves: the last path segment of `forwarding.go_sumdb` when it has a
+/// path (a database reached through a proxy, `https://proxy.golang.org/sumdb/sum.golang.org`),
+/// else its host (without port).
 pub fn served_name(sumdb_url: &str) -> String {
+    let rest = sumdb_url.split_once("://").map_or(sumdb_url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    if let Some(segment) = rest
+        .split_once('/')
+        .and_then(|(_, path)| path.split('/').rfind(|s| !s.is_empty()))
+    {
+        return segment.to_string();
+    }
     let origin = crate::upstream::origin_of(sumdb_url);
     let host = origin.split("://").nth(1).unwrap_or("");
     host.split(':').next().unwrap_or(host).to_string()
@@ -159,6 +169,15 @@ mod tests {
     fn names_and_paths() {
         assert_eq!(served_name("https://sum.golang.org"), "sum.golang.org");
         assert_eq!(served_name("http://127.0.0.1:9999"), "127.0.0.1");
+        assert_eq!(served_name("https://sum.golang.org/"), "sum.golang.org");
+        assert_eq!(
+            served_name("https://proxy.golang.org/sumdb/sum.golang.org"),
+            "sum.golang.org"
+        );
+        assert_eq!(
+            served_name("http://127.0.0.1:9999/go/sumdb/sum.example.com/"),
+            "sum.example.com"
+        );
         assert!(valid_rest("lookup/golang.org/x/text@v0.3.0"));
         assert!(valid_rest("tile/8/0/x001/234.p/5"));
         assert!(!valid_rest("tile/../../etc"));

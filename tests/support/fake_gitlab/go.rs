@@ -12,7 +12,7 @@
 //!
 //! Fault hooks ([`GoFault`], `FakeGitlab::go_fault`) make one version's zip or go.mod
 //! ill-formed: entries outside the prefix, `..` entries, a zip that expands past Go's limit,
-//! garbage bytes, an oversized go.mod.
+//! garbage bytes, duplicate entries, a case-insensitive name collision, an oversized go.mod.
 
 use std::collections::BTreeMap;
 use std::io::{Cursor, Write};
@@ -63,6 +63,10 @@ pub enum GoFault {
     ZipTooBig,
     /// Bytes that are not a zip at all.
     ZipGarbage,
+    /// A zip with two entries of the same name (`<prefix>dup.go`).
+    ZipDuplicate,
+    /// A zip with `<prefix>Collide.go` and `<prefix>collide.go`.
+    ZipCaseCollision,
     /// A 17 MiB go.mod (Go's limit is 16 MiB), for `.mod`.
     ModTooBig,
 }
@@ -676,6 +680,29 @@ fn faulty_zip(fault: GoFault, good: &[(String, &[u8])], module: &str, version: &
             write_zip(&e)
         }
         GoFault::ZipGarbage => b"this is not a zip file\n".repeat(20),
+        GoFault::ZipDuplicate => {
+            // The zip crate writes no duplicate names: write `dux.go`, then rename it in
+            // the local and central headers alike.
+            let mut e = good.to_vec();
+            e.push((format!("{prefix}dup.go"), b"package dup\n"));
+            e.push((format!("{prefix}dux.go"), b"package dup\n"));
+            let mut bytes = write_zip(&e);
+            let (from, to) = (format!("{prefix}dux.go"), format!("{prefix}dup.go"));
+            let mut i = 0;
+            while i + from.len() <= bytes.len() {
+                if &bytes[i..i + from.len()] == from.as_bytes() {
+                    bytes[i..i + from.len()].copy_from_slice(to.as_bytes());
+                }
+                i += 1;
+            }
+            bytes
+        }
+        GoFault::ZipCaseCollision => {
+            let mut e = good.to_vec();
+            e.push((format!("{prefix}Collide.go"), b"package web\n"));
+            e.push((format!("{prefix}collide.go"), b"package web\n"));
+            write_zip(&e)
+        }
         GoFault::ZipTooBig => {
             // One 8 MiB entry of zeros, deflated once and copied raw 64 times: 512 MiB
             // uncompressed in a zip of about 550 KB.
