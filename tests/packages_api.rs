@@ -452,6 +452,37 @@ async fn refusals_are_gitlabs() {
         // Twice: the second answer comes from the remembered decision.
         assert_same(&fake, &packrat, &path, token).await;
     }
+    // Invalid parameters: GitLab checks access first, so only a member sees the 400. Each
+    // caller asks before packrat holds any decision for them, then again after one.
+    let invalid = [
+        "/api/v4/projects/42/packages?order_by=bogus".to_string(),
+        "/api/v4/projects/42/packages?per_page=0".to_string(),
+        "/api/v4/projects/42/packages/abc".to_string(),
+        "/api/v4/projects/42/packages/abc/package_files".to_string(),
+        format!(
+            "/api/v4/projects/42/packages/{}/package_files?order_by=size",
+            ids.tool
+        ),
+        format!(
+            "/api/v4/projects/42/packages/{}/pipelines?per_page=21",
+            ids.tool
+        ),
+        "/api/v4/groups/acme/packages?sort=sideways".to_string(),
+    ];
+    for token in [None, Some(BOB_PAT), Some(ALICE_PAT)] {
+        for path in &invalid {
+            assert_same(&fake, &packrat, path, token).await;
+        }
+        for path in [
+            "/api/v4/projects/42/packages",
+            "/api/v4/groups/acme/packages",
+        ] {
+            assert_same(&fake, &packrat, path, token).await;
+        }
+        for path in &invalid {
+            assert_same(&fake, &packrat, path, token).await;
+        }
+    }
 }
 
 #[tokio::test]

@@ -236,6 +236,7 @@ async fn dispatch(
                 &target,
                 r,
                 packages_api::PkgRequest {
+                    method: req.method(),
                     credential: &credential,
                     headers: req.headers(),
                     raw_path: &raw_path,
