@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT, MAINT_PAT};
 use crate::support::fake_gitlab::{FakeGitlab, PkgSpec, World};
-use crate::support::packrat::Packrat;
+use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
 
 /// The headers GitLab's pagination sets, plus the content type.
 const COMPARED_HEADERS: &[&str] = &[
@@ -280,6 +280,69 @@ async fn links_name_packrats_public_url() {
     assert!(
         delete.starts_with(&format!("{}/api/v4/projects/42/packages/", packrat.url())),
         "{delete}"
+    );
+}
+
+#[tokio::test]
+async fn files_pipelines_and_show_links_name_the_configured_public_url() {
+    let (world, ids) = rich_world();
+    let fake = FakeGitlab::start(world).await;
+    let public = "https://mirror.example.test:8443";
+    let packrat = Packrat::start_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{public}\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{}\"\n",
+        fake.url()
+    ))
+    .await;
+    let get = |path: String| {
+        client()
+            .get(format!("{}{path}", packrat.url()))
+            .header("PRIVATE-TOKEN", MAINT_PAT)
+            .send()
+    };
+    let p = format!("/api/v4/projects/42/packages/{}", ids.tool);
+    let r = get(format!("{p}/package_files?per_page=1&page=2"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let link = r.headers()["link"].to_str().unwrap();
+    for rel in ["prev", "next", "first", "last"] {
+        assert!(link.contains(&format!("rel=\"{rel}\"")), "{link}");
+    }
+    for url in link.split(", ") {
+        assert!(
+            url.starts_with(&format!("<{public}{p}/package_files?")),
+            "{link}"
+        );
+    }
+    let r = get(format!("{p}/pipelines?per_page=2")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let link = r.headers()["link"].to_str().unwrap();
+    assert!(
+        link.starts_with(&format!("<{public}{p}/pipelines?")) && link.ends_with("rel=\"next\""),
+        "{link}"
+    );
+    let r = get(p.clone()).await.unwrap();
+    let shown: Value = r.json().await.unwrap();
+    assert_eq!(
+        shown["_links"]["delete_api_path"],
+        format!("{public}{p}"),
+        "{shown}"
+    );
+    let r = get("/api/v4/projects/42/packages?per_page=1".into())
+        .await
+        .unwrap();
+    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let listed: Value = r.json().await.unwrap();
+    assert!(
+        link.starts_with(&format!("<{public}/api/v4/projects/42/packages?")),
+        "{link}"
+    );
+    assert!(
+        listed[0]["_links"]["delete_api_path"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{public}/api/v4/projects/42/packages/")),
+        "{listed}"
     );
 }
 
