@@ -409,7 +409,27 @@ async fn a_chunked_publish_over_max_body_is_413_and_never_reaches_gitlab() {
     if let Ok(r) = r {
         assert_eq!(r.status(), 413);
     }
+    assert!(
+        packrat
+            .wait_for_log(&["status=413"], std::time::Duration::from_secs(5))
+            .await,
+        "{}",
+        packrat.logs()
+    );
     assert_eq!(fake.requests_total(), 0, "the upstream was never contacted");
+    // A streamed body within the limit goes through.
+    let small = publish_body("9.9.8", b"small");
+    let r = client()
+        .put(format!("{}{UI_META}", packrat.url()))
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter([
+            Ok::<_, std::io::Error>(small),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     assert_eq!(
         std::fs::read_dir(packrat.data_dir().join("tmp"))
             .unwrap()
