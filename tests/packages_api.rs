@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT, MAINT_PAT};
 use crate::support::fake_gitlab::{FakeGitlab, PkgSpec, World};
-use crate::support::packrat::Packrat;
+use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
 
 /// The headers GitLab's pagination sets, plus the content type.
 const COMPARED_HEADERS: &[&str] = &[
@@ -284,6 +284,69 @@ async fn links_name_packrats_public_url() {
 }
 
 #[tokio::test]
+async fn files_pipelines_and_show_links_name_the_configured_public_url() {
+    let (world, ids) = rich_world();
+    let fake = FakeGitlab::start(world).await;
+    let public = "https://mirror.example.test:8443";
+    let packrat = Packrat::start_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{public}\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{}\"\n",
+        fake.url()
+    ))
+    .await;
+    let get = |path: String| {
+        client()
+            .get(format!("{}{path}", packrat.url()))
+            .header("PRIVATE-TOKEN", MAINT_PAT)
+            .send()
+    };
+    let p = format!("/api/v4/projects/42/packages/{}", ids.tool);
+    let r = get(format!("{p}/package_files?per_page=1&page=2"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let link = r.headers()["link"].to_str().unwrap();
+    for rel in ["prev", "next", "first", "last"] {
+        assert!(link.contains(&format!("rel=\"{rel}\"")), "{link}");
+    }
+    for url in link.split(", ") {
+        assert!(
+            url.starts_with(&format!("<{public}{p}/package_files?")),
+            "{link}"
+        );
+    }
+    let r = get(format!("{p}/pipelines?per_page=2")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let link = r.headers()["link"].to_str().unwrap();
+    assert!(
+        link.starts_with(&format!("<{public}{p}/pipelines?")) && link.ends_with("rel=\"next\""),
+        "{link}"
+    );
+    let r = get(p.clone()).await.unwrap();
+    let shown: Value = r.json().await.unwrap();
+    assert_eq!(
+        shown["_links"]["delete_api_path"],
+        format!("{public}{p}"),
+        "{shown}"
+    );
+    let r = get("/api/v4/projects/42/packages?per_page=1".into())
+        .await
+        .unwrap();
+    let link = r.headers()["link"].to_str().unwrap().to_string();
+    let listed: Value = r.json().await.unwrap();
+    assert!(
+        link.starts_with(&format!("<{public}/api/v4/projects/42/packages?")),
+        "{link}"
+    );
+    assert!(
+        listed[0]["_links"]["delete_api_path"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{public}/api/v4/projects/42/packages/")),
+        "{listed}"
+    );
+}
+
+#[tokio::test]
 async fn group_lists_equal_the_upstreams_and_depend_on_who_asks() {
     let (world, _) = rich_world();
     let fake = FakeGitlab::start(world).await;
@@ -451,6 +514,37 @@ async fn refusals_are_gitlabs() {
         assert_same(&fake, &packrat, &path, token).await;
         // Twice: the second answer comes from the remembered decision.
         assert_same(&fake, &packrat, &path, token).await;
+    }
+    // Invalid parameters: GitLab checks access first, so only a member sees the 400. Each
+    // caller asks before packrat holds any decision for them, then again after one.
+    let invalid = [
+        "/api/v4/projects/42/packages?order_by=bogus".to_string(),
+        "/api/v4/projects/42/packages?per_page=0".to_string(),
+        "/api/v4/projects/42/packages/abc".to_string(),
+        "/api/v4/projects/42/packages/abc/package_files".to_string(),
+        format!(
+            "/api/v4/projects/42/packages/{}/package_files?order_by=size",
+            ids.tool
+        ),
+        format!(
+            "/api/v4/projects/42/packages/{}/pipelines?per_page=21",
+            ids.tool
+        ),
+        "/api/v4/groups/acme/packages?sort=sideways".to_string(),
+    ];
+    for token in [None, Some(BOB_PAT), Some(ALICE_PAT)] {
+        for path in &invalid {
+            assert_same(&fake, &packrat, path, token).await;
+        }
+        for path in [
+            "/api/v4/projects/42/packages",
+            "/api/v4/groups/acme/packages",
+        ] {
+            assert_same(&fake, &packrat, path, token).await;
+        }
+        for path in &invalid {
+            assert_same(&fake, &packrat, path, token).await;
+        }
     }
 }
 

@@ -305,7 +305,8 @@ async fn publish_bodies_are_checked_before_anything_is_forwarded() {
             br#"{"name":"@acme/ui"}"#.to_vec(),
             "Versions key is missing from the JSON upload",
         ),
-        (bad_base64.to_vec(), "Attachment data is not valid base64."),
+        // GitLab's message for an attachment it cannot use (it has none for bad base64).
+        (bad_base64.to_vec(), "Attachment data is empty."),
         (
             br#"{"name":"@acme/ui","versions":{"9.0.0":{}}}"#.to_vec(),
             "Attachment data is empty.",
@@ -381,6 +382,166 @@ async fn publish_over_max_body_is_413_and_never_reaches_gitlab() {
     )
     .await;
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_chunked_publish_over_max_body_is_413_and_never_reaches_gitlab() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body = \"2MiB\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{}\"\n",
+        fake.url()
+    ))
+    .await;
+    // A streamed body has no Content-Length: the limit must hold while it arrives.
+    let body = publish_body("9.9.8", &vec![7u8; 3 << 20]);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let r = client()
+        .put(format!("{}{UI_META}", packrat.url()))
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await;
+    // packrat may answer and close before the whole body is sent.
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 413);
+    }
+    assert!(
+        packrat
+            .wait_for_log(&["status=413"], std::time::Duration::from_secs(5))
+            .await,
+        "{}",
+        packrat.logs()
+    );
+    assert_eq!(fake.requests_total(), 0, "the upstream was never contacted");
+    // A streamed body within the limit goes through.
+    let small = publish_body("9.9.8", b"small");
+    let r = client()
+        .put(format!("{}{UI_META}", packrat.url()))
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter([
+            Ok::<_, std::io::Error>(small),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        std::fs::read_dir(packrat.data_dir().join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "the spool is gone"
+    );
+}
+
+/// A tarball of `n` bytes that does not compress (so the publish body is really that big).
+fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_multi_mib_publish_is_spooled_forwarded_and_a_cache_hit() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let tarball = noise(6 << 20);
+    let body = publish_body("4.0.0", &tarball);
+    let r = send(
+        reqwest::Method::PUT,
+        &format!("{}{UI_META}", packrat.url()),
+        Some(ALICE_PAT),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{}", packrat.logs());
+    let put = fake
+        .request_log()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(
+        put.headers["content-length"].to_str().unwrap(),
+        body.len().to_string(),
+        "forwarded with its length, not chunked"
+    );
+    let stored = fake.with_world(|w| {
+        w.npm
+            .iter()
+            .find(|r| r.name == "@acme/ui" && r.version == "4.0.0")
+            .map(|r| r.tarball.clone())
+    });
+    assert!(
+        stored == Some(tarball.clone().into()),
+        "GitLab got the tarball"
+    );
+
+    let (_, doc, _) = get_json(&format!("{}{UI_META}", packrat.url()), ALICE_PAT).await;
+    let url = doc["versions"]["4.0.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = send(reqwest::Method::GET, &url, Some(ALICE_PAT), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-packrat-cache"], "hit");
+    assert_eq!(r.bytes().await.unwrap(), tarball);
+    assert_eq!(
+        fake.requests("@acme/ui-4.0.0.tgz"),
+        0,
+        "no upstream tarball request"
+    );
+    assert_eq!(
+        std::fs::read_dir(packrat.data_dir().join("tmp"))
+            .unwrap()
+            .count(),
+        0,
+        "the spool is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_published_tarball_that_does_not_match_its_shasum_is_not_cached() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let mut doc: Value = serde_json::from_slice(&publish_body("4.1.0", b"the real bytes")).unwrap();
+    doc["versions"]["4.1.0"]["dist"]["shasum"] = json!(hex::encode(Sha1::digest(b"other bytes")));
+    let r = send(
+        reqwest::Method::PUT,
+        &format!("{}{UI_META}", packrat.url()),
+        Some(ALICE_PAT),
+        Some(serde_json::to_vec(&doc).unwrap()),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "GitLab takes the shasum as sent");
+    let (_, meta, _) = get_json(&format!("{}{UI_META}", packrat.url()), ALICE_PAT).await;
+    let url = meta["versions"]["4.1.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = send(reqwest::Method::GET, &url, Some(ALICE_PAT), None).await;
+    assert_ne!(
+        r.headers()
+            .get("x-packrat-cache")
+            .map(|v| v.to_str().unwrap()),
+        Some("hit"),
+        "not served from the cache"
+    );
+    assert_eq!(
+        fake.requests("@acme/ui-4.1.0.tgz"),
+        1,
+        "the tarball was not cached, so it is asked for"
+    );
 }
 
 #[tokio::test]

@@ -219,6 +219,16 @@ impl Core {
         self.public_url.get().map_or("", String::as_str)
     }
 
+    /// The gate's verdict without asking anyone: `Ok(true)` for a fresh allow, the refusal
+    /// for a fresh one, `Ok(false)` when only the upstream can tell.
+    pub fn allowed(&self, credential: &Credential, scope: &str) -> Result<bool, Error> {
+        match self.gate(credential, scope) {
+            Verdict::Allow => Ok(true),
+            Verdict::Refuse(e) => Err(e),
+            Verdict::Ask(_) => Ok(false),
+        }
+    }
+
     /// The one authorization function for cached reads.
     fn gate(&self, credential: &Credential, scope: &str) -> Verdict {
         match self.decisions.get(credential, scope) {

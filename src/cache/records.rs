@@ -341,18 +341,20 @@ impl Core {
         Ok(removed)
     }
 
-    /// Commit bytes the client sent (a published tarball) as the blob answering `key`,
+    /// Commit bytes the client sent (a published tarball, in chunks) as the blob answering `key`,
     /// verified against `expect` like any download.
-    pub async fn put_blob(
+    pub async fn put_blob<C: AsRef<[u8]>>(
         &self,
         key: &str,
-        bytes: &[u8],
+        chunks: impl Iterator<Item = Result<C, Error>>,
         expect: Expect,
         content_type: &str,
         origin: Origin,
     ) -> Result<Digest, Error> {
         let mut writer = self.store.blobs.create(expect).await?;
-        writer.write(bytes).await?;
+        for chunk in chunks {
+            writer.write(chunk?.as_ref()).await?;
+        }
         let info = writer.commit().await?;
         self.store.index.put(
             Tree::Blobs,

@@ -21,6 +21,7 @@ use crate::cache::{BlobSpec, Core, MetaHit, MetaSpec};
 use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
 use crate::server::reply::Reply;
+use crate::server::request_body::RequestBody;
 use crate::store::{Expect, Origin};
 pub use name::PackageName;
 use packument::{PackumentBuilder, TarballRef};
@@ -201,7 +202,7 @@ fn valid_file_name(name: &PackageName, file: &str) -> bool {
 pub struct NpmRequest<'a> {
     pub credential: &'a Credential,
     pub headers: &'a HeaderMap,
-    pub body: Option<Bytes>,
+    pub body: Option<RequestBody>,
 }
 
 pub async fn handle(
@@ -549,7 +550,7 @@ async fn audit(
         "npm_audit",
     );
     up.method = Method::POST;
-    up.body = Some(req.body.unwrap_or_default());
+    up.body = Some(req.body.unwrap_or_default().bytes().await?);
     up.content_type = req
         .headers
         .get(http::header::CONTENT_TYPE)

@@ -8,10 +8,13 @@
 //! every prefix, and a published tarball goes from the request body straight into the blob
 //! store (verified against its `shasum`/`integrity`), so the first install is a cache hit.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use http::{Method, StatusCode};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::name::PackageName;
@@ -23,20 +26,37 @@ use crate::error::{Error, RequestError};
 use crate::server::reply::Reply;
 use crate::store::{Expect, Origin};
 
-/// A publish body that passed the checks.
-enum Checked {
+/// A publish body that passed the checks; it borrows the body (the tarball's base64 is never
+/// copied: it is decoded in chunks, once to check it and once into the blob store).
+enum Checked<'a> {
     /// A new version, with its tarball.
-    New(Published),
+    New(Published<'a>),
     /// `Npm-Command: deprecate`: versions carry `deprecated`, no attachment.
     Deprecate,
 }
 
-struct Published {
+struct Published<'a> {
     /// `<name>-<version>.tgz`, as GitLab names the file.
     file: String,
-    tarball: Vec<u8>,
+    /// The attachment's base64, as sent (trimmed).
+    data: Cow<'a, str>,
     shasum: Option<String>,
     integrity: Option<String>,
+}
+
+/// One attachment; only `data` matters, borrowed from the body when it has no escapes.
+#[derive(serde::Deserialize)]
+struct Attachment<'a> {
+    #[serde(borrow, default)]
+    data: Option<Cow<'a, str>>,
+}
+
+/// base64 text decoded in chunks of at most 192 KiB (a multiple of 4 characters per chunk).
+fn decoded_chunks(data: &str) -> impl Iterator<Item = Result<Vec<u8>, base64::DecodeError>> + '_ {
+    const CHUNK: usize = 256 * 1024;
+    data.as_bytes()
+        .chunks(CHUNK)
+        .map(|c| base64::engine::general_purpose::STANDARD.decode(c))
 }
 
 /// npm's structured error with the same text in both keys (GitLab's publish errors).
@@ -49,13 +69,20 @@ fn publish_error(text: &str) -> Error {
 }
 
 /// The checks GitLab makes before it reads a publish body (API.md §1.7); packrat makes them
-/// without contacting the upstream.
-fn check(body: &[u8], url_name: &PackageName, deprecate: bool) -> Result<Checked, Error> {
-    let doc: Value = serde_json::from_slice(body).map_err(|_| publish_error("Invalid json"))?;
-    let Some(obj) = doc.as_object() else {
-        return Err(publish_error("Invalid json"));
+/// without contacting the upstream. Only the small parts (`name`, `versions`) are parsed into
+/// values; the attachment stays a slice of `body`.
+fn check<'a>(
+    body: &'a [u8],
+    url_name: &PackageName,
+    deprecate: bool,
+) -> Result<Checked<'a>, Error> {
+    let doc: HashMap<String, &'a RawValue> =
+        serde_json::from_slice(body).map_err(|_| publish_error("Invalid json"))?;
+    let parse = |key: &str| {
+        doc.get(key)
+            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
     };
-    let Some(versions) = obj.get("versions").and_then(Value::as_object) else {
+    let Some(Value::Object(versions)) = parse("versions") else {
         return Err(publish_error(
             "Versions key is missing from the JSON upload",
         ));
@@ -67,25 +94,28 @@ fn check(body: &[u8], url_name: &PackageName, deprecate: bool) -> Result<Checked
     let Some((version, meta)) = versions.iter().next().filter(|(v, _)| !v.is_empty()) else {
         return Err(publish_error("Version is empty."));
     };
-    let name = obj
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or(url_name.as_str());
+    let name = match parse("name") {
+        Some(Value::String(n)) => n,
+        _ => url_name.as_str().to_string(),
+    };
     let file = format!("{name}-{version}.tgz");
-    let data = obj
+    let data = doc
         .get("_attachments")
-        .and_then(|a| a.get(&file))
-        .and_then(|a| a.get("data"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if data.is_empty() {
+        .and_then(|raw| serde_json::from_str::<HashMap<String, &'a RawValue>>(raw.get()).ok())
+        .and_then(|a| a.get(&file).copied())
+        .and_then(|raw| serde_json::from_str::<Attachment<'a>>(raw.get()).ok())
+        .and_then(|a| a.data)
+        .map(|d| match d {
+            Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+            Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+        })
+        .unwrap_or_default();
+    // GitLab checks `data.blank?` (API.md §1.7) and has no message of its own for text that is
+    // not base64 (its decoder drops such characters); packrat refuses it with the same
+    // message rather than forward a tarball that cannot be what the client meant.
+    if data.is_empty() || decoded_chunks(&data).any(|c| c.is_err()) {
         return Err(publish_error("Attachment data is empty."));
     }
-    // GitLab's `Base64.decode64` would silently drop what is not base64; packrat refuses it
-    // rather than forward a tarball that cannot be what the client meant.
-    let tarball = base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .map_err(|_| publish_error("Attachment data is not valid base64."))?;
     let dist = meta.get("dist");
     let field = |k: &str| {
         dist.and_then(|d| d.get(k))
@@ -94,7 +124,7 @@ fn check(body: &[u8], url_name: &PackageName, deprecate: bool) -> Result<Checked
     };
     Ok(Checked::New(Published {
         file,
-        tarball,
+        data,
         shasum: field("shasum"),
         integrity: field("integrity"),
     }))
@@ -117,7 +147,17 @@ pub(super) async fn publish(
         .get("npm-command")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("deprecate"));
-    let checked = check(&body, name, deprecate)?;
+    // The one body-sized copy in memory (none extra when the body was small enough to stay
+    // in memory): the checks and the tarball decoding borrow it.
+    let bytes = body.bytes().await?;
+    let checked = match check(&bytes, name, deprecate) {
+        Ok(c) => c,
+        // GitLab authenticates before it reads the body (`authenticate_non_get!`).
+        Err(_) if req.credential.is_anonymous() => {
+            return Err(Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized"));
+        }
+        Err(e) => return Err(e),
+    };
     let path = format!("{}/{}", scope.prefix(), name.encoded());
     let answer = core
         .upstream
@@ -126,10 +166,11 @@ pub(super) async fn publish(
             &path,
             req.credential,
             req.headers,
-            Some(body),
+            Some(body.outgoing().await?),
             "npm_publish",
         )
         .await?;
+    drop(body); // the spool file, if any
     if answer.status.is_success() {
         if let Err(e) = after_publish(core, scope, name, req.credential, checked).await {
             tracing::warn!(name = %name, error = %e, "published upstream; updating the cache failed");
@@ -147,7 +188,7 @@ async fn after_publish(
     scope: &NpmScope,
     name: &PackageName,
     credential: &Credential,
-    checked: Checked,
+    checked: Checked<'_>,
 ) -> Result<(), Error> {
     invalidate(core, name.as_str())?;
     core.records_written()?;
@@ -168,9 +209,12 @@ async fn after_publish(
     if shasum.is_none() && integrity.is_none() {
         return Ok(());
     }
+    let chunks = decoded_chunks(&p.data).map(|c| {
+        c.map_err(|e| Error::Request(RequestError::BadRequest(format!("attachment: {e}"))))
+    });
     core.put_blob(
         &super::blob_key(Origin::Gitlab, &tref.url),
-        &p.tarball,
+        chunks,
         Expect::npm(shasum.as_deref(), integrity.as_deref()),
         "application/octet-stream",
         Origin::Gitlab,
@@ -195,7 +239,10 @@ pub(super) async fn dist_tag(
         name.encoded(),
         percent_encoding::utf8_percent_encode(tag, SEGMENT)
     );
-    let body = (method == Method::PUT).then(|| req.body.unwrap_or_default());
+    let body = match (method == Method::PUT, req.body) {
+        (true, body) => Some(body.unwrap_or_default().outgoing().await?),
+        (false, _) => None,
+    };
     let answer = core
         .upstream
         .forward(
@@ -271,6 +318,17 @@ mod tests {
     }
 
     #[test]
+    fn base64_decodes_in_chunks_like_at_once() {
+        let raw: Vec<u8> = (0..700_001u32).map(|i| (i * 7 + i / 3) as u8).collect();
+        let text = base64::engine::general_purpose::STANDARD.encode(&raw);
+        let chunked: Vec<u8> = decoded_chunks(&text).flat_map(Result::unwrap).collect();
+        assert_eq!(chunked, raw);
+        // Padding in the middle is not base64, wherever the chunks fall.
+        let bad = format!("{}==AAAA{}", &text[..300_000], &text[300_006..]);
+        assert!(decoded_chunks(&bad).any(|c| c.is_err()));
+    }
+
+    #[test]
     fn publish_bodies_are_checked_like_gitlab() {
         assert_eq!(
             message(check(b"{nope", &name(), false).err().unwrap()),
@@ -297,9 +355,10 @@ mod tests {
             "Version is empty."
         );
         let body = br#"{"name":"@acme/ui","versions":{"1.0.0":{}},"_attachments":{"@acme/ui-1.0.0.tgz":{"data":"%%%not base64"}}}"#;
+        // GitLab has no message of its own for it (API.md §1.7): its blank-data one.
         assert_eq!(
             message(check(body, &name(), false).err().unwrap()),
-            "Attachment data is not valid base64."
+            "Attachment data is empty."
         );
         let body = br#"{"name":"@acme/ui","versions":{"1.0.0":{}},"_attachments":{"other.tgz":{"data":"AAAA"}}}"#;
         assert_eq!(
@@ -318,7 +377,8 @@ mod tests {
         match check(body, &name(), false) {
             Ok(Checked::New(p)) => {
                 assert_eq!(p.file, "@acme/ui-1.0.0.tgz");
-                assert_eq!(p.tarball, b"hello");
+                let tarball: Vec<u8> = decoded_chunks(&p.data).flat_map(Result::unwrap).collect();
+                assert_eq!(tarball, b"hello");
                 assert_eq!(p.shasum.as_deref(), Some("ab"));
                 assert_eq!(p.integrity.as_deref(), Some("sha512-x"));
             }

@@ -45,6 +45,9 @@ pub enum PkgRoute {
     Pipelines(i64),
     DeletePackage(i64),
     DeleteFile(i64, i64),
+    /// A path id that is not an integer, with Grape's message; answered only once access is
+    /// decided (see [`handle`]).
+    BadId(String),
 }
 
 impl PkgRoute {
@@ -59,6 +62,11 @@ impl PkgRoute {
         } else {
             rest.strip_prefix('/')?.split('/').collect()
         };
+        // Below a non-numeric segment are other routes (`packages/<format>/...`): nothing
+        // of the Packages API, so GitLab's route 404, not an invalid `package_id`.
+        if segs.len() > 1 && !segs[0].bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+            return None;
+        }
         let group = matches!(target, Target::Group(_));
         let route = match (segs.as_slice(), group) {
             ([], _) => {
@@ -103,7 +111,10 @@ impl PkgRoute {
             }),
             _ => return None,
         };
-        Some(route)
+        Some(route.or_else(|e| match e {
+            Error::Request(RequestError::Grape(message)) => Ok(PkgRoute::BadId(message)),
+            other => Err(other),
+        }))
     }
 
     pub fn label(&self) -> &'static str {
@@ -114,6 +125,7 @@ impl PkgRoute {
             PkgRoute::Pipelines(_) => "packages_pipelines",
             PkgRoute::DeletePackage(_) => "packages_delete",
             PkgRoute::DeleteFile(..) => "packages_file_delete",
+            PkgRoute::BadId(_) => "packages_invalid",
         }
     }
 }
@@ -124,6 +136,7 @@ fn package_id(raw: &str) -> Result<i64, Error> {
 
 /// What the adapter needs from the HTTP request.
 pub struct PkgRequest<'a> {
+    pub method: &'a Method,
     pub credential: &'a Credential,
     pub headers: &'a HeaderMap,
     /// The path as the client sent it (still percent-encoded): `Link` URLs repeat it.
@@ -138,14 +151,38 @@ pub async fn handle(
     req: PkgRequest<'_>,
 ) -> Result<Reply, Error> {
     let query = Query::parse(req.query);
-    match route {
+    let result = match route {
         PkgRoute::List => list(core, target, &query, &req).await,
         PkgRoute::Show(id) => show(core, target, id, &req).await,
         PkgRoute::Files(id) => files(core, target, id, &query, &req).await,
         PkgRoute::Pipelines(id) => pipelines(core, target, id, &query, &req).await,
         PkgRoute::DeletePackage(id) => delete_package(core, id, &req).await,
         PkgRoute::DeleteFile(id, file) => delete_file(core, id, file, &req).await,
+        PkgRoute::BadId(message) => Err(RequestError::Grape(message).into()),
+    };
+    match result {
+        Err(e @ Error::Request(RequestError::Grape(_))) => {
+            access_first(core, target, &req, e).await
+        }
+        other => other,
     }
+}
+
+/// Grape validates parameters only after the `before` blocks that find the project or group
+/// and check access: a caller packrat holds no fresh allow for gets GitLab's own answer (its
+/// 401/404, or the same 400), a fresh refusal is repeated, and only an allowed caller (or
+/// anyone at an offline mirror, whose tokens were checked already) gets the 400 from here.
+async fn access_first(
+    core: &Arc<Core>,
+    target: &Target,
+    req: &PkgRequest<'_>,
+    invalid: Error,
+) -> Result<Reply, Error> {
+    if core.upstream.is_offline() || core.allowed(req.credential, &target.scope())? {
+        return Err(invalid);
+    }
+    let answer = forward(core, req.method.clone(), req, "packages_invalid").await?;
+    Ok(forwarded(answer))
 }
 
 async fn list(
@@ -547,15 +584,17 @@ mod tests {
         );
         assert!(parse(Method::GET, &p, "/go/example.com/x/@v/list").is_none());
         assert!(parse(Method::GET, &p, "x").is_none());
-        let bad = parse(Method::GET, &p, "/abc").unwrap().unwrap_err();
-        assert!(
-            matches!(bad, Error::Request(RequestError::Grape(ref s)) if s == "package_id is invalid")
+        assert!(parse(Method::GET, &p, "/abc/package_files").is_none());
+        // Grape's message, kept until access is decided.
+        assert_eq!(
+            parse(Method::GET, &p, "/abc").unwrap().unwrap(),
+            PkgRoute::BadId("package_id is invalid".into())
         );
-        let bad = parse(Method::DELETE, &p, "/7/package_files/x")
-            .unwrap()
-            .unwrap_err();
-        assert!(
-            matches!(bad, Error::Request(RequestError::Grape(ref s)) if s == "package_file_id is invalid")
+        assert_eq!(
+            parse(Method::DELETE, &p, "/7/package_files/x")
+                .unwrap()
+                .unwrap(),
+            PkgRoute::BadId("package_file_id is invalid".into())
         );
         assert!(matches!(
             parse(Method::POST, &p, "").unwrap(),

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod ops;
 pub mod reply;
+pub mod request_body;
 pub mod respond;
 pub mod router;
 

@@ -11,16 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tracing::Instrument;
 
 use super::body::{self, Body};
 use super::reply::{Reply, ReplyBody};
-use super::{ops, respond};
+use super::{ops, request_body, respond};
 use crate::auth::offline::{self, Owner};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
@@ -238,6 +236,7 @@ async fn dispatch(
                 &target,
                 r,
                 packages_api::PkgRequest {
+                    method: req.method(),
                     credential: &credential,
                     headers: req.headers(),
                     raw_path: &raw_path,
@@ -251,7 +250,21 @@ async fn dispatch(
             let (parts, incoming) = req.into_parts();
             let credential = Credential::from_headers(&parts.headers);
             let body = if parts.method == Method::POST || parts.method == Method::PUT {
-                match read_body(&parts.headers, incoming, core.config.server.max_body).await {
+                // Only a publish carries a body worth spooling (the tarball).
+                let spool_above = match r {
+                    NpmRoute::Publish(_) => request_body::SPOOL_ABOVE,
+                    _ => u64::MAX,
+                };
+                let limit = core.config.server.max_body;
+                match request_body::receive(
+                    &parts.headers,
+                    incoming,
+                    limit,
+                    spool_above,
+                    &core.store.blobs,
+                )
+                .await
+                {
                     Ok(b) => Some(b),
                     Err(e) => return (CacheOutcome::Bypass, respond::error_response(&e)),
                 }
@@ -298,28 +311,6 @@ fn is_write(method: &Method, path: &str) -> bool {
     !(*method == Method::GET || *method == Method::HEAD)
         && path.starts_with("/api/v4/")
         && !path.contains("/-/npm/v1/security/")
-}
-
-/// Read a request body, refusing more than `limit` bytes (413) before or while reading.
-async fn read_body(headers: &http::HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, Error> {
-    let too_large = || Error::Request(RequestError::BodyTooLarge { limit });
-    if let Some(len) = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit {
-            return Err(too_large());
-        }
-    }
-    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(Error::Request(RequestError::BadRequest(format!(
-            "could not read the request body: {e}"
-        )))),
-    }
 }
 
 /// Turn an adapter's reply into a response: validators, 304, HEAD, lengths, byte counting.

@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::digest::{Digest, Expect, Hasher};
 use super::layout::blob_path;
+use super::spool::Spool;
 use crate::error::StoreError;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -167,8 +168,8 @@ impl BlobStore {
         Ok((Digest(h.finalize().into()), len))
     }
 
-    /// Start writing a new blob into a fresh temp file.
-    pub async fn create(&self, expect: Expect) -> Result<BlobWriter, StoreError> {
+    /// A fresh, unused temp file name in the tmp area.
+    fn tmp_name(&self) -> PathBuf {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let name = format!(
             "{}-{}-{:016x}.part",
@@ -176,7 +177,17 @@ impl BlobStore {
             n,
             rand::random::<u64>()
         );
-        let path = self.inner.tmp.join(name);
+        self.inner.tmp.join(name)
+    }
+
+    /// Start spooling a request body into a fresh temp file.
+    pub async fn spool(&self) -> Result<Spool, StoreError> {
+        Spool::create(self.tmp_name()).await
+    }
+
+    /// Start writing a new blob into a fresh temp file.
+    pub async fn create(&self, expect: Expect) -> Result<BlobWriter, StoreError> {
+        let path = self.tmp_name();
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

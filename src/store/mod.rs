@@ -5,6 +5,7 @@ pub mod blob;
 pub mod digest;
 pub mod index;
 pub mod layout;
+pub mod spool;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ pub use blob::{BlobInfo, BlobStore, BlobWriter, StagedBlob};
 pub use digest::{Digest, Expect};
 pub use index::{BlobEntry, Decision, Index, MetaRecord, Origin, Tree, Variant};
 pub use layout::{DirLock, Layout};
+pub use spool::Spool;
 
 use crate::error::StoreError;
 

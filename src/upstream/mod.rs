@@ -134,6 +134,12 @@ pub const FORWARD_RESPONSE_HEADERS: &[&str] = &[
 /// Largest upstream answer to a write that is passed back (they are small JSON documents).
 const MAX_FORWARDED_BODY: u64 = 16 << 20;
 
+/// A request body to forward: in memory, or a file of known length streamed as it is read.
+pub enum OutBody {
+    Bytes(Bytes),
+    File(tokio::fs::File, u64),
+}
+
 impl Upstream {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, UpstreamError> {
         let base = config.upstream.url.trim_end_matches('/').to_string();
@@ -288,7 +294,7 @@ impl Upstream {
         path_and_query: &str,
         credential: &Credential,
         headers: &HeaderMap,
-        body: Option<Bytes>,
+        body: Option<OutBody>,
         kind: &'static str,
     ) -> Result<Forwarded, UpstreamError> {
         let url = self.gitlab_url(path_and_query);
@@ -308,9 +314,20 @@ impl Upstream {
         }
         // Large bodies take time to upload: allow a second per MiB on top of the timeout.
         let mut timeout = self.timeout;
-        if let Some(b) = body {
-            timeout += Duration::from_secs((b.len() as u64) >> 20);
-            rb = rb.body(b);
+        match body {
+            None => {}
+            Some(OutBody::Bytes(b)) => {
+                timeout += Duration::from_secs((b.len() as u64) >> 20);
+                rb = rb.body(b);
+            }
+            Some(OutBody::File(f, len)) => {
+                // Streamed from the spool with its length (no chunked upload).
+                timeout += Duration::from_secs(len >> 20);
+                let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024);
+                rb = rb
+                    .header(http::header::CONTENT_LENGTH, len)
+                    .body(reqwest::Body::wrap_stream(stream));
+            }
         }
         let secs = timeout.as_secs();
         let resp = match tokio::time::timeout(timeout, rb.send()).await {
