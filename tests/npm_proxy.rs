@@ -165,37 +165,259 @@ async fn hundred_concurrent_misses_make_one_upstream_request() {
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
     let url = tarball_url(&packrat, UI_META, "1.1.0").await;
-    // Slow the upstream so every request arrives while the first download runs.
+    let expected = tarball_bytes(&fake, "@acme/ui", "1.1.0");
+    // Slow the upstream so every request arrives while the first download runs, and hold
+    // its body half-way until all 100 are streaming: none can arrive after the commit.
     fake.delay_matching(".tgz", Duration::from_millis(500));
-    let bodies = join_all((0..100).map(|_| {
-        let url = url.clone();
-        async move {
-            let r = get(&url, Some(ALICE_PAT)).await;
-            assert_eq!(r.status(), 200);
-            r.bytes().await.unwrap()
-        }
-    }))
-    .await;
+    let gate = fake.pause_body_after("@acme/ui-1.1.0.tgz", expected.len() / 2);
+    let (streaming, bodies) = spawn_streaming_clients(&url, 100);
+    first_bytes_from_all(streaming, 100, expected.len()).await;
+    gate.release();
+    let bodies = join_all(bodies).await;
     assert_eq!(
         fake.requests("@acme/ui-1.1.0.tgz"),
         1,
         "exactly one upstream request"
     );
-    let expected = tarball_bytes(&fake, "@acme/ui", "1.1.0");
     let sha = hex::encode(Sha1::digest(&expected));
-    for b in &bodies {
+    for b in bodies {
+        let b = b.unwrap().expect("a complete body");
         assert_eq!(b.len(), expected.len());
-        assert_eq!(hex::encode(Sha1::digest(b)), sha);
+        assert_eq!(hex::encode(Sha1::digest(&b)), sha);
     }
-    let metrics = get(&format!("{}/-/metrics", packrat.url()), None)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("packrat_singleflight_joins_total"),
-        "{metrics}"
+    // One more read: a hit from the store.
+    let r = get(&url, Some(ALICE_PAT)).await;
+    assert_eq!(cache_header(&r), "hit");
+    assert_eq!(r.bytes().await.unwrap().len(), expected.len());
+
+    let m = metrics_text(&packrat).await;
+    // The first requester leads the download (a miss), the other 99 join it.
+    assert_eq!(
+        metric(&m, "packrat_singleflight_joins_total", &[]),
+        99.0,
+        "{m}"
     );
+    let tarball = [("kind", "npm_tarball")];
+    assert_eq!(
+        metric(&m, "packrat_cache_misses_total", &tarball),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "packrat_cache_hits_total", &tarball), 1.0, "{m}");
+    let route = |outcome| {
+        metric(
+            &m,
+            "packrat_requests_total",
+            &[
+                ("route", "npm_tarball"),
+                ("status", "200"),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(route("miss"), 1.0, "{m}");
+    assert_eq!(route("joined"), 99.0, "{m}");
+    assert_eq!(route("hit"), 1.0, "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "packrat_upstream_request_duration_seconds_count",
+            &tarball
+        ),
+        1.0,
+        "one upstream tarball request timed: {m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "packrat_upstream_request_duration_seconds_sum",
+            &tarball
+        ) >= 0.5,
+        "the 500 ms upstream delay is in the histogram: {m}"
+    );
+    assert!(
+        metric(&m, "packrat_bytes_served_total", &[]) >= (101 * expected.len()) as f64,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "packrat_blob_bytes_on_disk", &[]) >= expected.len() as f64,
+        "{m}"
+    );
+
+    let r = get(&format!("{}/-/ready", packrat.url()), None).await;
+    assert_eq!(r.status(), 200);
+    let ready = r.text().await.unwrap();
+    assert!(ready.starts_with("ready\n"), "{ready}");
+    assert!(ready.contains("in_flight_downloads 0"), "{ready}");
+}
+
+const BIG_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fbig";
+const BIG_TGZ: &str = "@acme/big-1.0.0.tgz";
+
+/// A world with a 300 kB tarball, so a pause half-way is well inside the body.
+async fn big_tarball_setup() -> (FakeGitlab, Packrat, String, Vec<u8>) {
+    let mut world = World::standard();
+    world.add_npm(42, NpmPkg::new("@acme/big", "1.0.0").size(300_000));
+    let fake = FakeGitlab::start(world).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let url = tarball_url(&packrat, BIG_META, "1.0.0").await;
+    let expected = tarball_bytes(&fake, "@acme/big", "1.0.0");
+    (fake, packrat, url, expected)
+}
+
+type StreamedBody = Result<Vec<u8>, String>;
+
+/// `n` clients, each in its own task: it reports how many bytes it had once its first bytes
+/// arrived, then reads to the end (`Err` if the body broke).
+fn spawn_streaming_clients(
+    url: &str,
+    n: usize,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<usize>,
+    Vec<tokio::task::JoinHandle<StreamedBody>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let tasks = (0..n)
+        .map(|_| {
+            let url = url.to_string();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut r = get(&url, Some(ALICE_PAT)).await;
+                assert_eq!(r.status(), 200);
+                let mut body = Vec::new();
+                let mut reported = false;
+                loop {
+                    match r.chunk().await {
+                        Ok(Some(c)) => {
+                            body.extend_from_slice(&c);
+                            if !reported && !body.is_empty() {
+                                reported = true;
+                                let _ = tx.send(body.len());
+                            }
+                        }
+                        Ok(None) => return Ok(body),
+                        Err(e) => return Err(format!("{e} after {} bytes", body.len())),
+                    }
+                }
+            })
+        })
+        .collect();
+    (rx, tasks)
+}
+
+/// Waits until all `n` clients got their first bytes, none of them the whole body.
+async fn first_bytes_from_all(
+    mut streaming: tokio::sync::mpsc::UnboundedReceiver<usize>,
+    n: usize,
+    total: usize,
+) {
+    for i in 0..n {
+        let got = tokio::time::timeout(Duration::from_secs(30), streaming.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {i} of {n} clients got bytes while upstream paused"))
+            .expect("a client task ended before its first bytes");
+        assert!(
+            got < total,
+            "a client got the whole body before the upstream finished"
+        );
+    }
+}
+
+#[tokio::test]
+async fn joined_clients_stream_while_the_upstream_is_paused() {
+    let (fake, packrat, url, expected) = big_tarball_setup().await;
+    let gate = fake.pause_body_after(BIG_TGZ, expected.len() / 2);
+    let (streaming, bodies) = spawn_streaming_clients(&url, 20);
+    // Every client is streaming while the upstream has sent only half the body.
+    first_bytes_from_all(streaming, 20, expected.len()).await;
+    gate.release();
+    for b in join_all(bodies).await {
+        let b = b.unwrap().expect("a complete body after the release");
+        assert!(b == expected, "body differs from the upstream tarball");
+    }
+    assert_eq!(fake.requests(BIG_TGZ), 1, "exactly one upstream request");
+    let m = metrics_text(&packrat).await;
+    assert_eq!(
+        metric(&m, "packrat_singleflight_joins_total", &[]),
+        19.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_cut_breaks_every_joined_client_and_caches_nothing() {
+    let (fake, packrat, url, expected) = big_tarball_setup().await;
+    let gate = fake.pause_body_after(BIG_TGZ, expected.len() / 2);
+    let (streaming, bodies) = spawn_streaming_clients(&url, 20);
+    first_bytes_from_all(streaming, 20, expected.len()).await;
+    gate.cut();
+    for b in join_all(bodies).await {
+        let b = b.unwrap();
+        assert!(
+            b.is_err(),
+            "a joined client's body ended cleanly after an upstream cut ({} bytes)",
+            b.map(|b| b.len()).unwrap_or_default()
+        );
+    }
+    assert_eq!(fake.requests(BIG_TGZ), 1, "one upstream fetch for all 20");
+    assert_nothing_stored(&packrat, &expected);
+
+    fake.clear_faults();
+    let r = get(&url, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        cache_header(&r),
+        "miss",
+        "the next request starts a new fetch"
+    );
+    assert!(r.bytes().await.unwrap() == expected);
+    assert_eq!(fake.requests(BIG_TGZ), 2);
+    let r = get(&url, Some(ALICE_PAT)).await;
+    assert_eq!(cache_header(&r), "hit");
+    health(&packrat).await;
+}
+
+/// Neither a blob that is a prefix of `expected` nor a temp file is left in the data dir.
+fn assert_nothing_stored(packrat: &Packrat, expected: &[u8]) {
+    let partial = walk_files(&packrat.data_dir().join("blobs-v1"))
+        .into_iter()
+        .filter(|p| {
+            let b = std::fs::read(p).unwrap();
+            expected.starts_with(&b)
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        partial.is_empty(),
+        "no (partial) tarball stored: {partial:?}"
+    );
+    assert_eq!(
+        walk_files(&packrat.data_dir().join("tmp")).len(),
+        0,
+        "temp files cleaned up"
+    );
+}
+
+async fn metrics_text(packrat: &Packrat) -> String {
+    let r = get(&format!("{}/-/metrics", packrat.url()), None).await;
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// The sum of the samples of `name` whose labels include all of `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
 }
 
 #[tokio::test]
@@ -215,22 +437,7 @@ async fn a_cut_upstream_body_fails_the_client_and_caches_nothing() {
         assert!(r.status().is_server_error());
     }
     let expected = tarball_bytes(&fake, "@acme/ui", "1.0.0");
-    let partial = walk_files(&packrat.data_dir().join("blobs-v1"))
-        .into_iter()
-        .filter(|p| {
-            let b = std::fs::read(p).unwrap();
-            expected.starts_with(&b)
-        })
-        .collect::<Vec<_>>();
-    assert!(
-        partial.is_empty(),
-        "no (partial) tarball stored: {partial:?}"
-    );
-    assert_eq!(
-        walk_files(&packrat.data_dir().join("tmp")).len(),
-        0,
-        "temp files cleaned up"
-    );
+    assert_nothing_stored(&packrat, &expected);
 
     fake.clear_faults();
     let r = get(&url, Some(ALICE_PAT)).await;
