@@ -621,6 +621,48 @@ async fn upstream_404_is_remembered_for_negative_ttl() {
     assert_eq!(fake.requests("@acme%2fmissing"), 1);
 }
 
+/// negative_ttl is not capped at auth_ttl for a package GitLab does not have; a 404 that
+/// hides the whole project from the credential is an access refusal and stays bounded by
+/// auth_ttl.
+#[tokio::test]
+async fn negative_ttl_longer_than_auth_ttl_is_honoured() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(
+        &fake.url(),
+        "[cache]\nauth_ttl = \"1s\"\nnegative_ttl = \"1h\"\n",
+    )
+    .await;
+    let missing = format!(
+        "{}/api/v4/projects/42/packages/npm/@acme%2fmissing",
+        packrat.url()
+    );
+    let hidden = format!("{}{UI_META}", packrat.url());
+    assert_eq!(get(&missing, Some(ALICE_PAT)).await.status(), 404);
+    assert_eq!(get(&hidden, Some(BOB_PAT)).await.status(), 404);
+    let ui_before = fake.requests("@acme%2fui");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let r = get(&missing, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["message"], "404 Packages Not Found");
+    assert_eq!(
+        fake.requests("@acme%2fmissing"),
+        1,
+        "the 404 is remembered past auth_ttl"
+    );
+
+    let r = get(&hidden, Some(BOB_PAT)).await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["message"], "404 Project Not Found");
+    assert_eq!(
+        fake.requests("@acme%2fui"),
+        ui_before + 1,
+        "a refusal is asked again after auth_ttl"
+    );
+}
+
 #[tokio::test]
 async fn upstream_timeout_is_a_504() {
     let fake = FakeGitlab::start(World::standard()).await;
