@@ -814,6 +814,70 @@ async fn bad_input_gets_clear_errors_and_the_server_stays_up() {
     health(&packrat).await;
 }
 
+/// The audit POSTs at the three prefixes, as GitLab answers them with forwarding off
+/// (API.md 1.9): anonymous 401 everywhere; a reader gets `[]` at the project prefix and
+/// 404 Project Not Found at the group and instance prefixes; a non-member 404 at the
+/// project. packrat does no forwarding here, so the same holds when GitLab's own forwarding
+/// is on (GitLab would answer 307 to the public registry).
+#[tokio::test]
+async fn audit_posts_answer_as_gitlab_does_with_forwarding_off() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let project_not_found = serde_json::json!({
+        "message": "404 Project Not Found",
+        "error": "Project not found"
+    });
+    let unauthorized = serde_json::json!({"message": "401 Unauthorized"});
+    let empty = serde_json::json!([]);
+    for gitlab_forwarding in [false, true] {
+        fake.set_npm_forwarding(gitlab_forwarding);
+        for (prefix, reader) in [
+            ("/api/v4/projects/42/packages/npm", (200, &empty)),
+            (
+                "/api/v4/groups/acme/-/packages/npm",
+                (404, &project_not_found),
+            ),
+            ("/api/v4/packages/npm", (404, &project_not_found)),
+        ] {
+            for endpoint in ["advisories/bulk", "audits/quick"] {
+                let url = format!("{}{prefix}/-/npm/v1/security/{endpoint}", packrat.url());
+                let project = prefix.contains("/projects/");
+                let cases = [
+                    ("anonymous", None, (401, &unauthorized)),
+                    ("reader", Some(ALICE_PAT), reader),
+                    (
+                        "non-member",
+                        Some(BOB_PAT),
+                        if project {
+                            (404, &project_not_found)
+                        } else {
+                            reader
+                        },
+                    ),
+                ];
+                for (who, token, (status, body)) in cases {
+                    let mut rb = client()
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(r#"{"@acme/ui":["1.0.0"]}"#);
+                    if let Some(t) = token {
+                        rb = rb.header("PRIVATE-TOKEN", t);
+                    }
+                    let r = rb.send().await.unwrap();
+                    let what = format!(
+                        "{who} POST {prefix} {endpoint} (GitLab forwarding {gitlab_forwarding})"
+                    );
+                    assert_eq!(r.status().as_u16(), status, "{what}");
+                    assert!(r.headers().get("location").is_none(), "{what}: no redirect");
+                    let got: serde_json::Value = r.json().await.unwrap();
+                    assert_eq!(&got, body, "{what}");
+                }
+            }
+        }
+    }
+    health(&packrat).await;
+}
+
 #[tokio::test]
 async fn tokens_never_reach_the_logs() {
     let fake = FakeGitlab::start(World::standard()).await;
