@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use sha1::{Digest as _, Sha1};
 
 use crate::support::clients::{describe, require_tool, Npm};
-use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT};
+use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT, JOB_RUNNING};
 use crate::support::fake_gitlab::{FakeGitlab, NpmPkg, World};
 use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
 
@@ -891,6 +891,82 @@ async fn tokens_never_reach_the_logs() {
         !logs.contains(ALICE_PAT) && !logs.contains(BOB_PAT),
         "a token was logged"
     );
+}
+
+/// GitLab accepts `?private_token=` and `?job_token=` (API.md section 4): packrat reads
+/// them as credentials, sends them upstream as headers (never in a URL), and logs neither
+/// the token nor the query.
+#[tokio::test]
+async fn query_string_tokens_work_and_never_reach_urls_or_logs() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    fake.set_request_log(true);
+    let packrat = Packrat::start_with_log(&fake.url(), "", "trace").await;
+    let base = packrat.url();
+    // Without a credential the private project is refused; with one in the query it is read.
+    assert_eq!(get(&format!("{base}{UI_META}"), None).await.status(), 401);
+    let r = get(&format!("{base}{UI_META}?private_token={ALICE_PAT}"), None).await;
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    let tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!tarball.contains(ALICE_PAT), "{tarball}");
+    let r = get(&format!("{tarball}?job_token={JOB_RUNNING}"), None).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().starts_with(&[0x1f, 0x8b]));
+    // An id packrat does not list is asked upstream with the client's query, minus the token.
+    let r = get(
+        &format!("{base}/api/v4/projects/42/packages/999999?private_token={ALICE_PAT}&x=1"),
+        None,
+    )
+    .await;
+    assert!(
+        r.status().is_success() || r.status() == 404,
+        "{}",
+        r.status()
+    );
+
+    let log = fake.request_log();
+    assert!(
+        log.iter().any(
+            |rec| rec.path.ends_with("/packages/999999") && rec.query.as_deref() == Some("x=1")
+        ),
+        "the Packages API query went upstream without its token: {log:?}"
+    );
+    for rec in &log {
+        let query = rec.query.clone().unwrap_or_default();
+        assert!(
+            !query.contains("token") && !query.contains(ALICE_PAT) && !query.contains(JOB_RUNNING),
+            "a token went upstream in a URL: {} ?{query}",
+            rec.path
+        );
+    }
+    assert!(
+        log.iter().any(|rec| rec.path.contains("@acme%2fui")
+            && rec
+                .headers
+                .get("private-token")
+                .is_some_and(|v| v == ALICE_PAT)),
+        "the query token went upstream as PRIVATE-TOKEN"
+    );
+    assert!(
+        log.iter().any(|rec| rec.path.ends_with(".tgz")
+            && rec
+                .headers
+                .get("job-token")
+                .is_some_and(|v| v == JOB_RUNNING)),
+        "the query job token went upstream as JOB-TOKEN"
+    );
+    assert!(
+        packrat
+            .wait_for_log(&["served"], Duration::from_secs(5))
+            .await
+    );
+    let logs = packrat.logs();
+    for secret in [ALICE_PAT, JOB_RUNNING, "private_token", "job_token"] {
+        assert!(!logs.contains(secret), "{secret} reached the logs");
+    }
 }
 
 fn tarball_bytes(fake: &FakeGitlab, name: &str, version: &str) -> Vec<u8> {

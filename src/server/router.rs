@@ -1,7 +1,7 @@
 //! The request pipeline, top to bottom:
 //! 1. ops endpoints (`/-/health`, `/-/ready`, `/-/metrics`);
 //! 2. route parse into a typed [`Route`] (bad names → GitLab's 400 before any I/O);
-//! 3. credential extraction (never logged);
+//! 3. credential extraction from headers and `?private_token=`/`?job_token=` (never logged);
 //! 4. request body, bounded by `server.max_body` (413);
 //! 5. the adapter;
 //! 6. conditional request (`If-None-Match` → 304), HEAD, `Content-Length`;
@@ -21,6 +21,7 @@ use tracing::Instrument;
 use super::body::{self, Body};
 use super::reply::{Reply, ReplyBody};
 use super::{ops, respond};
+use crate::auth::credential::strip_query_credentials;
 use crate::auth::offline::{self, Owner};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
@@ -205,7 +206,7 @@ async fn dispatch(
 ) -> (CacheOutcome, Response<Body>) {
     if core.upstream.is_offline() {
         if let Some(owner) = route.owner() {
-            let credential = Credential::from_headers(req.headers());
+            let credential = Credential::from_request(req.headers(), req.uri().query());
             if !offline::allows(&core.config.offline, &credential, &owner) {
                 let e = Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized");
                 return (CacheOutcome::Refused, respond::error_response(&e));
@@ -221,7 +222,7 @@ async fn dispatch(
             Err(e) => (CacheOutcome::Bypass, respond::error_response(&e)),
         },
         Route::Go(target, r) => {
-            let credential = Credential::from_headers(req.headers());
+            let credential = Credential::from_request(req.headers(), req.uri().query());
             let result = goproxy::handle(core, &target, r, &credential).await;
             reply_or_error(core, req.method(), req.headers(), result)
         }
@@ -230,9 +231,10 @@ async fn dispatch(
             reply_or_error(core, req.method(), req.headers(), result)
         }
         Route::Packages(target, r) => {
-            let credential = Credential::from_headers(req.headers());
+            let credential = Credential::from_request(req.headers(), req.uri().query());
             let raw_path = req.uri().path().to_string();
-            let query = req.uri().query().map(str::to_string);
+            // Forwarded upstream as it came, minus any token (that goes as a header).
+            let query = req.uri().query().and_then(strip_query_credentials);
             let result = packages_api::handle(
                 core,
                 &target,
@@ -249,7 +251,7 @@ async fn dispatch(
         }
         Route::Npm(scope, r) => {
             let (parts, incoming) = req.into_parts();
-            let credential = Credential::from_headers(&parts.headers);
+            let credential = Credential::from_request(&parts.headers, parts.uri.query());
             let body = if parts.method == Method::POST || parts.method == Method::PUT {
                 match read_body(&parts.headers, incoming, core.config.server.max_body).await {
                     Ok(b) => Some(b),
