@@ -1,6 +1,6 @@
 //! Access decisions: what the upstream answered a credential (by hash) for a scope, and for
 //! how long that answer may be reused. This is the memory of the one authorization gate
-//! (`crate::cache::Core::gate`): a decision younger than `auth_ttl` (404s:
+//! (`crate::cache::Core::gate`): a decision younger than `auth_ttl` (package-not-found 404s:
 //! `negative_ttl`) is reused; with the upstream unreachable, one younger than
 //! `stale_if_error` is; anything else is asked again upstream.
 
