@@ -733,6 +733,38 @@ async fn cut_body_sends_the_full_length_then_drops_the_connection() {
 }
 
 #[tokio::test]
+async fn paused_body_holds_after_n_bytes_until_released_or_cut() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let path = "/api/v4/projects/7/packages/npm/@pub/hello/-/@pub/hello-1.0.0.tgz";
+    let full = fake.with_world(|w| w.npm_versions(7, "@pub/hello")[0].tarball.clone());
+
+    // Released: the first 100 bytes arrive, nothing more until the release, then the rest.
+    let gate = fake.pause_body_after(".tgz", 100);
+    let mut r = get(&fake, path, &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.content_length(), Some(full.len() as u64));
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        got.extend_from_slice(&r.chunk().await.unwrap().unwrap());
+    }
+    assert_eq!(got.len(), 100);
+    let held = tokio::time::timeout(Duration::from_millis(200), r.chunk()).await;
+    assert!(held.is_err(), "the body must wait for the gate");
+    gate.release();
+    while let Some(c) = r.chunk().await.unwrap() {
+        got.extend_from_slice(&c);
+    }
+    assert!(got == full[..]);
+
+    // Cut: the body breaks at the pause point.
+    fake.clear_faults();
+    let gate = fake.pause_body_after(".tgz", 100);
+    let r = get(&fake, path, &[]).await;
+    gate.cut();
+    assert!(r.bytes().await.is_err());
+}
+
+#[tokio::test]
 async fn go_down_refuses_connections_and_come_back_serves_on_the_same_port() {
     let fake = FakeGitlab::start(World::standard()).await;
     let public = "/api/v4/projects/7/packages/npm/@pub%2fhello";

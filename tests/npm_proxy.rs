@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use sha1::{Digest as _, Sha1};
 
 use crate::support::clients::{describe, require_tool, Npm};
-use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT};
+use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT, JOB_RUNNING};
 use crate::support::fake_gitlab::{FakeGitlab, NpmPkg, World};
 use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
 
@@ -165,37 +165,259 @@ async fn hundred_concurrent_misses_make_one_upstream_request() {
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
     let url = tarball_url(&packrat, UI_META, "1.1.0").await;
-    // Slow the upstream so every request arrives while the first download runs.
+    let expected = tarball_bytes(&fake, "@acme/ui", "1.1.0");
+    // Slow the upstream so every request arrives while the first download runs, and hold
+    // its body half-way until all 100 are streaming: none can arrive after the commit.
     fake.delay_matching(".tgz", Duration::from_millis(500));
-    let bodies = join_all((0..100).map(|_| {
-        let url = url.clone();
-        async move {
-            let r = get(&url, Some(ALICE_PAT)).await;
-            assert_eq!(r.status(), 200);
-            r.bytes().await.unwrap()
-        }
-    }))
-    .await;
+    let gate = fake.pause_body_after("@acme/ui-1.1.0.tgz", expected.len() / 2);
+    let (streaming, bodies) = spawn_streaming_clients(&url, 100);
+    first_bytes_from_all(streaming, 100, expected.len()).await;
+    gate.release();
+    let bodies = join_all(bodies).await;
     assert_eq!(
         fake.requests("@acme/ui-1.1.0.tgz"),
         1,
         "exactly one upstream request"
     );
-    let expected = tarball_bytes(&fake, "@acme/ui", "1.1.0");
     let sha = hex::encode(Sha1::digest(&expected));
-    for b in &bodies {
+    for b in bodies {
+        let b = b.unwrap().expect("a complete body");
         assert_eq!(b.len(), expected.len());
-        assert_eq!(hex::encode(Sha1::digest(b)), sha);
+        assert_eq!(hex::encode(Sha1::digest(&b)), sha);
     }
-    let metrics = get(&format!("{}/-/metrics", packrat.url()), None)
-        .await
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("packrat_singleflight_joins_total"),
-        "{metrics}"
+    // One more read: a hit from the store.
+    let r = get(&url, Some(ALICE_PAT)).await;
+    assert_eq!(cache_header(&r), "hit");
+    assert_eq!(r.bytes().await.unwrap().len(), expected.len());
+
+    let m = metrics_text(&packrat).await;
+    // The first requester leads the download (a miss), the other 99 join it.
+    assert_eq!(
+        metric(&m, "packrat_singleflight_joins_total", &[]),
+        99.0,
+        "{m}"
     );
+    let tarball = [("kind", "npm_tarball")];
+    assert_eq!(
+        metric(&m, "packrat_cache_misses_total", &tarball),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "packrat_cache_hits_total", &tarball), 1.0, "{m}");
+    let route = |outcome| {
+        metric(
+            &m,
+            "packrat_requests_total",
+            &[
+                ("route", "npm_tarball"),
+                ("status", "200"),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!(route("miss"), 1.0, "{m}");
+    assert_eq!(route("joined"), 99.0, "{m}");
+    assert_eq!(route("hit"), 1.0, "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "packrat_upstream_request_duration_seconds_count",
+            &tarball
+        ),
+        1.0,
+        "one upstream tarball request timed: {m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "packrat_upstream_request_duration_seconds_sum",
+            &tarball
+        ) >= 0.5,
+        "the 500 ms upstream delay is in the histogram: {m}"
+    );
+    assert!(
+        metric(&m, "packrat_bytes_served_total", &[]) >= (101 * expected.len()) as f64,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "packrat_blob_bytes_on_disk", &[]) >= expected.len() as f64,
+        "{m}"
+    );
+
+    let r = get(&format!("{}/-/ready", packrat.url()), None).await;
+    assert_eq!(r.status(), 200);
+    let ready = r.text().await.unwrap();
+    assert!(ready.starts_with("ready\n"), "{ready}");
+    assert!(ready.contains("in_flight_downloads 0"), "{ready}");
+}
+
+const BIG_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fbig";
+const BIG_TGZ: &str = "@acme/big-1.0.0.tgz";
+
+/// A world with a 300 kB tarball, so a pause half-way is well inside the body.
+async fn big_tarball_setup() -> (FakeGitlab, Packrat, String, Vec<u8>) {
+    let mut world = World::standard();
+    world.add_npm(42, NpmPkg::new("@acme/big", "1.0.0").size(300_000));
+    let fake = FakeGitlab::start(world).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let url = tarball_url(&packrat, BIG_META, "1.0.0").await;
+    let expected = tarball_bytes(&fake, "@acme/big", "1.0.0");
+    (fake, packrat, url, expected)
+}
+
+type StreamedBody = Result<Vec<u8>, String>;
+
+/// `n` clients, each in its own task: it reports how many bytes it had once its first bytes
+/// arrived, then reads to the end (`Err` if the body broke).
+fn spawn_streaming_clients(
+    url: &str,
+    n: usize,
+) -> (
+    tokio::sync::mpsc::UnboundedReceiver<usize>,
+    Vec<tokio::task::JoinHandle<StreamedBody>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let tasks = (0..n)
+        .map(|_| {
+            let url = url.to_string();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut r = get(&url, Some(ALICE_PAT)).await;
+                assert_eq!(r.status(), 200);
+                let mut body = Vec::new();
+                let mut reported = false;
+                loop {
+                    match r.chunk().await {
+                        Ok(Some(c)) => {
+                            body.extend_from_slice(&c);
+                            if !reported && !body.is_empty() {
+                                reported = true;
+                                let _ = tx.send(body.len());
+                            }
+                        }
+                        Ok(None) => return Ok(body),
+                        Err(e) => return Err(format!("{e} after {} bytes", body.len())),
+                    }
+                }
+            })
+        })
+        .collect();
+    (rx, tasks)
+}
+
+/// Waits until all `n` clients got their first bytes, none of them the whole body.
+async fn first_bytes_from_all(
+    mut streaming: tokio::sync::mpsc::UnboundedReceiver<usize>,
+    n: usize,
+    total: usize,
+) {
+    for i in 0..n {
+        let got = tokio::time::timeout(Duration::from_secs(30), streaming.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {i} of {n} clients got bytes while upstream paused"))
+            .expect("a client task ended before its first bytes");
+        assert!(
+            got < total,
+            "a client got the whole body before the upstream finished"
+        );
+    }
+}
+
+#[tokio::test]
+async fn joined_clients_stream_while_the_upstream_is_paused() {
+    let (fake, packrat, url, expected) = big_tarball_setup().await;
+    let gate = fake.pause_body_after(BIG_TGZ, expected.len() / 2);
+    let (streaming, bodies) = spawn_streaming_clients(&url, 20);
+    // Every client is streaming while the upstream has sent only half the body.
+    first_bytes_from_all(streaming, 20, expected.len()).await;
+    gate.release();
+    for b in join_all(bodies).await {
+        let b = b.unwrap().expect("a complete body after the release");
+        assert!(b == expected, "body differs from the upstream tarball");
+    }
+    assert_eq!(fake.requests(BIG_TGZ), 1, "exactly one upstream request");
+    let m = metrics_text(&packrat).await;
+    assert_eq!(
+        metric(&m, "packrat_singleflight_joins_total", &[]),
+        19.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_cut_breaks_every_joined_client_and_caches_nothing() {
+    let (fake, packrat, url, expected) = big_tarball_setup().await;
+    let gate = fake.pause_body_after(BIG_TGZ, expected.len() / 2);
+    let (streaming, bodies) = spawn_streaming_clients(&url, 20);
+    first_bytes_from_all(streaming, 20, expected.len()).await;
+    gate.cut();
+    for b in join_all(bodies).await {
+        let b = b.unwrap();
+        assert!(
+            b.is_err(),
+            "a joined client's body ended cleanly after an upstream cut ({} bytes)",
+            b.map(|b| b.len()).unwrap_or_default()
+        );
+    }
+    assert_eq!(fake.requests(BIG_TGZ), 1, "one upstream fetch for all 20");
+    assert_nothing_stored(&packrat, &expected);
+
+    fake.clear_faults();
+    let r = get(&url, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        cache_header(&r),
+        "miss",
+        "the next request starts a new fetch"
+    );
+    assert!(r.bytes().await.unwrap() == expected);
+    assert_eq!(fake.requests(BIG_TGZ), 2);
+    let r = get(&url, Some(ALICE_PAT)).await;
+    assert_eq!(cache_header(&r), "hit");
+    health(&packrat).await;
+}
+
+/// Neither a blob that is a prefix of `expected` nor a temp file is left in the data dir.
+fn assert_nothing_stored(packrat: &Packrat, expected: &[u8]) {
+    let partial = walk_files(&packrat.data_dir().join("blobs-v1"))
+        .into_iter()
+        .filter(|p| {
+            let b = std::fs::read(p).unwrap();
+            expected.starts_with(&b)
+        })
+        .collect::<Vec<_>>();
+    assert!(
+        partial.is_empty(),
+        "no (partial) tarball stored: {partial:?}"
+    );
+    assert_eq!(
+        walk_files(&packrat.data_dir().join("tmp")).len(),
+        0,
+        "temp files cleaned up"
+    );
+}
+
+async fn metrics_text(packrat: &Packrat) -> String {
+    let r = get(&format!("{}/-/metrics", packrat.url()), None).await;
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// The sum of the samples of `name` whose labels include all of `labels`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
 }
 
 #[tokio::test]
@@ -215,22 +437,7 @@ async fn a_cut_upstream_body_fails_the_client_and_caches_nothing() {
         assert!(r.status().is_server_error());
     }
     let expected = tarball_bytes(&fake, "@acme/ui", "1.0.0");
-    let partial = walk_files(&packrat.data_dir().join("blobs-v1"))
-        .into_iter()
-        .filter(|p| {
-            let b = std::fs::read(p).unwrap();
-            expected.starts_with(&b)
-        })
-        .collect::<Vec<_>>();
-    assert!(
-        partial.is_empty(),
-        "no (partial) tarball stored: {partial:?}"
-    );
-    assert_eq!(
-        walk_files(&packrat.data_dir().join("tmp")).len(),
-        0,
-        "temp files cleaned up"
-    );
+    assert_nothing_stored(&packrat, &expected);
 
     fake.clear_faults();
     let r = get(&url, Some(ALICE_PAT)).await;
@@ -414,6 +621,48 @@ async fn upstream_404_is_remembered_for_negative_ttl() {
     assert_eq!(fake.requests("@acme%2fmissing"), 1);
 }
 
+/// negative_ttl is not capped at auth_ttl for a package GitLab does not have; a 404 that
+/// hides the whole project from the credential is an access refusal and stays bounded by
+/// auth_ttl.
+#[tokio::test]
+async fn negative_ttl_longer_than_auth_ttl_is_honoured() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(
+        &fake.url(),
+        "[cache]\nauth_ttl = \"1s\"\nnegative_ttl = \"1h\"\n",
+    )
+    .await;
+    let missing = format!(
+        "{}/api/v4/projects/42/packages/npm/@acme%2fmissing",
+        packrat.url()
+    );
+    let hidden = format!("{}{UI_META}", packrat.url());
+    assert_eq!(get(&missing, Some(ALICE_PAT)).await.status(), 404);
+    assert_eq!(get(&hidden, Some(BOB_PAT)).await.status(), 404);
+    let ui_before = fake.requests("@acme%2fui");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let r = get(&missing, Some(ALICE_PAT)).await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["message"], "404 Packages Not Found");
+    assert_eq!(
+        fake.requests("@acme%2fmissing"),
+        1,
+        "the 404 is remembered past auth_ttl"
+    );
+
+    let r = get(&hidden, Some(BOB_PAT)).await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["message"], "404 Project Not Found");
+    assert_eq!(
+        fake.requests("@acme%2fui"),
+        ui_before + 1,
+        "a refusal is asked again after auth_ttl"
+    );
+}
+
 #[tokio::test]
 async fn upstream_timeout_is_a_504() {
     let fake = FakeGitlab::start(World::standard()).await;
@@ -565,6 +814,70 @@ async fn bad_input_gets_clear_errors_and_the_server_stays_up() {
     health(&packrat).await;
 }
 
+/// The audit POSTs at the three prefixes, as GitLab answers them with forwarding off
+/// (API.md 1.9): anonymous 401 everywhere; a reader gets `[]` at the project prefix and
+/// 404 Project Not Found at the group and instance prefixes; a non-member 404 at the
+/// project. packrat does no forwarding here, so the same holds when GitLab's own forwarding
+/// is on (GitLab would answer 307 to the public registry).
+#[tokio::test]
+async fn audit_posts_answer_as_gitlab_does_with_forwarding_off() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let project_not_found = serde_json::json!({
+        "message": "404 Project Not Found",
+        "error": "Project not found"
+    });
+    let unauthorized = serde_json::json!({"message": "401 Unauthorized"});
+    let empty = serde_json::json!([]);
+    for gitlab_forwarding in [false, true] {
+        fake.set_npm_forwarding(gitlab_forwarding);
+        for (prefix, reader) in [
+            ("/api/v4/projects/42/packages/npm", (200, &empty)),
+            (
+                "/api/v4/groups/acme/-/packages/npm",
+                (404, &project_not_found),
+            ),
+            ("/api/v4/packages/npm", (404, &project_not_found)),
+        ] {
+            for endpoint in ["advisories/bulk", "audits/quick"] {
+                let url = format!("{}{prefix}/-/npm/v1/security/{endpoint}", packrat.url());
+                let project = prefix.contains("/projects/");
+                let cases = [
+                    ("anonymous", None, (401, &unauthorized)),
+                    ("reader", Some(ALICE_PAT), reader),
+                    (
+                        "non-member",
+                        Some(BOB_PAT),
+                        if project {
+                            (404, &project_not_found)
+                        } else {
+                            reader
+                        },
+                    ),
+                ];
+                for (who, token, (status, body)) in cases {
+                    let mut rb = client()
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(r#"{"@acme/ui":["1.0.0"]}"#);
+                    if let Some(t) = token {
+                        rb = rb.header("PRIVATE-TOKEN", t);
+                    }
+                    let r = rb.send().await.unwrap();
+                    let what = format!(
+                        "{who} POST {prefix} {endpoint} (GitLab forwarding {gitlab_forwarding})"
+                    );
+                    assert_eq!(r.status().as_u16(), status, "{what}");
+                    assert!(r.headers().get("location").is_none(), "{what}: no redirect");
+                    let got: serde_json::Value = r.json().await.unwrap();
+                    assert_eq!(&got, body, "{what}");
+                }
+            }
+        }
+    }
+    health(&packrat).await;
+}
+
 #[tokio::test]
 async fn tokens_never_reach_the_logs() {
     let fake = FakeGitlab::start(World::standard()).await;
@@ -578,6 +891,82 @@ async fn tokens_never_reach_the_logs() {
         !logs.contains(ALICE_PAT) && !logs.contains(BOB_PAT),
         "a token was logged"
     );
+}
+
+/// GitLab accepts `?private_token=` and `?job_token=` (API.md section 4): packrat reads
+/// them as credentials, sends them upstream as headers (never in a URL), and logs neither
+/// the token nor the query.
+#[tokio::test]
+async fn query_string_tokens_work_and_never_reach_urls_or_logs() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    fake.set_request_log(true);
+    let packrat = Packrat::start_with_log(&fake.url(), "", "trace").await;
+    let base = packrat.url();
+    // Without a credential the private project is refused; with one in the query it is read.
+    assert_eq!(get(&format!("{base}{UI_META}"), None).await.status(), 401);
+    let r = get(&format!("{base}{UI_META}?private_token={ALICE_PAT}"), None).await;
+    assert_eq!(r.status(), 200);
+    let doc: serde_json::Value = r.json().await.unwrap();
+    let tarball = doc["versions"]["1.0.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!tarball.contains(ALICE_PAT), "{tarball}");
+    let r = get(&format!("{tarball}?job_token={JOB_RUNNING}"), None).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().starts_with(&[0x1f, 0x8b]));
+    // An id packrat does not list is asked upstream with the client's query, minus the token.
+    let r = get(
+        &format!("{base}/api/v4/projects/42/packages/999999?private_token={ALICE_PAT}&x=1"),
+        None,
+    )
+    .await;
+    assert!(
+        r.status().is_success() || r.status() == 404,
+        "{}",
+        r.status()
+    );
+
+    let log = fake.request_log();
+    assert!(
+        log.iter().any(
+            |rec| rec.path.ends_with("/packages/999999") && rec.query.as_deref() == Some("x=1")
+        ),
+        "the Packages API query went upstream without its token: {log:?}"
+    );
+    for rec in &log {
+        let query = rec.query.clone().unwrap_or_default();
+        assert!(
+            !query.contains("token") && !query.contains(ALICE_PAT) && !query.contains(JOB_RUNNING),
+            "a token went upstream in a URL: {} ?{query}",
+            rec.path
+        );
+    }
+    assert!(
+        log.iter().any(|rec| rec.path.contains("@acme%2fui")
+            && rec
+                .headers
+                .get("private-token")
+                .is_some_and(|v| v == ALICE_PAT)),
+        "the query token went upstream as PRIVATE-TOKEN"
+    );
+    assert!(
+        log.iter().any(|rec| rec.path.ends_with(".tgz")
+            && rec
+                .headers
+                .get("job-token")
+                .is_some_and(|v| v == JOB_RUNNING)),
+        "the query job token went upstream as JOB-TOKEN"
+    );
+    assert!(
+        packrat
+            .wait_for_log(&["served"], Duration::from_secs(5))
+            .await
+    );
+    let logs = packrat.logs();
+    for secret in [ALICE_PAT, JOB_RUNNING, "private_token", "job_token"] {
+        assert!(!logs.contains(secret), "{secret} reached the logs");
+    }
 }
 
 fn tarball_bytes(fake: &FakeGitlab, name: &str, version: &str) -> Vec<u8> {

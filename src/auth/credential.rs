@@ -87,6 +87,20 @@ impl Credential {
         Credential { parts }
     }
 
+    /// The credential of a request: its headers, and the `?private_token=` / `?job_token=`
+    /// query parameters GitLab also accepts (API.md §4). A query parameter takes the place of
+    /// a header of the same kind, as GitLab's auth finders read the parameter first. Upstream
+    /// it is sent as that header, never in a URL.
+    pub fn from_request(headers: &HeaderMap, query: Option<&str>) -> Self {
+        let mut c = Self::from_headers(headers);
+        for (kind, value) in query_credentials(query.unwrap_or("")) {
+            c.parts.retain(|(k, _)| *k != kind);
+            c.parts.push((kind, Secret::new(value)));
+        }
+        c.parts.sort_by_key(|(k, _)| *k);
+        c
+    }
+
     /// A bare token, sent as `PRIVATE-TOKEN` (used for `upstream.token_env`).
     pub fn private_token(token: &Secret) -> Self {
         Credential {
@@ -123,6 +137,55 @@ impl Credential {
             Some((k.header(), v))
         })
     }
+}
+
+/// The query parameters GitLab reads a credential from.
+const QUERY_PARAMS: &[(&str, CredKind)] = &[
+    ("private_token", CredKind::PrivateToken),
+    ("job_token", CredKind::JobToken),
+];
+
+fn query_kind(pair: &str) -> Option<CredKind> {
+    let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+    let key = form_decode(key);
+    QUERY_PARAMS
+        .iter()
+        .find(|(name, _)| *name == key)
+        .map(|(_, kind)| *kind)
+}
+
+fn form_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Non-empty credential parameters of a raw query string (the last one of a kind wins).
+fn query_credentials(query: &str) -> Vec<(CredKind, String)> {
+    let mut found: Vec<(CredKind, String)> = Vec::new();
+    for pair in query.split('&') {
+        let Some(kind) = query_kind(pair) else {
+            continue;
+        };
+        let value = form_decode(pair.split_once('=').map_or("", |(_, v)| v));
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        found.retain(|(k, _)| *k != kind);
+        found.push((kind, value.to_string()));
+    }
+    found
+}
+
+/// `query` without its credential parameters, or `None` when nothing else is left: the only
+/// form of a client's query string that may be forwarded upstream or logged.
+pub fn strip_query_credentials(query: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && query_kind(pair).is_none())
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
 }
 
 impl fmt::Debug for Credential {
@@ -180,5 +243,41 @@ mod tests {
         assert_ne!(a.hash(), b.hash());
         assert_ne!(a.hash(), c.hash());
         assert_ne!(a.hash(), Credential::anonymous().hash());
+    }
+
+    #[test]
+    fn query_tokens_are_credentials_and_stripped_from_the_query() {
+        let c = Credential::from_request(&HeaderMap::new(), Some("a=1&private_token=glpat-q%2B1"));
+        let mut h = HeaderMap::new();
+        h.insert("private-token", HeaderValue::from_static("glpat-q+1"));
+        assert_eq!(
+            c.hash(),
+            Credential::from_headers(&h).hash(),
+            "same as the header"
+        );
+        let sent: Vec<_> = c.headers().collect();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, "private-token");
+        assert_eq!(sent[0].1, "glpat-q+1");
+
+        let c = Credential::from_request(&h, Some("job_token=jt"));
+        let kinds: Vec<_> = c.secrets().map(|(k, _)| k).collect();
+        assert_eq!(kinds, [CredKind::PrivateToken, CredKind::JobToken]);
+        // A parameter takes the place of the header of its kind.
+        let c = Credential::from_request(&h, Some("private_token=other"));
+        let secrets: Vec<_> = c.secrets().map(|(_, s)| s.to_string()).collect();
+        assert_eq!(secrets, ["other"]);
+        // Empty values are no credential.
+        assert!(Credential::from_request(&HeaderMap::new(), Some("private_token=")).is_anonymous());
+
+        assert_eq!(
+            strip_query_credentials("page=2&private_token=s&job%5Ftoken=t&per_page=5").as_deref(),
+            Some("page=2&per_page=5")
+        );
+        assert_eq!(strip_query_credentials("private_token=s"), None);
+        assert_eq!(
+            strip_query_credentials("q=private_token").as_deref(),
+            Some("q=private_token")
+        );
     }
 }

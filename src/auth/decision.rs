@@ -1,6 +1,6 @@
 //! Access decisions: what the upstream answered a credential (by hash) for a scope, and for
 //! how long that answer may be reused. This is the memory of the one authorization gate
-//! (`crate::cache::Core::gate`): a decision younger than `auth_ttl` (404s:
+//! (`crate::cache::Core::gate`): a decision younger than `auth_ttl` (package-not-found 404s:
 //! `negative_ttl`) is reused; with the upstream unreachable, one younger than
 //! `stale_if_error` is; anything else is asked again upstream.
 
@@ -81,10 +81,14 @@ impl Decisions {
 
     pub fn age(&self, d: &Decision) -> Age {
         let age = Duration::from_millis(now_ms().saturating_sub(d.at));
-        let ttl = if d.status == 404 {
-            self.negative_ttl.min(self.auth_ttl)
-        } else {
-            self.auth_ttl
+        let ttl = match d.status {
+            // GitLab hides a project or group the credential may not read behind a 404: that
+            // is an access refusal, so it is not remembered longer than an access grant
+            // would be (a member added upstream is let in within auth_ttl).
+            404 if hides_scope(d) => self.negative_ttl.min(self.auth_ttl),
+            // Any other 404 (the package is not there) is the negative cache.
+            404 => self.negative_ttl,
+            _ => self.auth_ttl,
         };
         if age < ttl {
             Age::Fresh
@@ -93,5 +97,63 @@ impl Decisions {
         } else {
             Age::Expired
         }
+    }
+}
+
+/// Whether a 404's body is GitLab's "this project/group does not exist for you" (API.md 1.x,
+/// section 6: `404 Project Not Found`, `404 Group Not Found`) rather than "no such package".
+fn hides_scope(d: &Decision) -> bool {
+    d.body.as_deref().is_some_and(|b| {
+        let b = b.to_ascii_lowercase();
+        b.contains("project not found") || b.contains("group not found")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decisions(auth_ttl: u64, negative_ttl: u64) -> (tempfile::TempDir, Decisions) {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(Index::open(&dir.path().join("index")).unwrap());
+        let s = Duration::from_secs;
+        let d = Decisions::new(index, s(auth_ttl), s(negative_ttl), s(86_400));
+        (dir, d)
+    }
+
+    fn decision(status: u16, body: &str, age_secs: u64) -> Decision {
+        Decision {
+            at: now_ms() - age_secs * 1000,
+            status,
+            body: Some(body.to_string()),
+            www_authenticate: None,
+        }
+    }
+
+    const PACKAGES: &str = r#"{"message":"404 Packages Not Found","error":"Packages not found"}"#;
+    const PROJECT: &str = r#"{"message":"404 Project Not Found","error":"Project not found"}"#;
+    const GROUP: &str = r#"{"message":"404 Group Not Found"}"#;
+
+    #[test]
+    fn a_not_found_404_is_remembered_for_negative_ttl_even_past_auth_ttl() {
+        let (_dir, d) = decisions(60, 3600);
+        assert_eq!(d.age(&decision(404, PACKAGES, 120)), Age::Fresh);
+        assert_eq!(d.age(&decision(404, PACKAGES, 3599)), Age::Fresh);
+        assert_eq!(d.age(&decision(404, PACKAGES, 3601)), Age::Stale);
+        // An allow is still bounded by auth_ttl.
+        assert_eq!(d.age(&decision(200, "", 120)), Age::Stale);
+    }
+
+    #[test]
+    fn a_404_hiding_the_project_or_group_is_capped_at_auth_ttl() {
+        let (_dir, d) = decisions(60, 3600);
+        for body in [PROJECT, GROUP] {
+            assert_eq!(d.age(&decision(404, body, 30)), Age::Fresh, "{body}");
+            assert_eq!(d.age(&decision(404, body, 120)), Age::Stale, "{body}");
+        }
+        // A shorter negative_ttl wins for both kinds.
+        let (_dir, d) = decisions(60, 10);
+        assert_eq!(d.age(&decision(404, PACKAGES, 30)), Age::Stale);
+        assert_eq!(d.age(&decision(404, PROJECT, 30)), Age::Stale);
     }
 }

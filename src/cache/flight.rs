@@ -309,3 +309,149 @@ async fn read_some(st: &mut Tail, limit: u64) -> io::Result<Bytes> {
     st.pos += read as u64;
     Ok(buf.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt as _;
+
+    use super::*;
+    use crate::store::{BlobWriter, Expect, Layout};
+
+    fn store() -> (tempfile::TempDir, BlobStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Layout::new(dir.path());
+        l.init().unwrap();
+        let s = BlobStore::new(l.blobs(), l.tmp());
+        (dir, s)
+    }
+
+    fn lead(flights: &Flights, key: &str) -> Lead {
+        match flights.join_or_lead(key, || false) {
+            Role::Leader(l) => l,
+            _ => panic!("expected to lead {key}"),
+        }
+    }
+
+    fn joiner(flights: &Flights, key: &str) -> watch::Receiver<Progress> {
+        match flights.join_or_lead(key, || false) {
+            Role::Joiner(rx) => rx,
+            _ => panic!("expected to join {key}"),
+        }
+    }
+
+    /// A temp file holding all of `body`, published as fully written with a known length.
+    async fn written(blobs: &BlobStore, lead: &Lead, body: &[u8]) -> BlobWriter {
+        let mut w = blobs.create(Expect::default()).await.unwrap();
+        w.write(body).await.unwrap();
+        lead.progress(Progress::Writing {
+            tmp: Arc::new(w.tmp_path().to_path_buf()),
+            bytes: body.len() as u64,
+            total: Some(body.len() as u64),
+        });
+        w
+    }
+
+    /// Reads until the stream stalls (no item within a moment) or ends.
+    async fn drain_ready(
+        body: &mut (impl Stream<Item = io::Result<Bytes>> + Unpin),
+    ) -> (Vec<u8>, Option<io::Result<()>>) {
+        let mut got = Vec::new();
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(100), body.next()).await {
+                Err(_) => return (got, None),
+                Ok(None) => return (got, Some(Ok(()))),
+                Ok(Some(Ok(b))) => got.extend_from_slice(&b),
+                Ok(Some(Err(e))) => return (got, Some(Err(e))),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_after_every_byte_was_written_still_breaks_the_body() {
+        let (_dir, blobs) = store();
+        let flights = Flights::default();
+        let lead = lead(&flights, "k");
+        let mut body = Box::pin(tail(joiner(&flights, "k"), blobs.clone()));
+        let w = written(&blobs, &lead, b"0123456789").await;
+        // All but the last byte flow; the last one waits for the commit.
+        let (got, end) = drain_ready(&mut body).await;
+        assert_eq!(got, b"012345678");
+        assert!(
+            end.is_none(),
+            "the body must not end before the flight does"
+        );
+        drop(w);
+        lead.finish(Progress::Failed(Arc::new(Error::Internal("verify".into()))));
+        let (got, end) = drain_ready(&mut body).await;
+        assert!(got.is_empty());
+        assert!(
+            matches!(end, Some(Err(_))),
+            "Failed ends the body with an error"
+        );
+        assert!(body.next().await.is_none(), "nothing after the error");
+        // The failed flight left the map: the next request starts a new download.
+        assert_eq!(flights.in_flight(), 0);
+        assert!(matches!(
+            flights.join_or_lead("k", || false),
+            Role::Leader(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn done_delivers_the_held_back_byte_and_ends_cleanly() {
+        let (_dir, blobs) = store();
+        let flights = Flights::default();
+        let lead = lead(&flights, "k");
+        let mut early = Box::pin(tail(joiner(&flights, "k"), blobs.clone()));
+        let w = written(&blobs, &lead, b"0123456789").await;
+        let (got, _) = drain_ready(&mut early).await;
+        assert_eq!(got, b"012345678");
+        // A joiner arriving mid-flight starts from byte 0.
+        let mut late = Box::pin(tail(joiner(&flights, "k"), blobs.clone()));
+        let info = w.commit().await.unwrap();
+        lead.finish(Progress::Done {
+            digest: info.digest,
+            len: info.len,
+        });
+        let (rest, end) = drain_ready(&mut early).await;
+        assert_eq!(rest, b"9");
+        assert!(matches!(end, Some(Ok(()))), "Done ends the body cleanly");
+        let (all, end) = drain_ready(&mut late).await;
+        assert_eq!(all, b"0123456789");
+        assert!(matches!(end, Some(Ok(()))));
+        // A request after Done finds the blob (here: `landed`), not the flight.
+        assert!(matches!(flights.join_or_lead("k", || true), Role::Ready));
+    }
+
+    #[tokio::test]
+    async fn a_leader_dropped_without_finishing_fails_its_joiners() {
+        let (_dir, blobs) = store();
+        let flights = Flights::default();
+        let lead = lead(&flights, "k");
+        let mut rx = joiner(&flights, "k");
+        let mut body = Box::pin(tail(rx.clone(), blobs.clone()));
+        let w = written(&blobs, &lead, b"abc").await;
+        assert!(first_answer(&mut rx).await.is_ok(), "bytes had started");
+        let (got, _) = drain_ready(&mut body).await;
+        assert_eq!(got, b"ab");
+        drop(w);
+        drop(lead);
+        assert!(settled(&mut rx).await.is_err(), "the flight failed");
+        let (_, end) = drain_ready(&mut body).await;
+        assert!(matches!(end, Some(Err(_))));
+        assert_eq!(flights.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn failed_before_any_byte_is_the_first_answer() {
+        let flights = Flights::default();
+        let lead = lead(&flights, "k");
+        let mut rx = joiner(&flights, "k");
+        lead.finish(Progress::Failed(Arc::new(Error::Internal("502".into()))));
+        assert!(first_answer(&mut rx).await.is_err());
+        assert!(matches!(
+            flights.join_or_lead("k", || false),
+            Role::Leader(_)
+        ));
+    }
+}

@@ -23,6 +23,7 @@ use crate::forwarding::{self, Kind, Verdict};
 use crate::server::reply::Reply;
 use crate::server::request_body::RequestBody;
 use crate::store::{Expect, Origin};
+use crate::upstream::Fetched;
 pub use name::PackageName;
 use packument::{PackumentBuilder, TarballRef};
 pub use publish::{forget_tarballs, invalidate};
@@ -557,7 +558,7 @@ async fn audit(
         .and_then(|v| v.to_str().ok());
     up.follow_redirects = false;
     match core.upstream.send(up).await? {
-        crate::upstream::Fetched::Denied {
+        Fetched::Denied {
             status,
             body,
             www_authenticate,
@@ -566,12 +567,54 @@ async fn audit(
             body,
             www_authenticate,
         }),
-        crate::upstream::Fetched::NotFound { body } => Err(Error::Passthrough {
+        Fetched::NotFound { body } => Err(Error::Passthrough {
             status: StatusCode::NOT_FOUND,
             body,
             www_authenticate: None,
         }),
-        _ => Ok(Reply::json(StatusCode::OK, Bytes::from_static(b"[]"))),
+        // GitLab's forwarding is on: its 307 is sent before any access check, so whether
+        // this caller may read the project's packages is asked another way.
+        Fetched::ForwardedToPublic { .. } => {
+            audit_read_check(core, scope, req.credential).await?;
+            Ok(audit_empty())
+        }
+        Fetched::Body(_) | Fetched::NotModified { .. } => Ok(audit_empty()),
+    }
+}
+
+fn audit_empty() -> Reply {
+    Reply::json(StatusCode::OK, Bytes::from_static(b"[]"))
+}
+
+/// The read_package check GitLab's audit route makes with forwarding off, through the
+/// Packages API (same permission): a denial becomes the audit route's own answer.
+async fn audit_read_check(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    credential: &Credential,
+) -> Result<(), Error> {
+    let NpmScope::Project(id) = scope else {
+        return Err(Error::npm_not_found("Project"));
+    };
+    let url = core.upstream.gitlab_url(&format!(
+        "/api/v4/projects/{}/packages?per_page=1",
+        utf8_percent_encode(id, SEGMENT)
+    ));
+    let up = crate::upstream::Request::get(url, credential, "npm_audit");
+    match core.upstream.send(up).await? {
+        Fetched::Body(_) => Ok(()),
+        Fetched::Denied {
+            status,
+            body,
+            www_authenticate,
+        } => Err(Error::Passthrough {
+            status,
+            body,
+            www_authenticate,
+        }),
+        Fetched::NotFound { .. }
+        | Fetched::NotModified { .. }
+        | Fetched::ForwardedToPublic { .. } => Err(Error::npm_not_found("Project")),
     }
 }
 

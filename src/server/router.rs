@@ -1,7 +1,7 @@
 //! The request pipeline, top to bottom:
 //! 1. ops endpoints (`/-/health`, `/-/ready`, `/-/metrics`);
 //! 2. route parse into a typed [`Route`] (bad names → GitLab's 400 before any I/O);
-//! 3. credential extraction (never logged);
+//! 3. credential extraction from headers and `?private_token=`/`?job_token=` (never logged);
 //! 4. request body, bounded by `server.max_body` (413);
 //! 5. the adapter;
 //! 6. conditional request (`If-None-Match` → 304), HEAD, `Content-Length`;
@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::body::{self, Body};
 use super::reply::{Reply, ReplyBody};
 use super::{ops, request_body, respond};
+use crate::auth::credential::strip_query_credentials;
 use crate::auth::offline::{self, Owner};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
@@ -203,7 +204,7 @@ async fn dispatch(
 ) -> (CacheOutcome, Response<Body>) {
     if core.upstream.is_offline() {
         if let Some(owner) = route.owner() {
-            let credential = Credential::from_headers(req.headers());
+            let credential = Credential::from_request(req.headers(), req.uri().query());
             if !offline::allows(&core.config.offline, &credential, &owner) {
                 let e = Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized");
                 return (CacheOutcome::Refused, respond::error_response(&e));
@@ -219,7 +220,7 @@ async fn dispatch(
             Err(e) => (CacheOutcome::Bypass, respond::error_response(&e)),
         },
         Route::Go(target, r) => {
-            let credential = Credential::from_headers(req.headers());
+            let credential = Credential::from_request(req.headers(), req.uri().query());
             let result = goproxy::handle(core, &target, r, &credential).await;
             reply_or_error(core, req.method(), req.headers(), result)
         }
@@ -228,9 +229,10 @@ async fn dispatch(
             reply_or_error(core, req.method(), req.headers(), result)
         }
         Route::Packages(target, r) => {
-            let credential = Credential::from_headers(req.headers());
+            let credential = Credential::from_request(req.headers(), req.uri().query());
             let raw_path = req.uri().path().to_string();
-            let query = req.uri().query().map(str::to_string);
+            // Forwarded upstream as it came, minus any token (that goes as a header).
+            let query = req.uri().query().and_then(strip_query_credentials);
             let result = packages_api::handle(
                 core,
                 &target,
@@ -248,7 +250,7 @@ async fn dispatch(
         }
         Route::Npm(scope, r) => {
             let (parts, incoming) = req.into_parts();
-            let credential = Credential::from_headers(&parts.headers);
+            let credential = Credential::from_request(&parts.headers, parts.uri.query());
             let body = if parts.method == Method::POST || parts.method == Method::PUT {
                 // Only a publish carries a body worth spooling (the tarball).
                 let spool_above = match r {

@@ -389,6 +389,60 @@ struct Faults {
     delays: Vec<Rule<Duration>>,
     failures: Vec<Rule<u16>>,
     cuts: Vec<Rule<usize>>,
+    pauses: Vec<Rule<Pause>>,
+}
+
+/// Where a paused body stands: held, let go, or to be cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GateState {
+    Held,
+    Released,
+    Cut,
+}
+
+#[derive(Clone, Debug)]
+struct Pause {
+    after: usize,
+    gate: tokio::sync::watch::Receiver<GateState>,
+}
+
+/// The test's handle on [`FakeGitlab::pause_body_after`]: every matching body waits after
+/// its first bytes until [`BodyGate::release`] (the rest follows) or [`BodyGate::cut`] (the
+/// connection drops). Dropping the handle releases.
+pub struct BodyGate {
+    tx: tokio::sync::watch::Sender<GateState>,
+}
+
+impl BodyGate {
+    /// Lets every paused (and future) matching body continue to its end.
+    pub fn release(&self) {
+        self.tx.send_replace(GateState::Released);
+    }
+
+    /// Drops every paused (and future) matching body's connection at the pause point.
+    pub fn cut(&self) {
+        self.tx.send_replace(GateState::Cut);
+    }
+}
+
+impl Drop for BodyGate {
+    fn drop(&mut self) {
+        self.tx.send_if_modified(|s| {
+            let held = *s == GateState::Held;
+            if held {
+                *s = GateState::Released;
+            }
+            held
+        });
+    }
+}
+
+/// What happens to a response body on the way out.
+enum BodyFault {
+    /// Send this many bytes, then drop the connection.
+    Cut(usize),
+    /// Send `after` bytes, then wait for the gate.
+    Pause(Pause),
 }
 
 /// Finds the first rule matching `path`, consuming one use of it.
@@ -651,7 +705,19 @@ impl FakeGitlab {
         self.add_rule(|f| &mut f.cuts, path_contains, n_bytes, None);
     }
 
-    /// Removes every delay, failure and cut (modes and counters stay).
+    /// For matching requests: sends the real `Content-Length` and `n_bytes` of the body, then
+    /// holds the rest until the returned gate is released or cut.
+    pub fn pause_body_after(&self, path_contains: &str, n_bytes: usize) -> BodyGate {
+        let (tx, gate) = tokio::sync::watch::channel(GateState::Held);
+        let pause = Pause {
+            after: n_bytes,
+            gate,
+        };
+        self.add_rule(|f| &mut f.pauses, path_contains, pause, None);
+        BodyGate { tx }
+    }
+
+    /// Removes every delay, failure, cut and pause (modes and counters stay).
     pub fn clear_faults(&self) {
         *lock(&self.shared.faults) = Faults::default();
     }
@@ -837,13 +903,15 @@ async fn handle(shared: &Shared, req: hyper::Request<hyper::body::Incoming>) -> 
         };
         lock(&shared.log).push(record);
     }
-    let (delay, failure, cut) = {
+    let (delay, failure, body_fault) = {
         let mut faults = lock(&shared.faults);
-        (
-            take_rule(&mut faults.delays, &req.path),
-            take_rule(&mut faults.failures, &req.path),
-            take_rule(&mut faults.cuts, &req.path),
-        )
+        let delay = take_rule(&mut faults.delays, &req.path);
+        let failure = take_rule(&mut faults.failures, &req.path);
+        let body_fault = match take_rule(&mut faults.cuts, &req.path) {
+            Some(n) => Some(BodyFault::Cut(n)),
+            None => take_rule(&mut faults.pauses, &req.path).map(BodyFault::Pause),
+        };
+        (delay, failure, body_fault)
     };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -855,22 +923,44 @@ async fn handle(shared: &Shared, req: hyper::Request<hyper::body::Incoming>) -> 
             .find_map(|route| route(shared, &req))
             .unwrap_or_else(Reply::route_not_found),
     };
-    into_response(reply, cut)
+    into_response(reply, body_fault)
 }
 
-fn into_response(reply: Reply, cut: Option<usize>) -> Response<Body> {
+fn cut_on_purpose() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "fake gitlab: body cut on purpose",
+    )
+}
+
+fn into_response(reply: Reply, fault: Option<BodyFault>) -> Response<Body> {
     let len = reply.body.len();
-    let body: Body = match cut {
-        Some(n) if n < len => {
+    let body: Body = match fault {
+        Some(BodyFault::Cut(n)) if n < len => {
             let head = reply.body.slice(..n);
             // Give hyper a moment to flush the head before the error aborts the connection.
             let stream = futures_util::stream::iter([Ok(Frame::data(head))]).chain(
                 futures_util::stream::once(async {
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "fake gitlab: body cut on purpose",
-                    ))
+                    Err(cut_on_purpose())
+                }),
+            );
+            BodyExt::boxed(StreamBody::new(stream))
+        }
+        Some(BodyFault::Pause(Pause { after, mut gate })) if after < len => {
+            let head = reply.body.slice(..after);
+            let rest = reply.body.slice(after..);
+            let stream = futures_util::stream::iter([Ok(Frame::data(head))]).chain(
+                futures_util::stream::once(async move {
+                    let state = gate
+                        .wait_for(|s| *s != GateState::Held)
+                        .await
+                        .map(|s| *s)
+                        .unwrap_or(GateState::Released);
+                    match state {
+                        GateState::Cut => Err(cut_on_purpose()),
+                        _ => Ok(Frame::data(rest)),
+                    }
                 }),
             );
             BodyExt::boxed(StreamBody::new(stream))
