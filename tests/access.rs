@@ -508,7 +508,8 @@ async fn with_gitlab_down_recent_decisions_are_reused_and_unknown_callers_get_50
             let (status, body) = get_text(&url, &refs(&headers)).await;
             assert_eq!(status, 503, "{route:?} {headers:?}: {body}");
             assert!(
-                body.contains("cannot confirm") && body.contains("retry"),
+                body.contains("cannot reach GitLab to check this credential's access")
+                    && body.contains("retry"),
                 "{route:?}: a clear sentence: {body}"
             );
             assert_refusal_body(route, Anonymous, &body);
@@ -523,6 +524,52 @@ async fn with_gitlab_down_recent_decisions_are_reused_and_unknown_callers_get_50
     )
     .await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn with_gitlab_down_undecided_callers_cannot_tell_cached_from_uncached() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), GO_MODULES).await;
+    warm(&packrat, &[NpmMetadata, NpmTarball, GoList, PkgFiles]).await;
+    // Cached (Alice read them) and uncached private items side by side, same route family.
+    let pairs = [
+        (
+            NpmMetadata.path(),
+            "/api/v4/projects/42/packages/npm/@acme%2fcore".to_string(),
+        ),
+        (
+            NpmTarball.path(),
+            "/api/v4/projects/42/packages/npm/@acme/core/-/@acme/core-2.0.0.tgz".to_string(),
+        ),
+        (
+            GoList.path(),
+            "/go/gitlab.example.com/acme/!utils/@v/list".to_string(),
+        ),
+        (
+            PkgFiles.path(),
+            "/api/v4/projects/42/packages/2/package_files".to_string(),
+        ),
+    ];
+    fake.go_down().await;
+    for who in [Anonymous, Bob] {
+        for (cached, uncached) in &pairs {
+            let route = if cached.starts_with("/go/") {
+                GoList
+            } else {
+                NpmMetadata
+            };
+            let h = who.headers(route);
+            let a = get_text(&format!("{}{cached}", packrat.url()), &refs(&h)).await;
+            let b = get_text(&format!("{}{uncached}", packrat.url()), &refs(&h)).await;
+            assert_eq!(a.0, 503, "{who:?} {cached}: {}", a.1);
+            assert_eq!(a, b, "{who:?}: {cached} vs {uncached}");
+            assert!(
+                a.1.contains("cannot reach GitLab to check this credential's access"),
+                "{}",
+                a.1
+            );
+        }
+    }
 }
 
 #[tokio::test]

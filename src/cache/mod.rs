@@ -402,12 +402,7 @@ impl Core {
                 Err(e.into())
             }
             Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => Err(refusal(&d)),
-            // The content is here, but nobody can vouch for this caller: refuse, never allow.
-            _ if rec.is_some() => Err(Error::gitlab(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("packrat cannot confirm with GitLab that these credentials may read this package ({e}); retry when GitLab is reachable"),
-            )),
-            _ => Err(e.into()),
+            _ => Err(undecided(&e)),
         }
     }
 
@@ -769,6 +764,17 @@ fn passthrough(status: StatusCode, body: Bytes, www_authenticate: Option<String>
         body,
         www_authenticate,
     }
+}
+
+/// The answer to a caller packrat holds no usable access decision for while GitLab cannot be
+/// asked: refuse, never allow. One fixed sentence, whether or not the content is cached and
+/// whatever the name, so the answer reveals nothing about what the cache holds.
+pub(crate) fn undecided(e: &UpstreamError) -> Error {
+    tracing::info!(error = %e, "upstream failed; the caller's access cannot be checked");
+    Error::gitlab(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "packrat cannot reach GitLab to check this credential's access; retry when GitLab is reachable",
+    )
 }
 
 fn refusal(d: &Decision) -> Error {
