@@ -132,6 +132,9 @@ pub struct BlobSpec {
     /// bytes are refused and nothing is cached. Such a blob is served only once committed
     /// (no streaming of the first download).
     pub validate: Option<Validate>,
+    /// For a GitLab npm tarball: its package name, so that GitLab forwarding the fetch to a
+    /// public registry is a not-found, never content cached as GitLab's.
+    pub forward_name: Option<String>,
 }
 
 pub enum BlobBody {
@@ -301,7 +304,7 @@ impl Core {
         let mut req = Request::get(spec.url.clone(), spec.credential, spec.kind);
         req.if_none_match = etag.as_deref();
         req.accept = Some("application/json");
-        req.forward_name = spec.forward_name;
+        req.forward = spec.forward_name.map(upstream::Forward::Metadata);
         let ok = StatusCode::OK;
         match self.upstream.send(req).await {
             Ok(Fetched::NotModified { etag: new_etag }) => {
@@ -669,7 +672,8 @@ impl Core {
         spec: &BlobSpec,
         lead: &flight::Lead,
     ) -> Result<(Digest, u64), Error> {
-        let req = Request::get(spec.url.clone(), &spec.credential, spec.kind);
+        let mut req = Request::get(spec.url.clone(), &spec.credential, spec.kind);
+        req.forward = spec.forward_name.as_deref().map(upstream::Forward::Tarball);
         let body = match self.upstream.send(req).await? {
             Fetched::Body(b) => b,
             Fetched::NotFound { body } => {
