@@ -213,6 +213,23 @@ async fn pins_endpoint_is_off_without_ops_tokens() {
     }
 }
 
+/// The public registry down is not GitLab down: a forwarded name says which upstream failed
+/// (502), not the outage refusal for GitLab-checked access.
+#[tokio::test]
+async fn an_unreachable_public_registry_is_a_502_naming_it() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(
+        &fake.url(),
+        "[forwarding]\nnpm_registry = \"http://127.0.0.1:9\"\n\n\
+         [[forwarding.rules]]\nmatch = \"*\"\nforward = true\n",
+    )
+    .await;
+    let (status, body) = get_json(&format!("{}{INSTANCE}/left-pad", packrat.url()), &[]).await;
+    assert_eq!(status, 502, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("127.0.0.1:9"), "{body}");
+}
+
 #[tokio::test]
 async fn a_caller_without_access_never_gets_the_public_package() {
     // Cold cache, nothing pinned yet, and a rule that forwards everything: GitLab's refusal

@@ -405,6 +405,8 @@ impl Core {
                 Err(e.into())
             }
             Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => Err(refusal(&d)),
+            // A public registry's content is anyone's: no access to check, nothing to hide.
+            _ if spec.origin == Origin::Public => Err(e.into()),
             _ => Err(undecided(&e)),
         }
     }
