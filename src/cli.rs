@@ -59,4 +59,7 @@ pub enum Command {
     },
     /// Re-hash every blob and check every index entry; quarantine what is wrong.
     Verify,
+    /// Print pinned private names and blocked public-fallback attempts (the `/-/pins`
+    /// report) as JSON, read from the data directory.
+    Pins,
 }

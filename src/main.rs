@@ -138,6 +138,13 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
             ));
             Ok(r.is_clean())
         }
+        Command::Pins => {
+            let config = std::sync::Arc::new(config);
+            let metrics = std::sync::Arc::new(packrat::metrics::Metrics::new());
+            let core = packrat::cache::Core::new(config, store, metrics)?;
+            println_stdout(&packrat::server::ops::pins_json(&core)?);
+            Ok(true)
+        }
     }
 }
 

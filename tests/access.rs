@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::Value;
 
+use crate::support::fake_gitlab::world::{DeployAccess, JobState};
 use crate::support::fake_gitlab::world::{
     ALICE_PAT, BOB_PAT, DEPLOY_READ, EXPIRED_PAT, JOB_FINISHED, JOB_RUNNING, MAINT_PAT,
 };
@@ -52,6 +53,23 @@ enum Route {
     PkgList,
     /// `GET /api/v4/projects/42/packages/1/package_files` (`@acme/core` 2.0.0's files)
     PkgFiles,
+    /// `GET /api/v4/groups/acme/-/packages/npm/@acme%2fui`
+    NpmGroupMetadata,
+    /// `GET /api/v4/groups/acme/-/packages/npm/-/package/@acme%2fui/dist-tags`
+    NpmGroupDistTags,
+    /// `GET /api/v4/groups/acme/-/packages/npm/@acme/ui/-/@acme/ui-1.1.0.tgz` (packrat keeps
+    /// the client's prefix in tarball URLs; GitLab serves tarballs at the project only)
+    NpmGroupTarball,
+    /// `GET /api/v4/packages/npm/@acme/ui/-/@acme/ui-1.1.0.tgz`
+    NpmInstanceTarball,
+    /// `GET /api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@latest` (packrat's)
+    GoProjectLatest,
+    /// `GET /api/v4/projects/42/packages/1` (the Packages API single package)
+    PkgShow,
+    /// `GET /api/v4/projects/42/packages/1/pipelines`
+    PkgPipelines,
+    /// `GET /api/v4/groups/acme/packages` (the group listing)
+    PkgGroupList,
 }
 
 /// Who asks after Alice (`ALICE_PAT`, developer on project 42) warmed the cache.
@@ -65,7 +83,17 @@ enum Who {
     Expired,
     /// `JOB_FINISHED`: the job token of a finished job of project 42.
     JobFinished,
+    /// [`DEPLOY_OTHER`]: a read deploy token of project 43 (npm routes only: the other
+    /// families do not accept deploy tokens).
+    DeployOther,
+    /// [`JOB_OTHER`]: the token of a running job of project 43.
+    JobOther,
 }
+
+/// Deploy token (`read_package_registry`) of project 43, added by the table test.
+const DEPLOY_OTHER: &str = "deploy-other-project";
+/// Job token of a running job of project 43, added by the table test.
+const JOB_OTHER: &str = "job-other-project";
 
 use Route::*;
 use Who::*;
@@ -73,7 +101,11 @@ use Who::*;
 /// Route × credential × the status GitLab answers (API.md §4): npm metadata and dist-tags
 /// say 401 to anonymous callers, npm tarballs 404; the Go proxy says 401 to anonymous
 /// callers; an authenticated non-member gets 404; an expired token or a finished job's
-/// token 401; the Packages API says 404 to anonymous callers and to non-members.
+/// token 401; the Packages API says 404 to anonymous callers and to non-members (a private
+/// group's listing: `404 Group Not Found`). A read deploy token or a running job's token of
+/// another project (43) is an authenticated caller without access: 404 wherever GitLab
+/// accepts that kind of token (deploy tokens: npm only). Tarballs at the group and instance
+/// prefixes (packrat's) answer like the project tarball GitLab serves.
 const TABLE: &[(Route, Who, u16)] = &[
     (NpmMetadata, Anonymous, 401),
     (NpmMetadata, Bob, 404),
@@ -135,6 +167,68 @@ const TABLE: &[(Route, Who, u16)] = &[
     (PkgFiles, Bob, 404),
     (PkgFiles, Expired, 401),
     (PkgFiles, JobFinished, 401),
+    (NpmGroupMetadata, Anonymous, 401),
+    (NpmGroupMetadata, Bob, 404),
+    (NpmGroupMetadata, Expired, 401),
+    (NpmGroupMetadata, JobFinished, 401),
+    (NpmGroupDistTags, Anonymous, 401),
+    (NpmGroupDistTags, Bob, 404),
+    (NpmGroupDistTags, Expired, 401),
+    (NpmGroupDistTags, JobFinished, 401),
+    (NpmGroupTarball, Anonymous, 404),
+    (NpmGroupTarball, Bob, 404),
+    (NpmGroupTarball, Expired, 401),
+    (NpmGroupTarball, JobFinished, 401),
+    (NpmInstanceTarball, Anonymous, 404),
+    (NpmInstanceTarball, Bob, 404),
+    (NpmInstanceTarball, Expired, 401),
+    (NpmInstanceTarball, JobFinished, 401),
+    (GoProjectLatest, Anonymous, 401),
+    (GoProjectLatest, Bob, 404),
+    (GoProjectLatest, Expired, 401),
+    (GoProjectLatest, JobFinished, 401),
+    (PkgShow, Anonymous, 404),
+    (PkgShow, Bob, 404),
+    (PkgShow, Expired, 401),
+    (PkgShow, JobFinished, 401),
+    (PkgPipelines, Anonymous, 404),
+    (PkgPipelines, Bob, 404),
+    (PkgPipelines, Expired, 401),
+    (PkgPipelines, JobFinished, 401),
+    (PkgGroupList, Anonymous, 404),
+    (PkgGroupList, Bob, 404),
+    (PkgGroupList, Expired, 401),
+    (PkgGroupList, JobFinished, 401),
+    (NpmMetadata, DeployOther, 404),
+    (NpmInstanceMetadata, DeployOther, 404),
+    (NpmGroupMetadata, DeployOther, 404),
+    (NpmTarball, DeployOther, 404),
+    (NpmGroupTarball, DeployOther, 404),
+    (NpmInstanceTarball, DeployOther, 404),
+    (NpmDistTags, DeployOther, 404),
+    (NpmGroupDistTags, DeployOther, 404),
+    (NpmMetadata, JobOther, 404),
+    (NpmInstanceMetadata, JobOther, 404),
+    (NpmGroupMetadata, JobOther, 404),
+    (NpmTarball, JobOther, 404),
+    (NpmGroupTarball, JobOther, 404),
+    (NpmInstanceTarball, JobOther, 404),
+    (NpmDistTags, JobOther, 404),
+    (NpmGroupDistTags, JobOther, 404),
+    (GoList, JobOther, 404),
+    (GoLatest, JobOther, 404),
+    (GoInfo, JobOther, 404),
+    (GoMod, JobOther, 404),
+    (GoZip, JobOther, 404),
+    (GoProjectList, JobOther, 404),
+    (GoProjectLatest, JobOther, 404),
+    (GoProjectInfo, JobOther, 404),
+    (GoProjectMod, JobOther, 404),
+    (GoProjectZip, JobOther, 404),
+    (PkgList, JobOther, 404),
+    (PkgShow, JobOther, 404),
+    (PkgFiles, JobOther, 404),
+    (PkgPipelines, JobOther, 404),
 ];
 
 const MODULE: &str = "gitlab.example.com/acme/web";
@@ -158,13 +252,26 @@ impl Route {
             GoProjectZip => format!("{GO_PROJECT}/@v/v1.10.0.zip"),
             PkgList => "/api/v4/projects/42/packages".into(),
             PkgFiles => "/api/v4/projects/42/packages/1/package_files".into(),
+            NpmGroupMetadata => "/api/v4/groups/acme/-/packages/npm/@acme%2fui".into(),
+            NpmGroupDistTags => {
+                "/api/v4/groups/acme/-/packages/npm/-/package/@acme%2fui/dist-tags".into()
+            }
+            NpmGroupTarball => {
+                "/api/v4/groups/acme/-/packages/npm/@acme/ui/-/@acme/ui-1.1.0.tgz".into()
+            }
+            NpmInstanceTarball => "/api/v4/packages/npm/@acme/ui/-/@acme/ui-1.1.0.tgz".into(),
+            GoProjectLatest => format!("{GO_PROJECT}/@latest"),
+            PkgShow => "/api/v4/projects/42/packages/1".into(),
+            PkgPipelines => "/api/v4/projects/42/packages/1/pipelines".into(),
+            PkgGroupList => "/api/v4/groups/acme/packages".into(),
         }
     }
 
     /// The same question asked of GitLab itself (GitLab has no `/go/` and no `@latest`).
     fn gitlab_path(self) -> String {
         match self {
-            GoList | GoLatest => GoProjectList.path(),
+            GoList | GoLatest | GoProjectLatest => GoProjectList.path(),
+            NpmGroupTarball | NpmInstanceTarball => NpmTarball.path(),
             GoInfo => GoProjectInfo.path(),
             GoMod => GoProjectMod.path(),
             GoZip => GoProjectZip.path(),
@@ -175,7 +282,19 @@ impl Route {
     fn is_go(self) -> bool {
         !matches!(
             self,
-            NpmMetadata | NpmInstanceMetadata | NpmTarball | NpmDistTags | PkgList | PkgFiles
+            NpmMetadata
+                | NpmInstanceMetadata
+                | NpmTarball
+                | NpmDistTags
+                | NpmGroupMetadata
+                | NpmGroupDistTags
+                | NpmGroupTarball
+                | NpmInstanceTarball
+                | PkgList
+                | PkgFiles
+                | PkgShow
+                | PkgPipelines
+                | PkgGroupList
         )
     }
 
@@ -184,10 +303,12 @@ impl Route {
     /// 42 for Go (both entry points name the same project).
     fn scope(self) -> &'static str {
         match self {
-            NpmInstanceMetadata => "npm instance @acme/ui",
+            NpmInstanceMetadata | NpmInstanceTarball => "npm instance @acme/ui",
             NpmMetadata | NpmTarball | NpmDistTags => "npm project 42 @acme/ui",
-            PkgList => "packages api project 42",
-            PkgFiles => "packages api project 42 package 1",
+            NpmGroupMetadata | NpmGroupTarball | NpmGroupDistTags => "npm group acme @acme/ui",
+            PkgList | PkgShow => "packages api project 42",
+            PkgFiles | PkgPipelines => "packages api project 42 package 1",
+            PkgGroupList => "packages api group acme",
             _ => "go project 42 acme/web",
         }
     }
@@ -209,6 +330,8 @@ impl Who {
             Bob => vec![pat(BOB_PAT)],
             Expired => vec![pat(EXPIRED_PAT)],
             JobFinished => vec![("JOB-TOKEN", JOB_FINISHED.to_string())],
+            DeployOther => vec![("Deploy-Token", DEPLOY_OTHER.to_string())],
+            JobOther => vec![("JOB-TOKEN", JOB_OTHER.to_string())],
         }
     }
 }
@@ -312,6 +435,10 @@ fn assert_refusal_body(route: Route, who: Who, body: &str) {
 #[tokio::test]
 async fn refusals_are_gitlabs_on_every_route_and_asked_upstream_until_decided() {
     let fake = FakeGitlab::start(World::standard()).await;
+    fake.with_world(|w| {
+        w.add_deploy_token(DEPLOY_OTHER, 43, DeployAccess::Read)
+            .add_job_token(JOB_OTHER, 43, JobState::Running);
+    });
     let (public_npm, public_go) = attacked_publics().await;
     let packrat = packrat_with_tempting_forwarding(&fake, &public_npm, &public_go, "").await;
     let routes = all_routes();
@@ -323,7 +450,7 @@ async fn refusals_are_gitlabs_on_every_route_and_asked_upstream_until_decided() 
     // asked; after that the cached decision answers. Anonymous goes first: its decision is
     // also what packrat consults to tell "no such package" from "not for you".
     let mut decided: HashSet<(Who, &str)> = HashSet::new();
-    for who in [Anonymous, Bob, Expired, JobFinished] {
+    for who in [Anonymous, Bob, Expired, JobFinished, DeployOther, JobOther] {
         for &(route, _, expected) in TABLE.iter().filter(|(_, w, _)| *w == who) {
             let before = fake.requests_total();
             let h = who.headers(route);
@@ -508,7 +635,8 @@ async fn with_gitlab_down_recent_decisions_are_reused_and_unknown_callers_get_50
             let (status, body) = get_text(&url, &refs(&headers)).await;
             assert_eq!(status, 503, "{route:?} {headers:?}: {body}");
             assert!(
-                body.contains("cannot confirm") && body.contains("retry"),
+                body.contains("cannot reach GitLab to check this credential's access")
+                    && body.contains("retry"),
                 "{route:?}: a clear sentence: {body}"
             );
             assert_refusal_body(route, Anonymous, &body);
@@ -523,6 +651,52 @@ async fn with_gitlab_down_recent_decisions_are_reused_and_unknown_callers_get_50
     )
     .await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn with_gitlab_down_undecided_callers_cannot_tell_cached_from_uncached() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), GO_MODULES).await;
+    warm(&packrat, &[NpmMetadata, NpmTarball, GoList, PkgFiles]).await;
+    // Cached (Alice read them) and uncached private items side by side, same route family.
+    let pairs = [
+        (
+            NpmMetadata.path(),
+            "/api/v4/projects/42/packages/npm/@acme%2fcore".to_string(),
+        ),
+        (
+            NpmTarball.path(),
+            "/api/v4/projects/42/packages/npm/@acme/core/-/@acme/core-2.0.0.tgz".to_string(),
+        ),
+        (
+            GoList.path(),
+            "/go/gitlab.example.com/acme/!utils/@v/list".to_string(),
+        ),
+        (
+            PkgFiles.path(),
+            "/api/v4/projects/42/packages/2/package_files".to_string(),
+        ),
+    ];
+    fake.go_down().await;
+    for who in [Anonymous, Bob] {
+        for (cached, uncached) in &pairs {
+            let route = if cached.starts_with("/go/") {
+                GoList
+            } else {
+                NpmMetadata
+            };
+            let h = who.headers(route);
+            let a = get_text(&format!("{}{cached}", packrat.url()), &refs(&h)).await;
+            let b = get_text(&format!("{}{uncached}", packrat.url()), &refs(&h)).await;
+            assert_eq!(a.0, 503, "{who:?} {cached}: {}", a.1);
+            assert_eq!(a, b, "{who:?}: {cached} vs {uncached}");
+            assert!(
+                a.1.contains("cannot reach GitLab to check this credential's access"),
+                "{}",
+                a.1
+            );
+        }
+    }
 }
 
 #[tokio::test]

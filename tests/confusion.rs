@@ -17,7 +17,7 @@ use crate::support::fake_public_go::{greet, FakePublicGo, GREET};
 use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg, ABBREVIATED};
 use crate::support::fake_sumdb::FakeSumdb;
 use crate::support::http::{get, get_json, get_text, metric};
-use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER, OPS_TOKEN};
 
 const BLOCKED: &str = "packrat_dependency_confusion_blocked_total";
 const P42: &str = "/api/v4/projects/42/packages/npm";
@@ -55,6 +55,10 @@ fn versions(doc: &Value) -> Vec<String> {
     v
 }
 
+fn ops() -> [(&'static str, &'static str); 1] {
+    [("PRIVATE-TOKEN", OPS_TOKEN)]
+}
+
 fn alice() -> [(&'static str, &'static str); 1] {
     [("Authorization", "Bearer alice-pat")]
 }
@@ -65,7 +69,7 @@ async fn a_private_name_never_resolves_publicly_even_after_gitlab_forgets_it() {
     let public = public_with_attack().await;
     // The operator forgot a private rule: "*" forwards everything. The pin is the guard.
     // metadata_ttl = 0: every read revalidates, so packrat sees GitLab's 404 at once.
-    let packrat = Packrat::start(
+    let mut packrat = Packrat::start(
         &fake.url(),
         &forwarding(&public, &[("*", true)], "[cache]\nmetadata_ttl = \"0s\"\n"),
     )
@@ -132,9 +136,27 @@ async fn a_private_name_never_resolves_publicly_even_after_gitlab_forgets_it() {
         "every blocked attempt is counted"
     );
 
-    // The operator can see it: /-/pins names the pin and the blocked attempts.
-    let (status, pins) = get_json(&format!("{url}/-/pins"), &[]).await;
+    // The operator can see it: /-/pins names the pin and the blocked attempts, but only
+    // for an ops token (the names are private): anyone else gets GitLab's 401.
+    let pins_url = format!("{url}/-/pins");
+    for who in [&[][..], &[("PRIVATE-TOKEN", "wrong")], &alice()] {
+        let (status, body) = get_json(&pins_url, who).await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body, serde_json::json!({"message": "401 Unauthorized"}));
+    }
+    let (status, pins) = get_json(&pins_url, &ops()).await;
     assert_eq!(status, 200);
+    let (status, by_bearer) = get_json(
+        &pins_url,
+        &[("Authorization", &format!("Bearer {OPS_TOKEN}"))],
+    )
+    .await;
+    assert_eq!((status, &by_bearer), (200, &pins), "same content by Bearer");
+    let metrics = get_text(&format!("{url}/-/metrics"), &[]).await.1;
+    assert!(
+        !metrics.contains("acme"),
+        "metrics carry counts, never names"
+    );
     assert!(
         pins["pins"]
             .as_array()
@@ -161,6 +183,51 @@ async fn a_private_name_never_resolves_publicly_even_after_gitlab_forgets_it() {
         "a warning names the package:\n{}",
         packrat.logs()
     );
+
+    // `packrat pins` prints the same report from the data directory once serve let go of it.
+    packrat.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_packrat"))
+        .args(["pins", "--config"])
+        .arg(packrat.config_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, pins);
+}
+
+#[tokio::test]
+async fn pins_endpoint_is_off_without_ops_tokens() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start_with_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\
+         [upstream]\nurl = \"{}\"\n",
+        fake.url()
+    ))
+    .await;
+    for who in [&[][..], &ops()] {
+        let (status, body) = get_json(&format!("{}/-/pins", packrat.url()), who).await;
+        assert_eq!(status, 404, "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains("server.ops_tokens"), "{body}");
+    }
+}
+
+/// The public registry down is not GitLab down: a forwarded name says which upstream failed
+/// (502), not the outage refusal for GitLab-checked access.
+#[tokio::test]
+async fn an_unreachable_public_registry_is_a_502_naming_it() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(
+        &fake.url(),
+        "[forwarding]\nnpm_registry = \"http://127.0.0.1:9\"\n\n\
+         [[forwarding.rules]]\nmatch = \"*\"\nforward = true\n",
+    )
+    .await;
+    let (status, body) = get_json(&format!("{}{INSTANCE}/left-pad", packrat.url()), &[]).await;
+    assert_eq!(status, 502, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("127.0.0.1:9"), "{body}");
 }
 
 #[tokio::test]
@@ -350,7 +417,7 @@ async fn a_public_name_that_appears_in_gitlab_switches_to_gitlab() {
         "the switch is logged:\n{}",
         packrat.logs()
     );
-    let (_, pins) = get_json(&format!("{url}/-/pins"), &[]).await;
+    let (_, pins) = get_json(&format!("{url}/-/pins"), &ops()).await;
     assert!(
         pins["pins"]
             .as_array()
@@ -580,7 +647,7 @@ async fn a_pinned_private_module_path_is_never_resolved_publicly() {
     }
     assert_eq!(public.requests("acme"), 0, "{:?}", public.request_log());
     assert!(metric(url, BLOCKED).await >= 4.0);
-    let (_, pins) = get_json(&format!("{url}/-/pins"), &[]).await;
+    let (_, pins) = get_json(&format!("{url}/-/pins"), &ops()).await;
     assert!(
         pins["pins"]
             .as_array()

@@ -219,13 +219,15 @@ async fn offline_commands_refuse_a_data_dir_held_by_serve() {
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
     let cfg = config_for(packrat.data_dir(), "");
-    let out = packrat_cmd(&cfg, &["verify"]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out).contains("in use by another packrat process"),
-        "{}",
-        text(&out)
-    );
+    for command in ["verify", "pins"] {
+        let out = packrat_cmd(&cfg, &[command]);
+        assert!(!out.status.success(), "{command}");
+        assert!(
+            text(&out).contains("in use by another packrat process"),
+            "{command}: {}",
+            text(&out)
+        );
+    }
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -584,7 +584,8 @@ async fn metadata_is_revalidated_with_etags_and_served_stale_on_errors() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["warning"], "110 - \"Response is Stale\"");
 
-    // Never seen while down: a clear 502.
+    // Never seen while down: nobody's access to that name was checked, so the same clear
+    // 503 a cached name would get from an unchecked caller (issue 5: no existence oracle).
     let r = get(
         &format!(
             "{}/api/v4/projects/42/packages/npm/@acme%2fnever",
@@ -593,13 +594,13 @@ async fn metadata_is_revalidated_with_etags_and_served_stale_on_errors() {
         Some(ALICE_PAT),
     )
     .await;
-    assert_eq!(r.status(), 502);
+    assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(
         body["message"]
             .as_str()
             .unwrap()
-            .contains("could not be reached"),
+            .contains("cannot reach GitLab to check this credential's access"),
         "{body}"
     );
 }
@@ -667,8 +668,11 @@ async fn negative_ttl_longer_than_auth_ttl_is_honoured() {
 async fn upstream_timeout_is_a_504() {
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = start_with(&fake.url(), "", "timeout = \"1s\"").await;
+    // Alice's access to @acme/ui is decided while GitLab answers; then GitLab stalls and
+    // the tarball she may read, never fetched, times out.
+    let tgz = tarball_url(&packrat, UI_META, "1.1.0").await;
     fake.delay(Duration::from_secs(3));
-    let r = get(&format!("{}{UI_META}", packrat.url()), Some(ALICE_PAT)).await;
+    let r = get(&tgz, Some(ALICE_PAT)).await;
     assert_eq!(r.status(), 504);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(
@@ -678,6 +682,17 @@ async fn upstream_timeout_is_a_504() {
             .contains("did not answer within 1s"),
         "{body}"
     );
+    // A name nobody's access was checked for: the outage refusal (issue 5), not a 504
+    // that would differ from the answer for a cached name.
+    let r = get(
+        &format!(
+            "{}/api/v4/projects/42/packages/npm/@acme%2fcore",
+            packrat.url()
+        ),
+        Some(ALICE_PAT),
+    )
+    .await;
+    assert_eq!(r.status(), 503);
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::support::fake_gitlab::world::ALICE_PAT;
 use crate::support::fake_gitlab::{FakeGitlab, World};
-use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg};
+use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER, OPS_TOKEN};
 
 const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
 
@@ -123,6 +124,60 @@ async fn gitlab_forwarding_to_a_public_registry_is_not_found() {
     assert_eq!(r.status(), 404);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["message"], "404 Packages Not Found");
+}
+
+/// GitLab's forwarding under any path prefix, the scope encoded, and for tarballs: never
+/// followed (no `[forwarding]` here, so only the path can tell), never cached, never pinned.
+#[tokio::test]
+async fn gitlab_forwarding_under_a_prefix_and_for_tarballs_is_not_found() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicNpm::start().await;
+    public.publish(PublicPkg::new("@acme/x", "1.0.0").exports("EVIL"));
+    fake.forward_to(&format!("{}/some/prefix", public.url()));
+    fake.forward_to_public("@acme/x");
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let client = reqwest::Client::new();
+    let url = packrat.url();
+    let r = get(
+        &client,
+        &format!("{url}/api/v4/projects/42/packages/npm/@acme%2fx"),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["message"], "404 Packages Not Found");
+
+    // A tarball GitLab forwards (its packument still fresh in packrat's cache).
+    let doc: serde_json::Value = get(&client, &format!("{url}{UI_META}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tgz = doc["versions"]["1.1.0"]["dist"]["tarball"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fake.forward_to_public("@acme/ui");
+    assert_eq!(get(&client, &tgz).await.status(), 404);
+    assert_eq!(public.requests_total(), 0, "{:?}", public.request_log());
+
+    let pins: serde_json::Value = client
+        .get(format!("{url}/-/pins"))
+        .header("PRIVATE-TOKEN", OPS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        !pins["pins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "@acme/x"),
+        "{pins}"
+    );
 }
 
 #[test]

@@ -2,12 +2,14 @@
 //! how long that answer may be reused. This is the memory of the one authorization gate
 //! (`crate::cache::Core::gate`): a decision younger than `auth_ttl` (package-not-found 404s:
 //! `negative_ttl`) is reused; with the upstream unreachable, one younger than
-//! `stale_if_error` is; anything else is asked again upstream.
+//! `stale_if_error` is; anything else is asked again upstream. Decisions past that are of no
+//! use and say who read what, so [`Decisions::expire`] deletes them (every few minutes).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::credential::Credential;
+use crate::error::StoreError;
 use crate::store::{now_ms, Decision, Index, Tree};
 
 pub struct Decisions {
@@ -77,6 +79,23 @@ impl Decisions {
         let key = Self::key(cred, scope);
         self.hot.invalidate(&key);
         let _ = self.index.remove(Tree::Auth, &key);
+    }
+
+    /// Delete every stored decision too old to be used ([`Age::Expired`]) and every record
+    /// that does not decode; returns how many were deleted.
+    pub fn expire(&self) -> Result<usize, StoreError> {
+        let (ok, bad) = self.index.scan_all::<Decision>(Tree::Auth)?;
+        let mut removed = 0;
+        let expired = ok
+            .into_iter()
+            .filter(|(_, d)| self.age(d) == Age::Expired)
+            .map(|(k, _)| k);
+        for key in expired.chain(bad) {
+            self.hot.invalidate(&key);
+            self.index.remove(Tree::Auth, &key)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     pub fn age(&self, d: &Decision) -> Age {
@@ -155,5 +174,31 @@ mod tests {
         let (_dir, d) = decisions(60, 10);
         assert_eq!(d.age(&decision(404, PACKAGES, 30)), Age::Stale);
         assert_eq!(d.age(&decision(404, PROJECT, 30)), Age::Stale);
+    }
+
+    #[test]
+    fn expire_deletes_only_decisions_too_old_to_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Arc::new(Index::open(dir.path()).unwrap());
+        let s = Duration::from_secs;
+        let decisions = Decisions::new(index.clone(), s(1), s(1), s(60));
+        let at = |ago: u64| Decision {
+            at: now_ms() - ago * 1000,
+            status: 200,
+            body: None,
+            www_authenticate: None,
+        };
+        let old = Credential::private_token(&crate::config::Secret::new("old".into()));
+        let stale = Credential::private_token(&crate::config::Secret::new("stale".into()));
+        decisions.record(&old, "scope", at(120));
+        decisions.record(&stale, "scope", at(30));
+        assert_eq!(decisions.expire().unwrap(), 1);
+        assert!(decisions.get(&old, "scope").is_none());
+        assert!(
+            decisions.get(&stale, "scope").is_some(),
+            "still usable on an outage"
+        );
+        assert_eq!(index.scan_all::<Decision>(Tree::Auth).unwrap().0.len(), 1);
+        assert_eq!(decisions.expire().unwrap(), 0);
     }
 }

@@ -21,18 +21,41 @@ pub fn allows(config: &OfflineConfig, credential: &Credential, owner: &Owner) ->
     if config.tokens.is_empty() {
         return true;
     }
-    let presented: Vec<[u8; 32]> = credential
+    let presented = presented(credential, |_, _| true);
+    config
+        .tokens
+        .iter()
+        .any(|tok| matches(&presented, &tok.sha256) && tok.scopes.iter().any(|s| covers(s, owner)))
+}
+
+/// May this request read the operator endpoints (`server.ops_tokens`)? Only a token sent as
+/// `PRIVATE-TOKEN` or `Authorization: Bearer` counts.
+pub fn ops_allows(ops_tokens: &[[u8; 32]], credential: &Credential) -> bool {
+    let presented = presented(credential, |kind, value| match kind {
+        CredKind::PrivateToken => true,
+        CredKind::Authorization => value
+            .split_once(' ')
+            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")),
+        _ => false,
+    });
+    ops_tokens.iter().any(|tok| matches(&presented, tok))
+}
+
+/// The sha256 of every bare token the request carries in a header `keep` accepts.
+fn presented(credential: &Credential, keep: impl Fn(CredKind, &str) -> bool) -> Vec<[u8; 32]> {
+    credential
         .secrets()
+        .filter(|(kind, secret)| keep(*kind, secret))
         .filter_map(|(kind, secret)| token_of(kind, secret))
         .map(|t| Sha256::digest(t.as_bytes()).into())
-        .collect();
-    config.tokens.iter().any(|tok| {
-        // Compare against every presented hash without early exit on the bytes.
-        let matched = presented
-            .iter()
-            .fold(false, |acc, h| acc | constant_time_eq(h, &tok.sha256));
-        matched && tok.scopes.iter().any(|s| covers(s, owner))
-    })
+        .collect()
+}
+
+/// Is `want` among `presented`? Compares against every hash without early exit on the bytes.
+fn matches(presented: &[[u8; 32]], want: &[u8; 32]) -> bool {
+    presented
+        .iter()
+        .fold(false, |acc, h| acc | constant_time_eq(h, want))
 }
 
 /// The bare token inside a header value (Bearer, Basic password, or the value itself).
@@ -134,5 +157,17 @@ mod tests {
             &Credential::anonymous(),
             &Owner::Instance
         ));
+    }
+
+    #[test]
+    fn ops_tokens_by_private_token_or_bearer_only() {
+        let ops: Vec<[u8; 32]> = vec![Sha256::digest(b"ops").into()];
+        assert!(ops_allows(&ops, &cred("private-token", "ops")));
+        assert!(ops_allows(&ops, &cred("authorization", "Bearer ops")));
+        assert!(!ops_allows(&ops, &cred("job-token", "ops")));
+        assert!(!ops_allows(&ops, &cred("authorization", "Basic dTpvcHM=")));
+        assert!(!ops_allows(&ops, &cred("private-token", "nope")));
+        assert!(!ops_allows(&ops, &Credential::anonymous()));
+        assert!(!ops_allows(&[], &cred("private-token", "ops")));
     }
 }

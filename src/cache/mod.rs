@@ -132,6 +132,9 @@ pub struct BlobSpec {
     /// bytes are refused and nothing is cached. Such a blob is served only once committed
     /// (no streaming of the first download).
     pub validate: Option<Validate>,
+    /// For a GitLab npm tarball: its package name, so that GitLab forwarding the fetch to a
+    /// public registry is a not-found, never content cached as GitLab's.
+    pub forward_name: Option<String>,
 }
 
 pub enum BlobBody {
@@ -311,7 +314,7 @@ impl Core {
         let mut req = Request::get(spec.url.clone(), spec.credential, spec.kind);
         req.if_none_match = etag.as_deref();
         req.accept = Some("application/json");
-        req.forward_name = spec.forward_name;
+        req.forward = spec.forward_name.map(upstream::Forward::Metadata);
         let ok = StatusCode::OK;
         match self.upstream.send(req).await {
             Ok(Fetched::NotModified { etag: new_etag }) => {
@@ -412,12 +415,9 @@ impl Core {
                 Err(e.into())
             }
             Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => Err(refusal(&d)),
-            // The content is here, but nobody can vouch for this caller: refuse, never allow.
-            _ if rec.is_some() => Err(Error::gitlab(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("packrat cannot confirm with GitLab that these credentials may read this package ({e}); retry when GitLab is reachable"),
-            )),
-            _ => Err(e.into()),
+            // A public registry's content is anyone's: no access to check, nothing to hide.
+            _ if spec.origin == Origin::Public => Err(e.into()),
+            _ => Err(undecided(&e)),
         }
     }
 
@@ -684,7 +684,8 @@ impl Core {
         spec: &BlobSpec,
         lead: &flight::Lead,
     ) -> Result<(Digest, u64), Error> {
-        let req = Request::get(spec.url.clone(), &spec.credential, spec.kind);
+        let mut req = Request::get(spec.url.clone(), &spec.credential, spec.kind);
+        req.forward = spec.forward_name.as_deref().map(upstream::Forward::Tarball);
         let body = match self.upstream.send(req).await? {
             Fetched::Body(b) => b,
             Fetched::NotFound { body } => {
@@ -779,6 +780,17 @@ fn passthrough(status: StatusCode, body: Bytes, www_authenticate: Option<String>
         body,
         www_authenticate,
     }
+}
+
+/// The answer to a caller packrat holds no usable access decision for while GitLab cannot be
+/// asked: refuse, never allow. One fixed sentence, whether or not the content is cached and
+/// whatever the name, so the answer reveals nothing about what the cache holds.
+pub(crate) fn undecided(e: &UpstreamError) -> Error {
+    tracing::info!(error = %e, "upstream failed; the caller's access cannot be checked");
+    Error::gitlab(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "packrat cannot reach GitLab to check this credential's access; retry when GitLab is reachable",
+    )
 }
 
 fn refusal(d: &Decision) -> Error {

@@ -164,12 +164,7 @@ impl Core {
                     Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => {
                         Err(refusal(&d))
                     }
-                    // The content is here, but nobody can vouch for this caller: refuse.
-                    _ if stored.is_some() => Err(Error::gitlab(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!("packrat cannot confirm with GitLab that these credentials may read this list ({e}); retry when GitLab is reachable"),
-                    )),
-                    _ => Err(e.into()),
+                    _ => Err(super::undecided(&e)),
                 }
             }
             Err(e) => Err(e),

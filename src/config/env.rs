@@ -22,6 +22,8 @@ pub const SERVER_PUBLIC_URL: &str = "PACKRAT_SERVER_PUBLIC_URL";
 pub const SERVER_MAX_BODY: &str = "PACKRAT_SERVER_MAX_BODY";
 pub const SERVER_TLS_CERT: &str = "PACKRAT_SERVER_TLS_CERT";
 pub const SERVER_TLS_KEY: &str = "PACKRAT_SERVER_TLS_KEY";
+/// Comma-separated sha256 hex digests.
+pub const SERVER_OPS_TOKENS: &str = "PACKRAT_SERVER_OPS_TOKENS";
 
 // [storage]
 pub const STORAGE_DIR: &str = "PACKRAT_STORAGE_DIR";
@@ -56,6 +58,7 @@ pub const OVERRIDES: &[(&str, &str)] = &[
     (SERVER_MAX_BODY, "server.max_body"),
     (SERVER_TLS_CERT, "server.tls_cert"),
     (SERVER_TLS_KEY, "server.tls_key"),
+    (SERVER_OPS_TOKENS, "server.ops_tokens"),
     (STORAGE_DIR, "storage.dir"),
     (STORAGE_MAX_SIZE, "storage.max_size"),
     (STORAGE_MEMORY_CACHE, "storage.memory_cache"),
@@ -84,6 +87,7 @@ pub const ALL: &[&str] = &[
     SERVER_MAX_BODY,
     SERVER_TLS_CERT,
     SERVER_TLS_KEY,
+    SERVER_OPS_TOKENS,
     STORAGE_DIR,
     STORAGE_MAX_SIZE,
     STORAGE_MEMORY_CACHE,

@@ -90,6 +90,8 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key; `None` when empty. Set together with `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// sha256 of the tokens that may read `/-/pins`; empty: the endpoint is off.
+    pub ops_tokens: Vec<[u8; 32]>,
 }
 
 /// `[storage]`
@@ -358,6 +360,7 @@ impl Default for Config {
                 max_body: DEFAULT_MAX_BODY,
                 tls_cert: None,
                 tls_key: None,
+                ops_tokens: Vec::new(),
             },
             storage: StorageConfig {
                 dir: PathBuf::from(DEFAULT_STORAGE_DIR),
@@ -613,6 +616,18 @@ impl FromEnv for RawNumber {
     }
 }
 
+/// A list from the environment: comma-separated, blanks ignored.
+impl FromEnv for Vec<String> {
+    fn from_env(value: String) -> Result<Self, String> {
+        Ok(value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+}
+
 impl FromEnv for bool {
     fn from_env(value: String) -> Result<Self, String> {
         match value.trim().to_ascii_lowercase().as_str() {
@@ -740,6 +755,18 @@ fn build(
         )?,
         tls_cert,
         tls_key,
+        ops_tokens: l.value(
+            "server.ops_tokens",
+            env::SERVER_OPS_TOKENS,
+            s.ops_tokens,
+            Vec::new(),
+            |v| {
+                v.iter()
+                    .enumerate()
+                    .map(|(i, h)| parse_sha256(h).map_err(|r| format!("entry {i}: {r}")))
+                    .collect()
+            },
+        )?,
     };
 
     let s = raw.storage;

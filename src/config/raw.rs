@@ -36,6 +36,7 @@ pub struct RawServer {
     pub max_body: Option<RawNumber>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    pub ops_tokens: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +193,7 @@ const SERVER: &[Field] = &[
     f("max_body", Kind::Size),
     f("tls_cert", Kind::Str),
     f("tls_key", Kind::Str),
+    f("ops_tokens", Kind::StrArray),
 ];
 const STORAGE: &[Field] = &[
     f("dir", Kind::Str),

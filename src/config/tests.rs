@@ -511,6 +511,10 @@ fn env_overrides_every_scalar_key() {
         (env::SERVER_MAX_BODY, "1MiB"),
         (env::SERVER_TLS_CERT, "c.pem"),
         (env::SERVER_TLS_KEY, "k.pem"),
+        (
+            env::SERVER_OPS_TOKENS,
+            " 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 ,",
+        ),
         (env::STORAGE_DIR, "/data"),
         (env::STORAGE_MAX_SIZE, "1TB"),
         (env::STORAGE_MEMORY_CACHE, "0"),
@@ -541,6 +545,9 @@ fn env_overrides_every_scalar_key() {
     assert_eq!(c.server.max_body, MIB);
     assert_eq!(c.server.tls_cert, Some(PathBuf::from("c.pem")));
     assert_eq!(c.server.tls_key, Some(PathBuf::from("k.pem")));
+    // sha256("test")
+    assert_eq!(c.server.ops_tokens.len(), 1);
+    assert_eq!(c.server.ops_tokens[0][..2], [0x9f, 0x86]);
     assert_eq!(c.storage.dir, PathBuf::from("/data"));
     assert_eq!(c.storage.max_size, 1_000_000_000_000);
     assert_eq!(c.storage.memory_cache, 0);

@@ -329,6 +329,7 @@ impl Ctx<'_> {
                 kind: "go_file",
                 origin: self.origin(),
                 validate,
+                forward_name: None,
             })
             .await?;
         let visibility = if self.credential.is_anonymous() {

@@ -149,6 +149,7 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
             kind: "sumdb",
             origin: Origin::Public,
             validate: None,
+            forward_name: None,
         })
         .await?;
     let ct = if rest.starts_with("tile/") {

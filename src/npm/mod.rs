@@ -463,6 +463,7 @@ pub(crate) async fn tarball(
             kind: "npm_tarball",
             origin,
             validate: None,
+            forward_name: (origin == Origin::Gitlab).then(|| name.to_string()),
         })
         .await
         .map_err(|e| tarball_refusal(e, credential))?;

@@ -190,11 +190,23 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
 /// Every 30 s: write the batched blob access times; when the store has grown past
 /// `storage.max_size`, evict least-recently-used blobs (the same code as `packrat gc`).
+/// Every 10 min (and at start): delete access decisions too old to be used.
 async fn housekeeping(core: Arc<Core>) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for n in 0u64.. {
         tick.tick().await;
+        if n % 20 == 0 {
+            let c = core.clone();
+            match tokio::task::spawn_blocking(move || c.decisions.expire()).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(removed)) => tracing::debug!(removed, "deleted expired access decisions"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "could not delete expired access decisions")
+                }
+                Err(e) => tracing::warn!(error = %e, "decision expiry task failed"),
+            }
+        }
         if let Err(e) = core.flush_atimes() {
             tracing::warn!(error = %e, "could not record blob access times");
         }

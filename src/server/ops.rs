@@ -3,7 +3,9 @@
 use http::{Response, StatusCode};
 
 use super::body::{self, Body};
+use crate::auth::{offline, Credential};
 use crate::cache::Core;
+use crate::error::Error;
 
 pub fn health() -> Response<Body> {
     text(StatusCode::OK, "ok\n".into(), "text/plain")
@@ -25,12 +27,28 @@ pub fn metrics(core: &Core) -> Response<Body> {
 }
 
 /// Pinned private names and blocked public-fallback attempts, as JSON: what an operator
-/// looks at to see whether a dependency-confusion attempt happened.
-pub fn pins(core: &Core) -> Result<Response<Body>, crate::error::Error> {
-    let report = crate::forwarding::report(core)?;
-    let body = serde_json::to_string_pretty(&report)
-        .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+/// looks at to see whether a dependency-confusion attempt happened. The names themselves
+/// are private, so only a `server.ops_tokens` token may read them.
+pub fn pins(core: &Core, credential: &Credential) -> Result<Response<Body>, Error> {
+    let tokens = &core.config.server.ops_tokens;
+    if tokens.is_empty() {
+        return Err(Error::gitlab(
+            StatusCode::NOT_FOUND,
+            "404 Not Found: /-/pins is off; set server.ops_tokens to the sha256 of an operator \
+             token to enable it, or run `packrat pins` on the host",
+        ));
+    }
+    if !offline::ops_allows(tokens, credential) {
+        return Err(Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized"));
+    }
+    let body = pins_json(core)?;
     Ok(text(StatusCode::OK, body, "application/json"))
+}
+
+/// The `/-/pins` report (also printed by `packrat pins`).
+pub fn pins_json(core: &Core) -> Result<String, Error> {
+    let report = crate::forwarding::report(core)?;
+    serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn text(status: StatusCode, s: String, ct: &str) -> Response<Body> {

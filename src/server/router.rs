@@ -1,5 +1,5 @@
 //! The request pipeline, top to bottom:
-//! 1. ops endpoints (`/-/health`, `/-/ready`, `/-/metrics`);
+//! 1. ops endpoints (`/-/health`, `/-/ready`, `/-/metrics`, `/-/pins` for ops tokens);
 //! 2. route parse into a typed [`Route`] (bad names → GitLab's 400 before any I/O);
 //! 3. credential extraction from headers and `?private_token=`/`?job_token=` (never logged);
 //! 4. request body, bounded by `server.max_body` (413);
@@ -215,7 +215,7 @@ async fn dispatch(
         Route::Health => (CacheOutcome::Bypass, ops::health()),
         Route::Ready => (CacheOutcome::Bypass, ops::ready(core)),
         Route::Metrics => (CacheOutcome::Bypass, ops::metrics(core)),
-        Route::Pins => match ops::pins(core) {
+        Route::Pins => match ops::pins(core, &Credential::from_headers(req.headers())) {
             Ok(r) => (CacheOutcome::Bypass, r),
             Err(e) => (CacheOutcome::Bypass, respond::error_response(&e)),
         },

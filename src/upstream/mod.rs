@@ -5,7 +5,9 @@
 //! (GitLab's object storage) never carries the client's credentials — reqwest would drop
 //! `Authorization` but keep `PRIVATE-TOKEN`, `Job-Token` and `Deploy-Token`. A redirect that
 //! is GitLab's own npm request forwarding (to a public registry) is reported as
-//! [`Fetched::ForwardedToPublic`] and never followed.
+//! [`Fetched::ForwardedToPublic`] and never followed: a cross-origin hop on an npm metadata
+//! or tarball fetch ([`Forward`]) to a configured public registry's origin, or to a path
+//! that names the package.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,6 +35,9 @@ enum Connectivity {
 pub struct Upstream {
     conn: Connectivity,
     base: String,
+    /// Origins of `forwarding.npm_registry` and `forwarding.go_proxy`: a redirect there is
+    /// a forwarding to a public registry, never content of GitLab's.
+    public_origins: Vec<String>,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
@@ -47,9 +52,9 @@ pub struct Request<'a> {
     pub accept: Option<&'a str>,
     pub content_type: Option<&'a str>,
     pub body: Option<Bytes>,
-    /// For npm metadata: a cross-origin redirect whose path is `/<name>` is GitLab
-    /// forwarding the request to a public registry.
-    pub forward_name: Option<&'a str>,
+    /// For GitLab npm fetches: what GitLab forwarding this request to a public registry
+    /// looks like (see [`is_public_forward`]).
+    pub forward: Option<Forward<'a>>,
     /// Metric label: what is being fetched.
     pub kind: &'static str,
     /// When false, any redirect is reported as [`Fetched::ForwardedToPublic`] unfollowed.
@@ -66,11 +71,20 @@ impl<'a> Request<'a> {
             accept: None,
             content_type: None,
             body: None,
-            forward_name: None,
+            forward: None,
             kind,
             follow_redirects: true,
         }
     }
+}
+
+/// A GitLab npm fetch that GitLab may answer with a redirect to a public registry.
+#[derive(Clone, Copy, Debug)]
+pub enum Forward<'a> {
+    /// The packument of this package name.
+    Metadata(&'a str),
+    /// A tarball of this package name.
+    Tarball(&'a str),
 }
 
 /// A successful upstream body.
@@ -161,9 +175,15 @@ impl Upstream {
                 })?;
             Connectivity::Online(client)
         };
+        let public_origins = [&config.forwarding.npm_registry, &config.forwarding.go_proxy]
+            .into_iter()
+            .flatten()
+            .map(|u| origin_of(u))
+            .collect();
         Ok(Upstream {
             conn,
             base,
+            public_origins,
             timeout: config.upstream.timeout,
             metrics,
         })
@@ -250,8 +270,8 @@ impl Upstream {
                     return Ok(Fetched::ForwardedToPublic { location: next });
                 }
                 if origin_of(&next) != origin {
-                    if let Some(name) = req.forward_name {
-                        if is_public_forward(&next, name) {
+                    if let Some(forward) = req.forward {
+                        if is_public_forward(&next, forward, &self.public_origins) {
                             self.observe(req.kind, "forwarded", started);
                             return Ok(Fetched::ForwardedToPublic { location: next });
                         }
@@ -596,16 +616,32 @@ fn resolve(base: &str, loc: &str) -> String {
     }
 }
 
-/// GitLab's npm forwarding redirects to `https://<registry>/<name>` (scope not encoded).
-fn is_public_forward(location: &str, name: &str) -> bool {
+/// Is a cross-origin redirect of a GitLab npm fetch GitLab forwarding it to a public
+/// registry (`https://<registry>/<name>`, any path prefix, the scope's `/` encoded or not)?
+/// Yes when it goes to a configured public registry's origin, when its decoded path ends
+/// with `/<name>`, or for a tarball names `/<name>/-/<file>`. Anything else is object
+/// storage.
+fn is_public_forward(location: &str, forward: Forward<'_>, public_origins: &[String]) -> bool {
+    let target = origin_of(location);
+    if public_origins.contains(&target) {
+        return true;
+    }
     let path = location
         .split_once("://")
         .map_or(location, |(_, r)| r)
         .split_once('/')
         .map_or("", |(_, p)| p);
     let path = path.split(['?', '#']).next().unwrap_or(path);
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    decoded.trim_end_matches('/').eq_ignore_ascii_case(name)
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .to_ascii_lowercase();
+    let path = format!("/{}", decoded.trim_end_matches('/'));
+    match forward {
+        Forward::Metadata(name) => path.ends_with(&format!("/{}", name.to_ascii_lowercase())),
+        Forward::Tarball(name) => path
+            .rsplit_once(&format!("/{}/-/", name.to_ascii_lowercase()))
+            .is_some_and(|(_, file)| !file.is_empty()),
+    }
 }
 
 #[cfg(test)]
@@ -625,17 +661,53 @@ mod tests {
 
     #[test]
     fn public_forward_detection() {
-        assert!(is_public_forward(
+        let none: &[String] = &[];
+        let meta = Forward::Metadata("@acme/ui");
+        let tgz = Forward::Tarball("@acme/ui");
+        for loc in [
             "https://reg.example/@acme/ui",
-            "@acme/ui"
+            "https://reg.example/@acme%2fui",
+            "https://reg.example/@acme%2Fui/",
+            "http://127.0.0.1:9/some/prefix/@acme%2fui",
+        ] {
+            assert!(is_public_forward(loc, meta, none), "{loc}");
+        }
+        assert!(is_public_forward(
+            "https://reg.example/npm/@acme/ui/-/ui-1.0.0.tgz",
+            tgz,
+            none
         ));
         assert!(is_public_forward(
-            "https://reg.example/@acme%2fui",
-            "@acme/ui"
+            "https://reg.example/@acme%2fui/-/ui-1.0.0.tgz",
+            tgz,
+            none
         ));
         assert!(!is_public_forward(
             "https://s3.example/bucket/metadata.json?X-Amz-Signature=1",
-            "@acme/ui"
+            meta,
+            none
+        ));
+        assert!(!is_public_forward(
+            "https://s3.example/bucket/ab/cd/0123.tgz?X-Amz-Signature=1",
+            tgz,
+            none
+        ));
+        assert!(!is_public_forward(
+            "https://s3.example/bucket/@acme/uix",
+            meta,
+            none
+        ));
+        // Any path on a configured public registry.
+        let public = ["https://registry.npmjs.org".to_string()];
+        assert!(is_public_forward(
+            "https://Registry.npmjs.org/whatever?x=1",
+            meta,
+            &public
+        ));
+        assert!(!is_public_forward(
+            "https://s3.example/whatever",
+            tgz,
+            &public
         ));
     }
 }

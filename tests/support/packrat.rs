@@ -21,6 +21,10 @@ use tempfile::TempDir;
 const LISTENING: &str = "packrat listening on ";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The operator token [`Packrat::start`] configures in `server.ops_tokens` (for `/-/pins`).
+pub const OPS_TOKEN: &str = "packrat-ops-token";
+/// sha256 of [`OPS_TOKEN`], hex.
+const OPS_TOKEN_SHA256: &str = "5dddef15bc4c7b13395bb60a5bf686f5f4a5428b41a207fedfd56b2cae082ea3";
 /// Placeholder [`Packrat::start_with_config`] replaces with the data directory path.
 pub const DATA_DIR_PLACEHOLDER: &str = "@DATA_DIR@";
 
@@ -39,7 +43,8 @@ pub struct Packrat {
 }
 
 impl Packrat {
-    /// Starts packrat with `[server] listen = "127.0.0.1:0"`, `[storage] dir = <tempdir>` and
+    /// Starts packrat with `[server] listen = "127.0.0.1:0"` (and [`OPS_TOKEN`] as the
+    /// `ops_tokens`), `[storage] dir = <tempdir>` and
     /// `[upstream] url = <upstream_url>`, followed by `extra_toml` (which must not repeat those
     /// three sections).
     pub async fn start(upstream_url: &str, extra_toml: &str) -> Packrat {
@@ -56,7 +61,7 @@ impl Packrat {
     /// tests that read every log line for secrets).
     pub async fn start_with_log(upstream_url: &str, extra_toml: &str, rust_log: &str) -> Packrat {
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nops_tokens = [\"{OPS_TOKEN_SHA256}\"]\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
              [upstream]\nurl = {}\n\n{extra_toml}\n",
             toml_string(upstream_url)
         );

@@ -474,8 +474,12 @@ pub struct Switches {
     /// Instance npm forwarding (`npm_package_requests_forwarding`): unknown names → 302 to
     /// [`PUBLIC_REGISTRY`], audits → 307.
     pub npm_forwarding: bool,
-    /// Names whose metadata is always forwarded (as if they had been deleted locally).
+    /// Names whose metadata and tarballs are always forwarded (as if they had been deleted
+    /// locally).
     pub forwarded_names: Vec<String>,
+    /// Where forwarding redirects go instead of [`PUBLIC_REGISTRY`] (a URL with any path
+    /// prefix); names then appear with the scope's `/` encoded (`@acme%2fx`).
+    pub forward_base: Option<String>,
     /// Tarballs answer 302 to the fake object store.
     pub tarballs_in_object_storage: bool,
     /// Project-level metadata answers 302 to the fake object store (GitLab's metadata cache).
@@ -644,6 +648,12 @@ impl FakeGitlab {
     pub fn forward_to_public(&self, name: &str) {
         self.shared
             .with_switches(|s| s.forwarded_names.push(name.to_string()));
+    }
+
+    /// Forwarding redirects go to `base` (any path prefix) with the scope's `/` encoded.
+    pub fn forward_to(&self, base: &str) {
+        self.shared
+            .with_switches(|s| s.forward_base = Some(base.trim_end_matches('/').to_string()));
     }
 
     /// Tarballs answer 302 to a signed URL on the fake object store.

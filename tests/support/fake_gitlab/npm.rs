@@ -145,8 +145,13 @@ pub(super) fn resolve(world: &World, caller: &Caller, level: Level<'_>, name: &s
     }
 }
 
-fn forward_metadata(name: &str) -> Reply {
-    Reply::redirect(302, &format!("{PUBLIC_REGISTRY}/{name}"))
+/// `https://<public-npm-registry>/<name>`, or the test's `forward_base` (a switch) with the
+/// name's `/` encoded.
+fn forward_location(base: Option<&str>, name: &str) -> String {
+    match base {
+        Some(base) => format!("{base}/{}", name.replace('/', "%2f")),
+        None => format!("{PUBLIC_REGISTRY}/{name}"),
+    }
 }
 
 /// `GET {prefix}/*package_name` (§1.4).
@@ -154,11 +159,12 @@ fn metadata(fake: &Shared, req: &FakeRequest, level: Level<'_>, name: &str) -> R
     if !valid_file_path(name) {
         return Reply::bad_param("package_name should be a valid file path");
     }
-    let (forwarding, forced, metadata_in_object_storage) = fake.with_switches(|s| {
+    let (forwarding, forced, metadata_in_object_storage, forward_base) = fake.with_switches(|s| {
         (
             s.npm_forwarding,
             s.forwarded_names.iter().any(|n| n == name),
             s.metadata_in_object_storage,
+            s.forward_base.clone(),
         )
     });
     fake.with_world(|world| {
@@ -172,7 +178,7 @@ fn metadata(fake: &Shared, req: &FakeRequest, level: Level<'_>, name: &str) -> R
             .is_some_and(|p| !world.npm_versions(p, name).is_empty());
         // Forwarding is decided on existence alone, before authorization.
         if forced || (forwarding && !has_packages) {
-            return forward_metadata(name);
+            return Reply::redirect(302, &forward_location(forward_base.as_deref(), name));
         }
         if let Err(reply) = resolved.container {
             return reply;
@@ -243,7 +249,19 @@ pub fn render_packument(world: &World, base_url: &str, project_id: u64, name: &s
 /// `GET {P}/*package_name/-/*file_name` (§1.6): no `authenticate_non_public`, so anonymous
 /// callers of a private project get 404 like everyone else without access.
 fn tarball(fake: &Shared, req: &FakeRequest, id: &str, name: &str, file: &str) -> Reply {
-    let in_object_storage = fake.with_switches(|s| s.tarballs_in_object_storage);
+    let (in_object_storage, forced, forward_base) = fake.with_switches(|s| {
+        (
+            s.tarballs_in_object_storage,
+            s.forwarded_names.iter().any(|n| n == name),
+            s.forward_base.clone(),
+        )
+    });
+    if forced {
+        // Newest EE forwards tarballs too (API.md §1.6): `<name>/-/<unscoped-file>`.
+        let unscoped = file.rsplit('/').next().unwrap_or(file);
+        let to = forward_location(forward_base.as_deref(), name);
+        return Reply::redirect(302, &format!("{to}/-/{unscoped}"));
+    }
     let found = fake.with_world(|world| {
         let caller = authenticate(world, req, Family::Npm)?;
         let project = world
