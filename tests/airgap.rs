@@ -7,6 +7,8 @@
 //! verified against the checksum database the mirror carries.
 
 use std::path::Path;
+
+use base64::Engine as _;
 use std::time::Instant;
 
 use crate::go_proxy::{expected_go_sum, APP_OUTPUT, GO_MODULES};
@@ -402,4 +404,178 @@ async fn a_manifest_syncs_ranges_go_and_the_packages_index_and_via_warms_a_runni
     )
     .await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 fetched, 2 already present"));
+}
+
+/// A package-lock.json (v3) naming project 42's packages as the fake GitLab serves them.
+fn lockfile(fake: &FakeGitlab, entries: &[(&str, &str, Option<&str>)]) -> String {
+    let mut packages = serde_json::Map::new();
+    let deps: serde_json::Map<String, serde_json::Value> = entries
+        .iter()
+        .map(|(n, v, _)| (n.to_string(), serde_json::json!(format!("^{v}"))))
+        .collect();
+    packages.insert(
+        String::new(),
+        serde_json::json!({"name": "app", "version": "1.0.0", "dependencies": deps}),
+    );
+    for (name, version, integrity) in entries {
+        let mut e = serde_json::json!({
+            "version": version,
+            "resolved": format!(
+                "{}/api/v4/projects/42/packages/npm/{name}/-/{name}-{version}.tgz",
+                fake.url()
+            ),
+        });
+        if let Some(i) = integrity {
+            e["integrity"] = serde_json::json!(i);
+        }
+        packages.insert(format!("node_modules/{name}"), e);
+    }
+    serde_json::json!({
+        "name": "app", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+        "packages": packages,
+    })
+    .to_string()
+}
+
+/// Every failure is named and makes sync exit 1: a public Go module whose checksum database
+/// lookup fails (the sumdb is down: offline `go mod download` could not verify it), a
+/// lockfile entry the upstream does not have, and a tarball that does not match the
+/// lockfile's `integrity` (offline `npm ci` would fail with EINTEGRITY). What did work is
+/// still synced.
+#[tokio::test]
+async fn sync_exits_1_naming_each_failure() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    sumdb.go_down().await;
+    let scratch = tempfile::tempdir().unwrap();
+    // The real integrity of @acme/core 2.0.0, as npm writes it from GitLab's `shasum`.
+    let doc: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v4/projects/42/packages/npm/@acme%2fcore",
+            fake.url()
+        ))
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shasum = doc["versions"]["2.0.0"]["dist"]["shasum"].as_str().unwrap();
+    let core_integrity = format!(
+        "sha1-{}",
+        base64::engine::general_purpose::STANDARD.encode(hex::decode(shasum).unwrap())
+    );
+    let wrong = format!("sha512-{}==", "A".repeat(86));
+    let lock = scratch.path().join("package-lock.json");
+    std::fs::write(
+        &lock,
+        lockfile(
+            &fake,
+            &[
+                ("@acme/core", "2.0.0", Some(&core_integrity)),
+                ("@acme/ui", "1.0.0", Some(&wrong)),
+                ("@acme/gone", "1.0.0", None),
+            ],
+        ),
+    )
+    .unwrap();
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(&list, format!("go {GREET}@v1.1.0\n")).unwrap();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    std::fs::write(
+        &cfg,
+        config(
+            &dir,
+            free_port(),
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            "",
+        ),
+    )
+    .unwrap();
+    let out = packrat(
+        &cfg,
+        &["sync", lock.to_str().unwrap(), list.to_str().unwrap()],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let failed = |label: &str| {
+        text.lines()
+            .any(|l| l.starts_with(&format!("failed: {label}: ")))
+    };
+    assert!(failed(&format!("go {GREET}@v1.1.0")), "{text}");
+    assert!(failed("npm @acme/gone@1.0.0"), "{text}");
+    assert!(failed("npm @acme/ui@1.0.0"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("failed: npm @acme/ui@1.0.0: ") && l.contains("integrity")),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 items: 1 fetched, 0 already present, 3 failed"),
+        "{text}"
+    );
+}
+
+/// The checksum database lookups and tiles sync caches are pinned like the modules
+/// themselves: `gc` down to nothing keeps them, and the offline mirror still answers them.
+#[tokio::test]
+async fn synced_checksum_database_entries_survive_gc() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(&list, format!("go {GREET}@v1.1.0\n")).unwrap();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    let port = free_port();
+    std::fs::write(
+        &cfg,
+        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
+    )
+    .unwrap();
+    let out = packrat(&cfg, &["sync", list.to_str().unwrap()]).await;
+    assert!(out.status.success());
+    assert!(packrat(&cfg, &["gc", "--max-size", "0"])
+        .await
+        .status
+        .success());
+    sumdb.go_down().await;
+    std::fs::write(
+        &cfg,
+        config(
+            &dir,
+            port,
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            "[cache]\noffline = true\n",
+        ),
+    )
+    .unwrap();
+    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let base = format!("{}/go/sumdb/{}", air.url(), sumdb.name());
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{base}/lookup/{GREET}@v1.1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", air.logs());
+    // The record is past the filler: the right-edge tiles of both levels prove it.
+    let size = sumdb.size();
+    assert!((257..512).contains(&size));
+    for tile in [
+        format!("tile/8/0/001.p/{}", size - 256),
+        "tile/8/1/000.p/1".to_string(),
+    ] {
+        let r = client.get(format!("{base}/{tile}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{tile}: {}", air.logs());
+    }
 }
