@@ -579,3 +579,92 @@ async fn synced_checksum_database_entries_survive_gc() {
         assert_eq!(r.status(), 200, "{tile}: {}", air.logs());
     }
 }
+
+/// A bundle carries no credential, not even a hash (the Packages API index keeps its lists
+/// per caller class and per credential hash), yet the offline mirror made from it still
+/// answers the synced Packages API listing, to a caller named by `offline.tokens`.
+#[tokio::test]
+async fn bundles_carry_no_credential_hash_and_still_serve_the_packages_index() {
+    use sha2::{Digest as _, Sha256};
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(
+        &list,
+        "packages project=42\nnpm @acme/ui@1.0.0 project=42\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    std::fs::write(
+        &cfg,
+        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
+    )
+    .unwrap();
+    assert!(packrat(&cfg, &["sync", list.to_str().unwrap()])
+        .await
+        .status
+        .success());
+    let bundle = scratch.path().join("mirror.tar");
+    assert!(
+        packrat(&cfg, &["export", "--out", bundle.to_str().unwrap()])
+            .await
+            .status
+            .success()
+    );
+    let bytes = std::fs::read(&bundle).unwrap();
+    let contains = |needle: &str| {
+        bytes
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    // packrat keys credentials by sha256 over the header name and the secret.
+    let mut keyed = Sha256::new();
+    keyed.update(b"PRIVATE-TOKEN\0");
+    keyed.update(ALICE_PAT.as_bytes());
+    keyed.update(b"\0");
+    for (what, needle) in [
+        ("the sync token", ALICE_PAT.to_string()),
+        ("its sha256", hex::encode(Sha256::digest(ALICE_PAT))),
+        ("its credential hash", hex::encode(keyed.finalize())),
+    ] {
+        assert!(!contains(&needle), "the bundle holds {what}");
+    }
+
+    let air_dir = scratch.path().join("air");
+    let air_cfg = scratch.path().join("air.toml");
+    let reader = "offline-reader-token";
+    std::fs::write(
+        &air_cfg,
+        config(
+            &air_dir,
+            port,
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            &format!(
+                "[cache]\noffline = true\n\n[[offline.tokens]]\nsha256 = \"{}\"\nscopes = [\"*\"]\n",
+                hex::encode(Sha256::digest(reader))
+            ),
+        ),
+    )
+    .unwrap();
+    assert!(packrat(&air_cfg, &["import", bundle.to_str().unwrap()])
+        .await
+        .status
+        .success());
+    fake.go_down().await;
+    let air = Packrat::start_with_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v4/projects/42/packages", air.url()))
+        .header("PRIVATE-TOKEN", reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", air.logs());
+    let items: Vec<serde_json::Value> = r.json().await.unwrap();
+    assert!(items.iter().any(|i| i["name"] == "@acme/ui"), "{items:?}");
+}

@@ -18,6 +18,7 @@
 //! sweep for its status (displayable, or one of the three hidden ones), with or without
 //! `package_type=terraform_module`, and for groups with or without `exclude_subgroups`.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -128,6 +129,43 @@ impl Slice {
 
 fn class_key(credential: &Credential, target: &Target) -> String {
     format!("pkgcls/{}/{}", credential.hash().hex(), target.key())
+}
+
+/// The owner segment an exported list gets in place of a credential's hash.
+const BUNDLE_OWNER: &str = "bundle";
+
+/// How an adapter record leaves in a bundle, which carries no credential, not even a hash:
+/// `None` drops it (the credential → class map, `pkgcls/<hash>/...`); a list kept under a
+/// credential's hash (a group's, or a project's `c-<hash>`) is re-keyed to a neutral owner,
+/// which the offline mirror serves like any other copy (access is by `offline.tokens`).
+/// Every other key is kept as is.
+pub fn bundle_key(key: &str) -> Option<Cow<'_, str>> {
+    if key.starts_with("pkgcls/") {
+        return None;
+    }
+    let Some(rest) = key.strip_prefix("pkgidx/") else {
+        return Some(Cow::Borrowed(key));
+    };
+    // `<target>/<owner>/<slice>`; the target may hold a `/` (a project path), the rest not.
+    let owner_of = |rest: &str| -> Option<(usize, usize)> {
+        let slice_at = rest.rfind('/')?;
+        let owner_at = rest[..slice_at].rfind('/')? + 1;
+        Some((owner_at, slice_at))
+    };
+    let Some((from, to)) = owner_of(rest) else {
+        return Some(Cow::Borrowed(key));
+    };
+    let owner = &rest[from..to];
+    let hash = owner.strip_prefix("c-").unwrap_or(owner);
+    if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some(Cow::Owned(format!(
+            "pkgidx/{}{BUNDLE_OWNER}{}",
+            &rest[..from],
+            &rest[to..]
+        )))
+    } else {
+        Some(Cow::Borrowed(key))
+    }
 }
 
 fn list_key(target: &Target, owner: &str, slice: Slice) -> String {
@@ -416,6 +454,32 @@ pub fn forget_file(core: &Core, package_id: i64, file_id: i64) -> Result<Option<
 mod tests {
     use super::*;
     use crate::packages_api::params::{ListKind, Query};
+
+    #[test]
+    fn bundle_keys_carry_no_credential_hash() {
+        let cred = Credential::private_token(&crate::config::Secret::new("glpat-secret".into()));
+        let h = cred.hash().hex();
+        let project = Target::Project("acme/web".into());
+        let group = Target::Group("acme".into());
+        assert_eq!(bundle_key(&class_key(&cred, &project)), None);
+        let rekeyed = |k: String| bundle_key(&k).map(Cow::into_owned);
+        assert_eq!(
+            rekeyed(list_key(&project, &format!("c-{h}"), Slice::DISPLAYABLE)).as_deref(),
+            Some("pkgidx/p:acme/web/bundle/displayable")
+        );
+        assert_eq!(
+            rekeyed(list_key(&group, &h, Slice::DISPLAYABLE)).as_deref(),
+            Some("pkgidx/g:acme/bundle/displayable")
+        );
+        // Classes, files and everything else stay as they are.
+        for k in [
+            list_key(&project, "d", Slice::DISPLAYABLE),
+            files_key(&project, 7),
+            "mirror/npm:x".to_string(),
+        ] {
+            assert_eq!(rekeyed(k.clone()), Some(k));
+        }
+    }
 
     #[test]
     fn slices_follow_the_query() {
