@@ -214,17 +214,36 @@ async fn verify_quarantines_a_corrupted_blob_and_gc_evicts_lru() {
     );
 }
 
+/// Every command that owns the data directory (sync, export, import, gc, verify) fails fast
+/// with one clear sentence while a running serve holds it.
 #[tokio::test]
 async fn offline_commands_refuse_a_data_dir_held_by_serve() {
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
+    let scratch = tempfile::tempdir().unwrap();
     let cfg = config_for(packrat.data_dir(), "");
-    let out = packrat_cmd(&cfg, &["verify"]);
-    assert!(!out.status.success());
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(&list, "npm @acme/ui@1.0.0 project=42\n").unwrap();
+    let bundle = scratch.path().join("mirror.tar");
+    let (list, bundle) = (list.to_str().unwrap(), bundle.to_str().unwrap());
+    for args in [
+        vec!["sync", list],
+        vec!["export", "--out", bundle],
+        vec!["import", bundle],
+        vec!["gc", "--max-size", "1"],
+        vec!["verify"],
+    ] {
+        let out = packrat_cmd(&cfg, &args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("in use by another packrat process"),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
     assert!(
-        text(&out).contains("in use by another packrat process"),
-        "{}",
-        text(&out)
+        !Path::new(bundle).exists(),
+        "no bundle written from a held directory"
     );
 }
 
@@ -243,9 +262,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Access times decide what goes: three tarballs read in order a, b, c, then gc to a size
-/// that fits two: `a` (least recently used) is evicted. A blob `sync` pinned stays unless
-/// `--include-pinned`.
+/// Access times, not fetch times, decide what goes: three tarballs fetched in order a, b, c,
+/// then `a` read again, then gc to a size that fits two: `b` (fetched after `a`, but now the
+/// least recently used) is evicted. A blob `sync` pinned stays unless `--include-pinned`.
 #[tokio::test]
 async fn gc_evicts_least_recently_used_and_keeps_pinned() {
     let fake = FakeGitlab::start(World::standard()).await;
@@ -279,6 +298,8 @@ async fn gc_evicts_least_recently_used_and_keeps_pinned() {
         sizes.push(get(tarball(n, v)).await);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // A cache hit on the oldest fetch makes it the most recently used.
+    get(tarball(order[0].0, order[0].1)).await;
     packrat.stop().await; // flushes the batched access times
     let dir = packrat.data_dir().to_path_buf();
     let cfg = config_for(&dir, "");
@@ -286,24 +307,24 @@ async fn gc_evicts_least_recently_used_and_keeps_pinned() {
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum();
-    // Room for everything but the oldest tarball.
-    let target = blobs_size - sizes[0];
+    // Room for everything but one tarball: the least recently used one.
+    let target = blobs_size - sizes[1];
     let out = packrat_cmd(&cfg, &["gc", "--max-size", &target.to_string()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("evicted 1 blobs"), "{}", text(&out));
     packrat.restart().await;
-    let first = client
-        .get(tarball("@acme/ui", "1.0.0"))
+    let lru = client
+        .get(tarball(order[1].0, order[1].1))
         .header("PRIVATE-TOKEN", ALICE_PAT)
         .send()
         .await
         .unwrap();
     assert_eq!(
-        first.headers()["x-packrat-cache"],
+        lru.headers()["x-packrat-cache"],
         "miss",
         "the least recently used was evicted"
     );
-    for (n, v) in &order[1..] {
+    for (n, v) in [order[0], order[2]] {
         let r = client
             .get(tarball(n, v))
             .header("PRIVATE-TOKEN", ALICE_PAT)
