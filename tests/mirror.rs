@@ -365,6 +365,78 @@ async fn gc_evicts_least_recently_used_and_keeps_pinned() {
     assert!(packrat_cmd(&cfg, &["verify"]).status.success());
 }
 
+/// `serve` runs the same eviction in the background (at start-up, then every 30 s) once the
+/// store has grown past `storage.max_size`: the least recently used tarball goes.
+#[tokio::test]
+async fn serve_evicts_in_the_background_past_max_size() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let mut packrat = Packrat::start(&fake.url(), "").await;
+    let client = reqwest::Client::new();
+    let base = format!("{}/api/v4/projects/42/packages/npm", packrat.url());
+    let tarball = |name: &str, v: &str| format!("{base}/{name}/-/{name}-{v}.tgz");
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(&url)
+                .header("PRIVATE-TOKEN", ALICE_PAT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            let cache = r.headers()["x-packrat-cache"].to_str().unwrap().to_string();
+            r.bytes().await.unwrap();
+            cache
+        }
+    };
+    for meta in ["@acme%2fui", "@acme%2fcore"] {
+        get(format!("{base}/{meta}")).await;
+    }
+    let order = [
+        ("@acme/ui", "1.0.0"),
+        ("@acme/ui", "1.1.0"),
+        ("@acme/core", "2.0.0"),
+    ];
+    for (n, v) in order {
+        get(tarball(n, v)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    packrat.stop().await; // flushes the batched access times
+    let blobs_size: u64 = walk(&packrat.data_dir().join("blobs-v1"))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    // One byte too many: the background eviction removes one tarball.
+    packrat
+        .restart_replacing(
+            "[storage]\n",
+            &format!("[storage]\nmax_size = \"{}\"\n", blobs_size - 1),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !packrat.logs().contains("evicted least-recently-used blobs") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background eviction: {}",
+            packrat.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let after: u64 = walk(&packrat.data_dir().join("blobs-v1"))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(after < blobs_size, "{after} bytes left of {blobs_size}");
+    for (n, v) in [order[1], order[2]] {
+        assert_eq!(get(tarball(n, v)).await, "hit", "{n}@{v} kept");
+    }
+    assert_eq!(
+        get(tarball(order[0].0, order[0].1)).await,
+        "miss",
+        "the least recently used was evicted"
+    );
+}
+
 /// `kill -9` while downloads are in flight, then `verify`: nothing is wrong (partial
 /// downloads only ever lived in tmp/, and the store cleans tmp/ when it opens).
 #[tokio::test]
