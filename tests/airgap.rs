@@ -668,3 +668,89 @@ async fn bundles_carry_no_credential_hash_and_still_serve_the_packages_index() {
     let items: Vec<serde_json::Value> = r.json().await.unwrap();
     assert!(items.iter().any(|i| i["name"] == "@acme/ui"), "{items:?}");
 }
+
+/// A sync killed mid-way (`kill -9`, one download still in flight) resumes on the next run:
+/// what completed is found present, the rest is fetched, and the run completes.
+#[tokio::test]
+async fn an_interrupted_sync_resumes_and_completes() {
+    const N: usize = 10;
+    let mut world = World::standard();
+    let mut list = String::new();
+    for i in 0..N {
+        let name = format!("@acme/resume-{i:02}");
+        world.add_npm(42, NpmPkg::new(&name, "1.0.0").size(4 * 1024));
+        list.push_str(&format!("npm {name}@1.0.0 project=42\n"));
+    }
+    let fake = FakeGitlab::start(world).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let slow = format!("resume-{:02}-1.0.0.tgz", N - 1);
+    fake.delay_matching(&slow, std::time::Duration::from_secs(3));
+    let scratch = tempfile::tempdir().unwrap();
+    let list_path = scratch.path().join("packrat.list");
+    std::fs::write(&list_path, list).unwrap();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    std::fs::write(
+        &cfg,
+        config(
+            &dir,
+            free_port(),
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            "",
+        ),
+    )
+    .unwrap();
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_packrat"))
+        .args(["sync", list_path.to_str().unwrap(), "--config"])
+        .arg(&cfg)
+        .env("AIRGAP_SYNC_TOKEN", ALICE_PAT)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every tarball asked for; the fast ones done, the slow one still in flight: kill -9.
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while fake.requests(".tgz") < N {
+        assert!(
+            Instant::now() < deadline,
+            "sync never asked for every tarball"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    first.start_kill().unwrap();
+    let status = first.wait().await.unwrap();
+    assert!(!status.success(), "killed before it finished");
+
+    let out = packrat(&cfg, &["sync", list_path.to_str().unwrap()]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let counts = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("sync: {N} items: ")))
+        .unwrap_or_else(|| panic!("{text}"));
+    let number = |after: &str| -> usize {
+        counts
+            .split(", ")
+            .find_map(|part| part.strip_suffix(after))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{text}"))
+    };
+    let (fetched, present) = (number(" fetched"), number(" already present"));
+    assert!(
+        present >= 1,
+        "what completed before the kill is kept: {text}"
+    );
+    assert!(
+        fetched >= 1,
+        "the interrupted download is fetched again: {text}"
+    );
+    assert_eq!(fetched + present, N, "{text}");
+    assert_eq!(number(" failed"), 0, "{text}");
+    let out = packrat(&cfg, &["sync", list_path.to_str().unwrap()]).await;
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("{N} items: 0 fetched, {N} already present")));
+}
