@@ -754,3 +754,78 @@ async fn an_interrupted_sync_resumes_and_completes() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains(&format!("{N} items: 0 fetched, {N} already present")));
 }
+
+/// An offline.tokens scope names a project by id or by path, and covers it under either
+/// name once a synced Packages API listing told packrat that project 42 is `acme/web`.
+#[tokio::test]
+async fn offline_scopes_match_a_project_by_id_or_path() {
+    use sha2::{Digest as _, Sha256};
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(
+        &list,
+        "packages project=42\nnpm @acme/ui@1.0.0 project=acme/web\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    std::fs::write(
+        &cfg,
+        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
+    )
+    .unwrap();
+    assert!(packrat(&cfg, &["sync", list.to_str().unwrap()])
+        .await
+        .status
+        .success());
+    let tokens: String = [("by-id", "42"), ("by-path", "acme/web"), ("other", "7")]
+        .iter()
+        .map(|(t, scope)| {
+            format!(
+                "[[offline.tokens]]\nsha256 = \"{}\"\nscopes = [\"{scope}\"]\n\n",
+                hex::encode(Sha256::digest(t))
+            )
+        })
+        .collect();
+    std::fs::write(
+        &cfg,
+        config(
+            &dir,
+            port,
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            &format!("[cache]\noffline = true\n\n{tokens}"),
+        ),
+    )
+    .unwrap();
+    fake.go_down().await;
+    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let client = reqwest::Client::new();
+    let status = |path: &'static str, token: &'static str| {
+        let req = client
+            .get(format!("{}{path}", air.url()))
+            .header("PRIVATE-TOKEN", token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let by_id = "/api/v4/projects/42/packages";
+    let by_path = "/api/v4/projects/acme%2Fweb/packages/npm/@acme%2fui";
+    assert_eq!(status(by_id, "by-id").await, 200, "{}", air.logs());
+    assert_eq!(status(by_path, "by-path").await, 200, "{}", air.logs());
+    assert_eq!(
+        status(by_id, "by-path").await,
+        200,
+        "a path scope covers the id"
+    );
+    assert_eq!(
+        status(by_path, "by-id").await,
+        200,
+        "an id scope covers the path"
+    );
+    assert_eq!(status(by_id, "other").await, 401);
+    assert_eq!(status(by_path, "other").await, 401);
+}
