@@ -163,8 +163,18 @@ pub fn export(
     since: Option<&Path>,
 ) -> Result<ExportReport, BundleError> {
     let mut lines = Vec::new();
+    let mut aux_keys = HashSet::new();
     for (tree, name) in TREES {
         for (key, value) in store.index.export_tree(tree)? {
+            // No credential leaves, not even a hash; several credentials' copies of one
+            // list become one.
+            let key = match tree {
+                Tree::Aux => match crate::packages_api::index::bundle_key(&key) {
+                    Some(k) if aux_keys.insert(k.to_string()) => k.into_owned(),
+                    _ => continue,
+                },
+                _ => key,
+            };
             lines.push(Line {
                 tree: name.to_string(),
                 key,

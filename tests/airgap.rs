@@ -7,6 +7,8 @@
 //! verified against the checksum database the mirror carries.
 
 use std::path::Path;
+
+use base64::Engine as _;
 use std::time::Instant;
 
 use crate::go_proxy::{expected_go_sum, APP_OUTPUT, GO_MODULES};
@@ -402,4 +404,428 @@ async fn a_manifest_syncs_ranges_go_and_the_packages_index_and_via_warms_a_runni
     )
     .await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("0 fetched, 2 already present"));
+}
+
+/// A package-lock.json (v3) naming project 42's packages as the fake GitLab serves them.
+fn lockfile(fake: &FakeGitlab, entries: &[(&str, &str, Option<&str>)]) -> String {
+    let mut packages = serde_json::Map::new();
+    let deps: serde_json::Map<String, serde_json::Value> = entries
+        .iter()
+        .map(|(n, v, _)| (n.to_string(), serde_json::json!(format!("^{v}"))))
+        .collect();
+    packages.insert(
+        String::new(),
+        serde_json::json!({"name": "app", "version": "1.0.0", "dependencies": deps}),
+    );
+    for (name, version, integrity) in entries {
+        let mut e = serde_json::json!({
+            "version": version,
+            "resolved": format!(
+                "{}/api/v4/projects/42/packages/npm/{name}/-/{name}-{version}.tgz",
+                fake.url()
+            ),
+        });
+        if let Some(i) = integrity {
+            e["integrity"] = serde_json::json!(i);
+        }
+        packages.insert(format!("node_modules/{name}"), e);
+    }
+    serde_json::json!({
+        "name": "app", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+        "packages": packages,
+    })
+    .to_string()
+}
+
+/// Every failure is named and makes sync exit 1: a public Go module whose checksum database
+/// lookup fails (the sumdb is down: offline `go mod download` could not verify it), a
+/// lockfile entry the upstream does not have, and a tarball that does not match the
+/// lockfile's `integrity` (offline `npm ci` would fail with EINTEGRITY). What did work is
+/// still synced.
+#[tokio::test]
+async fn sync_exits_1_naming_each_failure() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    sumdb.go_down().await;
+    let scratch = tempfile::tempdir().unwrap();
+    // The real integrity of @acme/core 2.0.0, as npm writes it from GitLab's `shasum`.
+    let doc: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v4/projects/42/packages/npm/@acme%2fcore",
+            fake.url()
+        ))
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let shasum = doc["versions"]["2.0.0"]["dist"]["shasum"].as_str().unwrap();
+    let core_integrity = format!(
+        "sha1-{}",
+        base64::engine::general_purpose::STANDARD.encode(hex::decode(shasum).unwrap())
+    );
+    let wrong = format!("sha512-{}==", "A".repeat(86));
+    let lock = scratch.path().join("package-lock.json");
+    std::fs::write(
+        &lock,
+        lockfile(
+            &fake,
+            &[
+                ("@acme/core", "2.0.0", Some(&core_integrity)),
+                ("@acme/ui", "1.0.0", Some(&wrong)),
+                ("@acme/gone", "1.0.0", None),
+            ],
+        ),
+    )
+    .unwrap();
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(&list, format!("go {GREET}@v1.1.0\n")).unwrap();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    std::fs::write(
+        &cfg,
+        config(
+            &dir,
+            free_port(),
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            "",
+        ),
+    )
+    .unwrap();
+    let out = packrat(
+        &cfg,
+        &["sync", lock.to_str().unwrap(), list.to_str().unwrap()],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let failed = |label: &str| {
+        text.lines()
+            .any(|l| l.starts_with(&format!("failed: {label}: ")))
+    };
+    assert!(failed(&format!("go {GREET}@v1.1.0")), "{text}");
+    assert!(failed("npm @acme/gone@1.0.0"), "{text}");
+    assert!(failed("npm @acme/ui@1.0.0"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("failed: npm @acme/ui@1.0.0: ") && l.contains("integrity")),
+        "{text}"
+    );
+    assert!(
+        text.contains("4 items: 1 fetched, 0 already present, 3 failed"),
+        "{text}"
+    );
+}
+
+/// The checksum database lookups and tiles sync caches are pinned like the modules
+/// themselves: `gc` down to nothing keeps them, and the offline mirror still answers them.
+#[tokio::test]
+async fn synced_checksum_database_entries_survive_gc() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(&list, format!("go {GREET}@v1.1.0\n")).unwrap();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    let port = free_port();
+    std::fs::write(
+        &cfg,
+        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
+    )
+    .unwrap();
+    let out = packrat(&cfg, &["sync", list.to_str().unwrap()]).await;
+    assert!(out.status.success());
+    assert!(packrat(&cfg, &["gc", "--max-size", "0"])
+        .await
+        .status
+        .success());
+    sumdb.go_down().await;
+    std::fs::write(
+        &cfg,
+        config(
+            &dir,
+            port,
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            "[cache]\noffline = true\n",
+        ),
+    )
+    .unwrap();
+    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let base = format!("{}/go/sumdb/{}", air.url(), sumdb.name());
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{base}/lookup/{GREET}@v1.1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", air.logs());
+    // The record is past the filler: the right-edge tiles of both levels prove it.
+    let size = sumdb.size();
+    assert!((257..512).contains(&size));
+    for tile in [
+        format!("tile/8/0/001.p/{}", size - 256),
+        "tile/8/1/000.p/1".to_string(),
+    ] {
+        let r = client.get(format!("{base}/{tile}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{tile}: {}", air.logs());
+    }
+}
+
+/// A bundle carries no credential, not even a hash (the Packages API index keeps its lists
+/// per caller class and per credential hash), yet the offline mirror made from it still
+/// answers the synced Packages API listing, to a caller named by `offline.tokens`.
+#[tokio::test]
+async fn bundles_carry_no_credential_hash_and_still_serve_the_packages_index() {
+    use sha2::{Digest as _, Sha256};
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(
+        &list,
+        "packages project=42\nnpm @acme/ui@1.0.0 project=42\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    std::fs::write(
+        &cfg,
+        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
+    )
+    .unwrap();
+    assert!(packrat(&cfg, &["sync", list.to_str().unwrap()])
+        .await
+        .status
+        .success());
+    let bundle = scratch.path().join("mirror.tar");
+    assert!(
+        packrat(&cfg, &["export", "--out", bundle.to_str().unwrap()])
+            .await
+            .status
+            .success()
+    );
+    let bytes = std::fs::read(&bundle).unwrap();
+    let contains = |needle: &str| {
+        bytes
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    // packrat keys credentials by sha256 over the header name and the secret.
+    let mut keyed = Sha256::new();
+    keyed.update(b"PRIVATE-TOKEN\0");
+    keyed.update(ALICE_PAT.as_bytes());
+    keyed.update(b"\0");
+    for (what, needle) in [
+        ("the sync token", ALICE_PAT.to_string()),
+        ("its sha256", hex::encode(Sha256::digest(ALICE_PAT))),
+        ("its credential hash", hex::encode(keyed.finalize())),
+    ] {
+        assert!(!contains(&needle), "the bundle holds {what}");
+    }
+
+    let air_dir = scratch.path().join("air");
+    let air_cfg = scratch.path().join("air.toml");
+    let reader = "offline-reader-token";
+    std::fs::write(
+        &air_cfg,
+        config(
+            &air_dir,
+            port,
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            &format!(
+                "[cache]\noffline = true\n\n[[offline.tokens]]\nsha256 = \"{}\"\nscopes = [\"*\"]\n",
+                hex::encode(Sha256::digest(reader))
+            ),
+        ),
+    )
+    .unwrap();
+    assert!(packrat(&air_cfg, &["import", bundle.to_str().unwrap()])
+        .await
+        .status
+        .success());
+    fake.go_down().await;
+    let air = Packrat::start_with_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v4/projects/42/packages", air.url()))
+        .header("PRIVATE-TOKEN", reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", air.logs());
+    let items: Vec<serde_json::Value> = r.json().await.unwrap();
+    assert!(items.iter().any(|i| i["name"] == "@acme/ui"), "{items:?}");
+}
+
+/// A sync killed mid-way (`kill -9`, one download still in flight) resumes on the next run:
+/// what completed is found present, the rest is fetched, and the run completes.
+#[tokio::test]
+async fn an_interrupted_sync_resumes_and_completes() {
+    const N: usize = 10;
+    let mut world = World::standard();
+    let mut list = String::new();
+    for i in 0..N {
+        let name = format!("@acme/resume-{i:02}");
+        world.add_npm(42, NpmPkg::new(&name, "1.0.0").size(4 * 1024));
+        list.push_str(&format!("npm {name}@1.0.0 project=42\n"));
+    }
+    let fake = FakeGitlab::start(world).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let slow = format!("resume-{:02}-1.0.0.tgz", N - 1);
+    fake.delay_matching(&slow, std::time::Duration::from_secs(3));
+    let scratch = tempfile::tempdir().unwrap();
+    let list_path = scratch.path().join("packrat.list");
+    std::fs::write(&list_path, list).unwrap();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    std::fs::write(
+        &cfg,
+        config(
+            &dir,
+            free_port(),
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            "",
+        ),
+    )
+    .unwrap();
+    let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_packrat"))
+        .args(["sync", list_path.to_str().unwrap(), "--config"])
+        .arg(&cfg)
+        .env("AIRGAP_SYNC_TOKEN", ALICE_PAT)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Every tarball asked for; the fast ones done, the slow one still in flight: kill -9.
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    while fake.requests(".tgz") < N {
+        assert!(
+            Instant::now() < deadline,
+            "sync never asked for every tarball"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    first.start_kill().unwrap();
+    let status = first.wait().await.unwrap();
+    assert!(!status.success(), "killed before it finished");
+
+    let out = packrat(&cfg, &["sync", list_path.to_str().unwrap()]).await;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    let counts = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("sync: {N} items: ")))
+        .unwrap_or_else(|| panic!("{text}"));
+    let number = |after: &str| -> usize {
+        counts
+            .split(", ")
+            .find_map(|part| part.strip_suffix(after))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{text}"))
+    };
+    let (fetched, present) = (number(" fetched"), number(" already present"));
+    assert!(
+        present >= 1,
+        "what completed before the kill is kept: {text}"
+    );
+    assert!(
+        fetched >= 1,
+        "the interrupted download is fetched again: {text}"
+    );
+    assert_eq!(fetched + present, N, "{text}");
+    assert_eq!(number(" failed"), 0, "{text}");
+    let out = packrat(&cfg, &["sync", list_path.to_str().unwrap()]).await;
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("{N} items: 0 fetched, {N} already present")));
+}
+
+/// An offline.tokens scope names a project by id or by path, and covers it under either
+/// name once a synced Packages API listing told packrat that project 42 is `acme/web`.
+#[tokio::test]
+async fn offline_scopes_match_a_project_by_id_or_path() {
+    use sha2::{Digest as _, Sha256};
+    let fake = FakeGitlab::start(World::standard()).await;
+    let public = FakePublicGo::start().await;
+    let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(
+        &list,
+        "packages project=42\nnpm @acme/ui@1.0.0 project=acme/web\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    std::fs::write(
+        &cfg,
+        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
+    )
+    .unwrap();
+    assert!(packrat(&cfg, &["sync", list.to_str().unwrap()])
+        .await
+        .status
+        .success());
+    let tokens: String = [("by-id", "42"), ("by-path", "acme/web"), ("other", "7")]
+        .iter()
+        .map(|(t, scope)| {
+            format!(
+                "[[offline.tokens]]\nsha256 = \"{}\"\nscopes = [\"{scope}\"]\n\n",
+                hex::encode(Sha256::digest(t))
+            )
+        })
+        .collect();
+    std::fs::write(
+        &cfg,
+        config(
+            &dir,
+            port,
+            &fake.url(),
+            &public.url(),
+            &sumdb.url(),
+            &format!("[cache]\noffline = true\n\n{tokens}"),
+        ),
+    )
+    .unwrap();
+    fake.go_down().await;
+    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let client = reqwest::Client::new();
+    let status = |path: &'static str, token: &'static str| {
+        let req = client
+            .get(format!("{}{path}", air.url()))
+            .header("PRIVATE-TOKEN", token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let by_id = "/api/v4/projects/42/packages";
+    let by_path = "/api/v4/projects/acme%2Fweb/packages/npm/@acme%2fui";
+    assert_eq!(status(by_id, "by-id").await, 200, "{}", air.logs());
+    assert_eq!(status(by_path, "by-path").await, 200, "{}", air.logs());
+    assert_eq!(
+        status(by_id, "by-path").await,
+        200,
+        "a path scope covers the id"
+    );
+    assert_eq!(
+        status(by_path, "by-id").await,
+        200,
+        "an id scope covers the path"
+    );
+    assert_eq!(status(by_id, "other").await, 401);
+    assert_eq!(status(by_path, "other").await, 401);
 }

@@ -214,20 +214,38 @@ async fn verify_quarantines_a_corrupted_blob_and_gc_evicts_lru() {
     );
 }
 
+/// Every command that owns the data directory (sync, export, import, gc, verify) fails fast
+/// with one clear sentence while a running serve holds it.
 #[tokio::test]
 async fn offline_commands_refuse_a_data_dir_held_by_serve() {
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
+    let scratch = tempfile::tempdir().unwrap();
     let cfg = config_for(packrat.data_dir(), "");
-    for command in ["verify", "pins"] {
-        let out = packrat_cmd(&cfg, &[command]);
-        assert!(!out.status.success(), "{command}");
+    let list = scratch.path().join("packrat.list");
+    std::fs::write(&list, "npm @acme/ui@1.0.0 project=42\n").unwrap();
+    let bundle = scratch.path().join("mirror.tar");
+    let (list, bundle) = (list.to_str().unwrap(), bundle.to_str().unwrap());
+    for args in [
+        vec!["sync", list],
+        vec!["export", "--out", bundle],
+        vec!["import", bundle],
+        vec!["gc", "--max-size", "1"],
+        vec!["verify"],
+        vec!["pins"],
+    ] {
+        let out = packrat_cmd(&cfg, &args);
+        assert!(!out.status.success(), "{args:?}: {}", text(&out));
         assert!(
             text(&out).contains("in use by another packrat process"),
-            "{command}: {}",
+            "{args:?}: {}",
             text(&out)
         );
     }
+    assert!(
+        !Path::new(bundle).exists(),
+        "no bundle written from a held directory"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -245,9 +263,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Access times decide what goes: three tarballs read in order a, b, c, then gc to a size
-/// that fits two: `a` (least recently used) is evicted. A blob `sync` pinned stays unless
-/// `--include-pinned`.
+/// Access times, not fetch times, decide what goes: three tarballs fetched in order a, b, c,
+/// then `a` read again, then gc to a size that fits two: `b` (fetched after `a`, but now the
+/// least recently used) is evicted. A blob `sync` pinned stays unless `--include-pinned`.
 #[tokio::test]
 async fn gc_evicts_least_recently_used_and_keeps_pinned() {
     let fake = FakeGitlab::start(World::standard()).await;
@@ -281,6 +299,8 @@ async fn gc_evicts_least_recently_used_and_keeps_pinned() {
         sizes.push(get(tarball(n, v)).await);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // A cache hit on the oldest fetch makes it the most recently used.
+    get(tarball(order[0].0, order[0].1)).await;
     packrat.stop().await; // flushes the batched access times
     let dir = packrat.data_dir().to_path_buf();
     let cfg = config_for(&dir, "");
@@ -288,24 +308,24 @@ async fn gc_evicts_least_recently_used_and_keeps_pinned() {
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum();
-    // Room for everything but the oldest tarball.
-    let target = blobs_size - sizes[0];
+    // Room for everything but one tarball: the least recently used one.
+    let target = blobs_size - sizes[1];
     let out = packrat_cmd(&cfg, &["gc", "--max-size", &target.to_string()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("evicted 1 blobs"), "{}", text(&out));
     packrat.restart().await;
-    let first = client
-        .get(tarball("@acme/ui", "1.0.0"))
+    let lru = client
+        .get(tarball(order[1].0, order[1].1))
         .header("PRIVATE-TOKEN", ALICE_PAT)
         .send()
         .await
         .unwrap();
     assert_eq!(
-        first.headers()["x-packrat-cache"],
+        lru.headers()["x-packrat-cache"],
         "miss",
         "the least recently used was evicted"
     );
-    for (n, v) in &order[1..] {
+    for (n, v) in [order[0], order[2]] {
         let r = client
             .get(tarball(n, v))
             .header("PRIVATE-TOKEN", ALICE_PAT)
@@ -344,6 +364,78 @@ async fn gc_evicts_least_recently_used_and_keeps_pinned() {
     let out = packrat_cmd(&cfg, &["gc", "--max-size", "1", "--include-pinned"]);
     assert!(text(&out).contains("kept 0 pinned"), "{}", text(&out));
     assert!(packrat_cmd(&cfg, &["verify"]).status.success());
+}
+
+/// `serve` runs the same eviction in the background (at start-up, then every 30 s) once the
+/// store has grown past `storage.max_size`: the least recently used tarball goes.
+#[tokio::test]
+async fn serve_evicts_in_the_background_past_max_size() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let mut packrat = Packrat::start(&fake.url(), "").await;
+    let client = reqwest::Client::new();
+    let base = format!("{}/api/v4/projects/42/packages/npm", packrat.url());
+    let tarball = |name: &str, v: &str| format!("{base}/{name}/-/{name}-{v}.tgz");
+    let get = |url: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(&url)
+                .header("PRIVATE-TOKEN", ALICE_PAT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            let cache = r.headers()["x-packrat-cache"].to_str().unwrap().to_string();
+            r.bytes().await.unwrap();
+            cache
+        }
+    };
+    for meta in ["@acme%2fui", "@acme%2fcore"] {
+        get(format!("{base}/{meta}")).await;
+    }
+    let order = [
+        ("@acme/ui", "1.0.0"),
+        ("@acme/ui", "1.1.0"),
+        ("@acme/core", "2.0.0"),
+    ];
+    for (n, v) in order {
+        get(tarball(n, v)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    packrat.stop().await; // flushes the batched access times
+    let blobs_size: u64 = walk(&packrat.data_dir().join("blobs-v1"))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    // One byte too many: the background eviction removes one tarball.
+    packrat
+        .restart_replacing(
+            "[storage]\n",
+            &format!("[storage]\nmax_size = \"{}\"\n", blobs_size - 1),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !packrat.logs().contains("evicted least-recently-used blobs") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background eviction: {}",
+            packrat.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let after: u64 = walk(&packrat.data_dir().join("blobs-v1"))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(after < blobs_size, "{after} bytes left of {blobs_size}");
+    for (n, v) in [order[1], order[2]] {
+        assert_eq!(get(tarball(n, v)).await, "hit", "{n}@{v} kept");
+    }
+    assert_eq!(
+        get(tarball(order[0].0, order[0].1)).await,
+        "miss",
+        "the least recently used was evicted"
+    );
 }
 
 /// `kill -9` while downloads are in flight, then `verify`: nothing is wrong (partial

@@ -14,7 +14,8 @@ use crate::cache::{CacheOutcome, Core, Payload};
 use crate::error::Error;
 use crate::gc::MIRROR_PREFIX;
 use crate::server::reply::ReplyBody;
-use crate::store::Origin;
+use crate::store::digest::Hasher;
+use crate::store::{Expect, Origin};
 
 /// Which version of a package to mirror.
 pub enum Want<'a> {
@@ -33,12 +34,15 @@ fn bad(name: &PackageName, why: String) -> Error {
     Error::Internal(format!("{name}: {why}"))
 }
 
-/// Fetch (or confirm present) one version's packument and tarball through the cache.
+/// Fetch (or confirm present) one version's packument and tarball through the cache. With a
+/// lockfile's `integrity`, the tarball must match it too (else `npm ci` would refuse it
+/// offline with EINTEGRITY).
 pub async fn sync_version(
     core: &Arc<Core>,
     scope: &NpmScope,
     name: &PackageName,
     want: Want<'_>,
+    integrity: Option<&str>,
     credential: &Credential,
 ) -> Result<Synced, Error> {
     let Resolved { hit, origin } = resolve(core, scope, name, credential).await?;
@@ -78,7 +82,19 @@ pub async fn sync_version(
         .ok_or_else(|| bad(name, format!("odd tarball URL for {version}")))?;
     let reply = tarball(core, scope, name, &file, credential).await?;
     let outcome = reply.outcome;
-    let bytes = drain(reply.body).await?;
+    let bytes = match integrity {
+        Some(sri) => drain_verified(reply.body, &Expect::npm(None, Some(sri)))
+            .await?
+            .map_err(|why| {
+                bad(
+                    name,
+                    format!(
+                        "{version}: the tarball does not match the lockfile's integrity ({why})"
+                    ),
+                )
+            })?,
+        None => drain(reply.body).await?,
+    };
     // Keep it through gc: the mirror needs it.
     let prefix = match origin {
         Origin::Gitlab => format!("npmfile/{}/{}/", scope.key(), name),
@@ -93,6 +109,42 @@ pub async fn sync_version(
         outcome,
         bytes,
     })
+}
+
+/// Read a reply body to the end, hashing it: `Ok(Err(why))` when it does not match `expect`.
+async fn drain_verified(body: ReplyBody, expect: &Expect) -> Result<Result<u64, String>, Error> {
+    use tokio::io::AsyncReadExt;
+    let mut hasher = Hasher::new(expect);
+    let mut n = 0u64;
+    match body {
+        ReplyBody::Empty => {}
+        ReplyBody::Bytes(b) => {
+            hasher.update(&b);
+            n = b.len() as u64;
+        }
+        ReplyBody::File(mut f, _) => {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let k = f
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| Error::Internal(format!("reading a stored tarball: {e}")))?;
+                if k == 0 {
+                    break;
+                }
+                hasher.update(&buf[..k]);
+                n += k as u64;
+            }
+        }
+        ReplyBody::Stream(mut s, _) => {
+            while let Some(chunk) = s.next().await {
+                let chunk = chunk.map_err(|e| Error::Internal(format!("download failed: {e}")))?;
+                hasher.update(&chunk);
+                n += chunk.len() as u64;
+            }
+        }
+    }
+    Ok(hasher.verify(expect, n).map(|_| n))
 }
 
 /// Read a reply body to the end (a download in flight completes into the store).

@@ -18,6 +18,7 @@
 //! sweep for its status (displayable, or one of the three hidden ones), with or without
 //! `package_type=terraform_module`, and for groups with or without `exclude_subgroups`.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde_json::Value;
@@ -130,6 +131,43 @@ fn class_key(credential: &Credential, target: &Target) -> String {
     format!("pkgcls/{}/{}", credential.hash().hex(), target.key())
 }
 
+/// The owner segment an exported list gets in place of a credential's hash.
+const BUNDLE_OWNER: &str = "bundle";
+
+/// How an adapter record leaves in a bundle, which carries no credential, not even a hash:
+/// `None` drops it (the credential → class map, `pkgcls/<hash>/...`); a list kept under a
+/// credential's hash (a group's, or a project's `c-<hash>`) is re-keyed to a neutral owner,
+/// which the offline mirror serves like any other copy (access is by `offline.tokens`).
+/// Every other key is kept as is.
+pub fn bundle_key(key: &str) -> Option<Cow<'_, str>> {
+    if key.starts_with("pkgcls/") {
+        return None;
+    }
+    let Some(rest) = key.strip_prefix("pkgidx/") else {
+        return Some(Cow::Borrowed(key));
+    };
+    // `<target>/<owner>/<slice>`; the target may hold a `/` (a project path), the rest not.
+    let owner_of = |rest: &str| -> Option<(usize, usize)> {
+        let slice_at = rest.rfind('/')?;
+        let owner_at = rest[..slice_at].rfind('/')? + 1;
+        Some((owner_at, slice_at))
+    };
+    let Some((from, to)) = owner_of(rest) else {
+        return Some(Cow::Borrowed(key));
+    };
+    let owner = &rest[from..to];
+    let hash = owner.strip_prefix("c-").unwrap_or(owner);
+    if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some(Cow::Owned(format!(
+            "pkgidx/{}{BUNDLE_OWNER}{}",
+            &rest[..from],
+            &rest[to..]
+        )))
+    } else {
+        Some(Cow::Borrowed(key))
+    }
+}
+
 fn list_key(target: &Target, owner: &str, slice: Slice) -> String {
     format!("pkgidx/{}/{owner}/{}", target.key(), slice.name())
 }
@@ -174,6 +212,10 @@ pub async fn list(
         },
         || async move {
             let items = fetch_pages(core, &path, &slice.upstream_params(), credential).await?;
+            for (id, full_path) in project_names(target, &items) {
+                core.put_aux(&project_name_key(&id), &full_path)?;
+                core.put_aux(&project_name_key(&full_path), &id)?;
+            }
             let owner = match target {
                 Target::Group(_) => credential.hash().hex(),
                 Target::Project(_) => {
@@ -190,6 +232,62 @@ pub async fn list(
         },
     )
     .await
+}
+
+fn project_name_key(id_or_path: &str) -> String {
+    format!("pkgproj/{id_or_path}")
+}
+
+/// The other name of a project (its full path for an id, its id for a path), as the
+/// Packages API listings packrat cached told it; for offline.tokens scopes, which may name
+/// a project either way.
+pub fn project_alias(core: &Core, id_or_path: &str) -> Result<Option<String>, Error> {
+    core.aux(&project_name_key(id_or_path))
+}
+
+/// (id, full path) pairs a listing reveals: a group listing's `project_id`/`project_path`;
+/// in a project's own listing, its path from `_links.web_path` (`/<path>/-/packages/<id>`)
+/// and its id from `_links.delete_api_path` (`.../projects/<id>/packages/<id>`).
+fn project_names(target: &Target, items: &[Value]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut add = |id: String, path: String| {
+        if !id.is_empty() && !path.is_empty() && !out.contains(&(id.clone(), path.clone())) {
+            out.push((id, path));
+        }
+    };
+    for item in items {
+        match target {
+            Target::Group(_) => {
+                if let (Some(id), Some(path)) = (
+                    item.get("project_id").and_then(Value::as_i64),
+                    item.get("project_path").and_then(Value::as_str),
+                ) {
+                    add(id.to_string(), path.to_string());
+                }
+            }
+            Target::Project(p) => {
+                let path = item
+                    .pointer("/_links/web_path")
+                    .and_then(Value::as_str)
+                    .and_then(|w| w.strip_prefix('/')?.split_once("/-/packages/"))
+                    .map(|(path, _)| path.to_string());
+                let id = item
+                    .pointer("/_links/delete_api_path")
+                    .and_then(Value::as_str)
+                    .and_then(|d| d.split_once("/projects/"))
+                    .and_then(|(_, rest)| rest.split_once('/'))
+                    .map(|(id, _)| id.to_string())
+                    .filter(|id| id.bytes().all(|b| b.is_ascii_digit()));
+                let numeric = p.bytes().all(|b| b.is_ascii_digit());
+                match (numeric, id, path) {
+                    (true, _, Some(path)) => add(p.clone(), path),
+                    (false, Some(id), _) => add(id, p.clone()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `d` when the items carry `delete_api_path` (the caller may delete), `r` when they do not,
@@ -416,6 +514,62 @@ pub fn forget_file(core: &Core, package_id: i64, file_id: i64) -> Result<Option<
 mod tests {
     use super::*;
     use crate::packages_api::params::{ListKind, Query};
+
+    #[test]
+    fn listings_name_projects_both_ways() {
+        let item = serde_json::json!({"id": 7, "_links": {"web_path": "/acme/web/-/packages/7"}});
+        assert_eq!(
+            project_names(&Target::Project("42".into()), std::slice::from_ref(&item)),
+            vec![("42".to_string(), "acme/web".to_string())]
+        );
+        // By path: the id comes only with delete_api_path (a maintainer's listing).
+        assert!(project_names(&Target::Project("acme/web".into()), &[item]).is_empty());
+        let item = serde_json::json!({"id": 7, "_links": {
+            "web_path": "/acme/web/-/packages/7",
+            "delete_api_path": "https://gitlab.example.com/api/v4/projects/42/packages/7"}});
+        assert_eq!(
+            project_names(&Target::Project("acme/web".into()), &[item]),
+            vec![("42".to_string(), "acme/web".to_string())]
+        );
+        let items = [
+            serde_json::json!({"id": 1, "project_id": 42, "project_path": "acme/web"}),
+            serde_json::json!({"id": 2, "project_id": 43, "project_path": "acme/sub/tools"}),
+            serde_json::json!({"id": 3, "project_id": 42, "project_path": "acme/web"}),
+        ];
+        assert_eq!(
+            project_names(&Target::Group("acme".into()), &items),
+            vec![
+                ("42".to_string(), "acme/web".to_string()),
+                ("43".to_string(), "acme/sub/tools".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn bundle_keys_carry_no_credential_hash() {
+        let cred = Credential::private_token(&crate::config::Secret::new("glpat-secret".into()));
+        let h = cred.hash().hex();
+        let project = Target::Project("acme/web".into());
+        let group = Target::Group("acme".into());
+        assert_eq!(bundle_key(&class_key(&cred, &project)), None);
+        let rekeyed = |k: String| bundle_key(&k).map(Cow::into_owned);
+        assert_eq!(
+            rekeyed(list_key(&project, &format!("c-{h}"), Slice::DISPLAYABLE)).as_deref(),
+            Some("pkgidx/p:acme/web/bundle/displayable")
+        );
+        assert_eq!(
+            rekeyed(list_key(&group, &h, Slice::DISPLAYABLE)).as_deref(),
+            Some("pkgidx/g:acme/bundle/displayable")
+        );
+        // Classes, files and everything else stay as they are.
+        for k in [
+            list_key(&project, "d", Slice::DISPLAYABLE),
+            files_key(&project, 7),
+            "mirror/npm:x".to_string(),
+        ] {
+            assert_eq!(rekeyed(k.clone()), Some(k));
+        }
+    }
 
     #[test]
     fn slices_follow_the_query() {

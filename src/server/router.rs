@@ -43,6 +43,26 @@ pub enum Route {
     Packages(Target, PkgRoute),
 }
 
+/// offline.tokens for `owner`; a project is covered by a scope naming it by id or by path
+/// (the other name as the cached Packages API listings tell it).
+fn offline_allows(core: &Core, credential: &Credential, owner: &Owner) -> bool {
+    let config = &core.config.offline;
+    if offline::allows(config, credential, owner) {
+        return true;
+    }
+    let Owner::Project(p) = owner else {
+        return false;
+    };
+    match packages_api::index::project_alias(core, p) {
+        Ok(Some(alias)) => offline::allows(config, credential, &Owner::Project(alias)),
+        Ok(None) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the project names index");
+            false
+        }
+    }
+}
+
 impl Route {
     /// Whose content the route reads (for offline.tokens scopes); `None` for ops endpoints.
     fn owner(&self) -> Option<Owner> {
@@ -205,7 +225,7 @@ async fn dispatch(
     if core.upstream.is_offline() {
         if let Some(owner) = route.owner() {
             let credential = Credential::from_request(req.headers(), req.uri().query());
-            if !offline::allows(&core.config.offline, &credential, &owner) {
+            if !offline_allows(core, &credential, &owner) {
                 let e = Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized");
                 return (CacheOutcome::Refused, respond::error_response(&e));
             }

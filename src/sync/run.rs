@@ -4,7 +4,7 @@
 //! stopped. Failures are collected and named; the caller exits 1 if there are any.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 
@@ -13,6 +13,7 @@ use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
 use crate::config::ProjectRef;
 use crate::error::Error;
+use crate::goproxy::sync::Lookup;
 use crate::goproxy::{self, GoTarget, ModulePath, ModuleVersion};
 use crate::npm::sync::{sync_version, Want};
 use crate::npm::{NpmScope, PackageName};
@@ -44,17 +45,27 @@ pub async fn run(core: Arc<Core>, inputs: &[PathBuf]) -> Summary {
         Some(t) => Credential::private_token(t),
         None => Credential::anonymous(),
     };
-    drive(inputs, |item| {
+    let lookups = Mutex::new(Vec::new());
+    let lookups = &lookups;
+    let mut summary = drive(inputs, |item| {
         let core = core.clone();
         let credential = credential.clone();
         async move {
-            fetch(&core, &item, &credential)
+            fetch(&core, &item, &credential, lookups)
                 .await
                 .map_err(|e| e.to_string())
         }
     })
-    .await
+    .await;
+    let lookups = std::mem::take(&mut *lookups.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Err(e) = goproxy::sync::sync_tiles(&core, &lookups).await {
+        summary.failed.push(format!("{TILES}: {e}"));
+    }
+    summary
 }
+
+/// How a failure to cache the checksum database tiles is named in the summary.
+pub(crate) const TILES: &str = "go checksum database tiles";
 
 /// Parse every input, then run `fetch` on each item, [`CONCURRENCY`] at a time, with a
 /// progress bar, collecting the summary. Shared by the in-process sync and `--via`.
@@ -104,20 +115,33 @@ where
     summary
 }
 
-async fn fetch(core: &Arc<Core>, item: &Item, credential: &Credential) -> Result<Done, Error> {
+async fn fetch(
+    core: &Arc<Core>,
+    item: &Item,
+    credential: &Credential,
+    lookups: &Mutex<Vec<Lookup>>,
+) -> Result<Done, Error> {
     match item {
         Item::Npm {
             name,
             version,
+            integrity,
             resolved,
-            ..
         } => {
             let name = PackageName::parse(name)?;
             let scope = match resolved {
                 Some(Resolved::Gitlab { path }) => scope_of(path),
                 _ => NpmScope::Instance,
             };
-            let s = sync_version(core, &scope, &name, Want::Exact(version), credential).await?;
+            let s = sync_version(
+                core,
+                &scope,
+                &name,
+                Want::Exact(version),
+                integrity.as_deref(),
+                credential,
+            )
+            .await?;
             Ok(done(s.outcome, s.bytes))
         }
         Item::NpmRange {
@@ -130,7 +154,7 @@ async fn fetch(core: &Arc<Core>, item: &Item, credential: &Credential) -> Result
                 Some(p) => NpmScope::Project(project_id(p)),
                 None => NpmScope::Instance,
             };
-            let s = sync_version(core, &scope, &name, Want::Range(range), credential).await?;
+            let s = sync_version(core, &scope, &name, Want::Range(range), None, credential).await?;
             Ok(done(s.outcome, s.bytes))
         }
         Item::Go {
@@ -149,6 +173,9 @@ async fn fetch(core: &Arc<Core>, item: &Item, credential: &Credential) -> Result
             let s =
                 goproxy::sync::sync_module(core, &target, &module, &version, *mod_only, credential)
                     .await?;
+            if let Some(l) = s.lookup {
+                lookups.lock().unwrap_or_else(|p| p.into_inner()).push(l);
+            }
             Ok(if s.fetched > 0 {
                 Done::Fetched(s.bytes)
             } else {

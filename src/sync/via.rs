@@ -2,16 +2,19 @@
 //! through its HTTP routes (the data directory belongs to the running `serve`).
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::run::{drive, Done, Summary};
+use super::run::{drive, Done, Summary, TILES};
 use super::{Item, Resolved};
 use crate::config::{Config, ProjectRef};
-use crate::goproxy::sync::{parse_lookup, tiles_for};
+use crate::goproxy::sync::{parse_lookup, parse_tree_size, tile_set, Lookup};
 use crate::goproxy::{sumdb, ModulePath, ModuleVersion};
 use crate::npm::sync::{pick, Want};
 use crate::npm::PackageName;
+use crate::store::digest::Hasher;
+use crate::store::Expect;
 
 struct Via {
     client: reqwest::Client,
@@ -37,10 +40,19 @@ pub async fn run(config: &Config, base: &str, inputs: &[PathBuf]) -> anyhow::Res
         sumdb: sumdb::served_name(&config.forwarding.go_sumdb),
     };
     let via = &via;
-    Ok(drive(inputs, |item| async move {
-        via.fetch(&item).await.map_err(|e| format!("{e:#}"))
+    let lookups = Mutex::new(Vec::new());
+    let lookups = &lookups;
+    let mut summary = drive(inputs, |item| async move {
+        via.fetch(&item, lookups)
+            .await
+            .map_err(|e| format!("{e:#}"))
     })
-    .await)
+    .await;
+    let lookups = std::mem::take(&mut *lookups.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Err(e) = via.tiles(&lookups).await {
+        summary.failed.push(format!("{TILES}: {e:#}"));
+    }
+    Ok(summary)
 }
 
 fn seg(p: &ProjectRef) -> String {
@@ -53,6 +65,13 @@ fn seg(p: &ProjectRef) -> String {
 impl Via {
     /// GET a URL, read the body; (fetched by packrat just now?, bytes).
     async fn get(&self, url: &str) -> anyhow::Result<(bool, bytes::Bytes)> {
+        self.get_opt(url)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("404 Not Found from {url}"))
+    }
+
+    /// [`Via::get`], with a 404 as `None`.
+    async fn get_opt(&self, url: &str) -> anyhow::Result<Option<(bool, bytes::Bytes)>> {
         let mut rb = self.client.get(url);
         if let Some(t) = &self.token {
             rb = rb.header("PRIVATE-TOKEN", t);
@@ -64,28 +83,50 @@ impl Via {
             .get("x-packrat-cache")
             .is_some_and(|v| v.as_bytes() == b"hit");
         let body = resp.bytes().await?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !status.is_success() {
             anyhow::bail!(
                 "{status} from {url}: {}",
                 String::from_utf8_lossy(&body[..body.len().min(300)])
             );
         }
-        Ok((!hit, body))
+        Ok(Some((!hit, body)))
     }
 
-    async fn fetch(&self, item: &Item) -> anyhow::Result<Done> {
+    fn sumdb_url(&self, rest: &str) -> String {
+        format!("{}/go/sumdb/{}/{rest}", self.base, self.sumdb)
+    }
+
+    /// After all lookups: `latest` once, then the tiles proving every record.
+    async fn tiles(&self, lookups: &[Lookup]) -> anyhow::Result<()> {
+        if lookups.is_empty() {
+            return Ok(());
+        }
+        let (_, body) = self.get(&self.sumdb_url("latest")).await?;
+        let latest = parse_tree_size(&body)
+            .ok_or_else(|| anyhow::anyhow!("unexpected checksum database answer for latest"))?;
+        for tile in tile_set(lookups, latest) {
+            self.get(&self.sumdb_url(&tile)).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, item: &Item, lookups: &Mutex<Vec<Lookup>>) -> anyhow::Result<Done> {
         match item {
             Item::Npm {
                 name,
                 version,
+                integrity,
                 resolved,
-                ..
             } => {
                 let prefix = match resolved {
                     Some(Resolved::Gitlab { path }) => npm_prefix(path),
                     _ => "/api/v4/packages/npm".to_string(),
                 };
-                self.npm(&prefix, name, Want::Exact(version)).await
+                self.npm(&prefix, name, Want::Exact(version), integrity.as_deref())
+                    .await
             }
             Item::NpmRange {
                 name,
@@ -96,7 +137,7 @@ impl Via {
                     Some(p) => format!("/api/v4/projects/{}/packages/npm", seg(p)),
                     None => "/api/v4/packages/npm".to_string(),
                 };
-                self.npm(&prefix, name, Want::Range(range)).await
+                self.npm(&prefix, name, Want::Range(range), None).await
             }
             Item::Go {
                 module,
@@ -127,16 +168,19 @@ impl Via {
                     fetched |= f;
                     bytes += b.len() as u64;
                 }
-                let sumdb = format!("{}/go/sumdb/{}", self.base, self.sumdb);
-                if let Ok((_, body)) = self
-                    .get(&format!("{sumdb}/lookup/{}@{}", m.escaped(), v.escaped()))
-                    .await
-                {
-                    if let Some((record, size)) = parse_lookup(&body) {
-                        for tile in tiles_for(record, size) {
-                            self.get(&format!("{sumdb}/{tile}")).await?;
-                        }
-                        self.get(&format!("{sumdb}/latest")).await?;
+                // A project's module is private: never looked up publicly. For the rest, the
+                // running packrat answers 404 for a module it knows to be private (it holds the
+                // pins); any other failure is this item's failure.
+                if project.is_none() {
+                    let url = self.sumdb_url(&format!("lookup/{}@{}", m.escaped(), v.escaped()));
+                    if let Some((_, body)) = self.get_opt(&url).await? {
+                        let (record, size) = parse_lookup(&body).ok_or_else(|| {
+                            anyhow::anyhow!("unexpected checksum database answer from {url}")
+                        })?;
+                        lookups
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(Lookup { record, size });
                     }
                 }
                 Ok(if fetched {
@@ -178,7 +222,13 @@ impl Via {
         }
     }
 
-    async fn npm(&self, prefix: &str, name: &str, want: Want<'_>) -> anyhow::Result<Done> {
+    async fn npm(
+        &self,
+        prefix: &str,
+        name: &str,
+        want: Want<'_>,
+        integrity: Option<&str>,
+    ) -> anyhow::Result<Done> {
         let name = PackageName::parse(name)?;
         let (_, body) = self
             .get(&format!("{}{prefix}/{}", self.base, name.encoded()))
@@ -190,6 +240,16 @@ impl Via {
             .as_str()
             .ok_or_else(|| anyhow::anyhow!("{name}@{version} has no tarball"))?;
         let (fetched, body) = self.get(url).await?;
+        if let Some(sri) = integrity {
+            let expect = Expect::npm(None, Some(sri));
+            let mut hasher = Hasher::new(&expect);
+            hasher.update(&body);
+            hasher.verify(&expect, body.len() as u64).map_err(|why| {
+                anyhow::anyhow!(
+                    "{name}: {version}: the tarball does not match the lockfile's integrity ({why})"
+                )
+            })?;
+        }
         Ok(if fetched {
             Done::Fetched(body.len() as u64)
         } else {

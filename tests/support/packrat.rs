@@ -166,6 +166,17 @@ impl Packrat {
         self.restart().await;
     }
 
+    /// Restart on the same data directory with `from` replaced by `to` in the config (e.g. a
+    /// key added to a section the config already has).
+    pub async fn restart_replacing(&mut self, from: &str, to: &str) {
+        assert!(
+            self.config_text.contains(from),
+            "{from:?} not in the config"
+        );
+        self.config_text = self.config_text.replacen(from, to, 1);
+        self.restart().await;
+    }
+
     pub async fn restart(&mut self) {
         self.stop().await;
         if let Some(port) = self.url.trim_end_matches('/').rsplit(':').next() {
