@@ -910,7 +910,8 @@ fn build(
 
     let go_host = l
         .value("go.host", env::GO_HOST, raw.go.host, None, |v| {
-            check_go_host(&v).map(|()| Some(v))
+            // Go requires the first element of a module path to be lower case.
+            check_go_host(&v).map(|()| Some(v.to_ascii_lowercase()))
         })?
         .unwrap_or_else(|| url_host(&upstream.url));
     let mut modules: Vec<GoModuleMapping> = Vec::with_capacity(raw.go.modules.len());
