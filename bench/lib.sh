@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# RES and CONNS are associative arrays the sourcing script declares, and R_* are results
-# for it: shellcheck cannot see either from here.
+# RES and CONNS are associative arrays the sourcing script declares, LIST_TOKEN one it
+# fills, and R_* are results for it: shellcheck cannot see them from here.
 # shellcheck disable=SC2004,SC2034,SC2153,SC2154
 # bench/lib.sh — shared by bench/run (npm) and bench/go (Go modules): cleanup of every
 # process and temp dir a script starts, tool installation, the release build, the fake
@@ -14,12 +14,15 @@
 #   BENCH_FAKE_GITLAB     the knobs each script documents
 # Sourcing installs the EXIT/INT/TERM traps. Files live under $WORK (make_work creates it):
 #   $WORK/lists/<server>-<scenario>   request paths for wrk, one a line (server: packrat, nginx)
+#                                     LIST_TOKEN[<scenario>], if set, is sent with each of them
+#                                     (to both servers) as PRIVATE-TOKEN; unset = anonymous
 #   $WORK/www                         nginx's root
 #   $WORK/fake.*, packrat.*, nginx/   logs
 
 PACKRAT_BIN=$ROOT/target/release/packrat
 OUT_DIR=$ROOT/bench/out
 LUA=$ROOT/bench/rotate.lua
+declare -A LIST_TOKEN=()   # list -> the PRIVATE-TOKEN its requests carry (none = anonymous)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; exit 1; }
@@ -210,6 +213,14 @@ machine_task_ticks() {
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
+# auth_args ARRAY TOKEN: sets ARRAY to the curl/wrk arguments sending TOKEN as PRIVATE-TOKEN
+# (none when TOKEN is empty)
+auth_args() {
+    local -n _args=$1
+    _args=()
+    if [[ -n $2 ]]; then _args=(-H "PRIVATE-TOKEN: $2"); fi
+}
+
 # sum of packrat_requests_total over non-ops routes: "hits other"
 packrat_request_counts() {
     curl -fsS "$PACKRAT_URL/-/metrics" | awk '
@@ -354,11 +365,13 @@ nginx_workers() { ps -o pid= --ppid "$NGINX_PID" | tr -d ' '; }
 
 # --------------------------------------------------------------------------- warming
 
-# fetch PATH OUTFILE -> prints the X-Packrat-Cache value; identity encoding, 200 required
+# fetch PATH OUTFILE [TOKEN] -> prints the X-Packrat-Cache value; identity encoding, 200
+# required; TOKEN, if given, is sent as PRIVATE-TOKEN
 fetch() {
-    local path=$1 out=$2 hdr status
+    local path=$1 out=$2 hdr status auth
+    auth_args auth "${3:-}"
     hdr=$(mktemp "$WORK/hdr.XXXXXX")
-    status=$(curl -sS -o "$out" -D "$hdr" -w '%{http_code}' -H 'Accept-Encoding: identity' "$PACKRAT_URL$path") \
+    status=$(curl -sS -o "$out" -D "$hdr" -w '%{http_code}' -H 'Accept-Encoding: identity' "${auth[@]}" "$PACKRAT_URL$path") \
         || die "GET $PACKRAT_URL$path failed"
     [[ $status == 200 ]] || die "GET $PACKRAT_URL$path answered $status: $(head -c 300 "$out")"
     if grep -qi '^content-encoding:' "$hdr"; then die "GET $path came back encoded; expected identity"; fi
@@ -366,15 +379,15 @@ fetch() {
     rm -f "$hdr"
 }
 
-# warm_and_copy PATH DEST: miss (or hit), then a second GET that must be a hit; the hit's
-# bytes are what nginx will serve.
+# warm_and_copy PATH DEST [TOKEN]: miss (or hit), then a second GET that must be a hit
+# (both with TOKEN, if given); the hit's bytes are what nginx will serve.
 warm_and_copy() {
-    local path=$1 dest=$2 first second tries=0
-    first=$(fetch "$path" "$dest.first")
+    local path=$1 dest=$2 token=${3:-} first second tries=0
+    first=$(fetch "$path" "$dest.first" "$token")
     # The miss's last byte reaches the client before the blob is fsynced, renamed and
     # indexed; until then a GET joins the finishing download ('joined'). Wait for 'hit'.
     while :; do
-        second=$(fetch "$path" "$dest")
+        second=$(fetch "$path" "$dest" "$token")
         [[ $second == hit ]] && break
         tries=$((tries + 1))
         ((tries < 50)) || die "GET of $path still '$second', not a cache hit, after 5 s (first: '$first')"
@@ -385,14 +398,16 @@ warm_and_copy() {
 }
 
 # check_same_bytes LIST...: packrat and nginx serve byte-identical bodies for every
-# (packrat path, nginx path) pair of $WORK/lists/{packrat,nginx}-LIST
+# (packrat path, nginx path) pair of $WORK/lists/{packrat,nginx}-LIST (with the list's
+# LIST_TOKEN, if any, sent to both)
 check_same_bytes() {
-    local list p n a b
+    local list p n a b auth
     log "checking that packrat and nginx serve identical bytes"
     for list in "$@"; do
+        auth_args auth "${LIST_TOKEN[$list]:-}"
         while read -r p n; do
-            a=$(curl -fsS "$PACKRAT_URL$p" | sha256sum | cut -d' ' -f1)
-            b=$(curl -fsS "$NGINX_URL$n" | sha256sum | cut -d' ' -f1)
+            a=$(curl -fsS "${auth[@]}" "$PACKRAT_URL$p" | sha256sum | cut -d' ' -f1)
+            b=$(curl -fsS "${auth[@]}" "$NGINX_URL$n" | sha256sum | cut -d' ' -f1)
             [[ $a == "$b" ]] || die "$p (packrat) and $n (nginx) differ"
         done < <(paste -d' ' "$WORK/lists/packrat-$list" "$WORK/lists/nginx-$list")
     done
@@ -400,16 +415,18 @@ check_same_bytes() {
 
 # --------------------------------------------------------------------------- wrk
 
-# run_wrk SERVER LIST CONNS SECONDS -> sets R_* variables
+# run_wrk SERVER LIST CONNS SECONDS -> sets R_* variables; every request carries the
+# list's LIST_TOKEN, if any (wrk's -H: rotate.lua's requests keep wrk's headers)
 run_wrk() {
-    local server=$1 list=$2 conns=$3 secs=$4 url pids out
+    local server=$1 list=$2 conns=$3 secs=$4 url pids out auth
     if [[ $server == packrat ]]; then url=$PACKRAT_URL; pids=("$PACKRAT_PID"); else
         url=$NGINX_URL; mapfile -t pids < <(echo "$NGINX_PID"; nginx_workers); fi
     out="$WORK/wrk/$server-$list-$secs.txt"
+    auth_args auth "${LIST_TOKEN[$list]:-}"
     local ticks0 ticks1 peak=0 rss sys0 sys1 wrk_ticks=0 t
     ticks0=$(proc_ticks "${pids[@]}")
     sys0=$(machine_task_ticks)
-    wrk -t"$BENCH_THREADS" -c"$conns" -d"${secs}s" --timeout 10s -s "$LUA" "$url" -- \
+    wrk -t"$BENCH_THREADS" -c"$conns" -d"${secs}s" --timeout 10s "${auth[@]}" -s "$LUA" "$url" -- \
         "$WORK/lists/$server-$list" >"$out" 2>&1 &
     local wpid=$!
     PIDS+=("$wpid")

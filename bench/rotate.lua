@@ -6,8 +6,10 @@
 -- PATHS_FILE holds one absolute request path per line. Each wrk thread starts at
 -- a different offset, then every request takes the next path (so each
 -- connection walks through the whole mix). No Accept-Encoding is sent: both
--- servers answer with identity bodies. No response() hook is defined, so wrk
--- stays on its fast path (a response() hook would cost wrk CPU on every reply).
+-- servers answer with identity bodies. Headers given to wrk with -H (bench/run's
+-- PRIVATE-TOKEN) go with every request: wrk.format() adds wrk.headers. No
+-- response() hook is defined, so wrk stays on its fast path (a response() hook
+-- would cost wrk CPU on every reply).
 
 local next_thread = 0
 

@@ -7,7 +7,9 @@
 //!
 //! Prints `fake-gitlab listening on http://127.0.0.1:PORT` once bound and runs until killed.
 //! `--bench` adds `@pub/bench-5k`, `-50k`, `-500k`, `-2m` and `@pub/huge` (a packument over
-//! 20 MB) to the public project 7 (`pub/lib`), and the Go benchmark modules to the public project
+//! 20 MB) to the public project 7 (`pub/lib`); `@priv/bench-5k` … `-2m` (the same sizes) to the
+//! private project 9 (`priv/lib`), readable with the token `bench-pat` (a Reporter there:
+//! `World::add_bench_private_packages`); and the Go benchmark modules to the public project
 //! 8 (`bench/go`): `gitlab.example.com/bench/go/zip10k`, `zip100k`, `zip1m`, `zip5m` (zips of
 //! about that size) and the 100-module graph `gitlab.example.com/bench/go/m000` … `m099`, all
 //! at v1.0.0 (see `World::add_bench_go_modules` in `tests/support/fake_gitlab/go.rs`). Tokens
@@ -56,6 +58,7 @@ async fn main() {
     let mut world = World::standard();
     if bench {
         world.add_bench_packages();
+        world.add_bench_private_packages();
         world.add_bench_go_modules();
     }
     let fake = FakeGitlab::start_on(world, listen).await;

@@ -897,6 +897,47 @@ fn bench_world_has_a_huge_packument() {
 }
 
 #[tokio::test]
+async fn bench_world_has_a_private_project_for_the_bench_token() {
+    use crate::support::fake_gitlab::{BENCH_PAT, BENCH_PRIVATE_PROJECT};
+    assert!(World::standard().project(BENCH_PRIVATE_PROJECT).is_none());
+    let mut world = World::standard();
+    world.add_bench_packages().add_bench_private_packages();
+    for (name, size) in [
+        ("@priv/bench-5k", 5 * 1024),
+        ("@priv/bench-2m", 2 * 1024 * 1024),
+    ] {
+        let len = world.npm_versions(BENCH_PRIVATE_PROJECT, name)[0]
+            .tarball
+            .len();
+        assert!(len.abs_diff(size) < size / 50 + 64, "{name}: {len}");
+    }
+    let fake = FakeGitlab::start(world).await;
+    let npm = format!("/api/v4/projects/{BENCH_PRIVATE_PROJECT}/packages/npm");
+    let meta = format!("{npm}/@priv%2fbench-50k");
+    let tgz = format!("{npm}/@priv/bench-50k/-/@priv/bench-50k-1.0.0.tgz");
+    // Anonymous: GitLab's 401 challenge for the packument, 404 for the tarball (as on 42).
+    for (path, anonymous) in [(&meta, 401), (&tgz, 404)] {
+        let ok = get(&fake, path, &[("private-token", BENCH_PAT)]).await;
+        assert_eq!(ok.status(), StatusCode::OK, "{path}");
+        assert_eq!(get(&fake, path, &[]).await.status(), anonymous, "{path}");
+        assert_eq!(
+            get(&fake, path, &[("private-token", BOB_PAT)])
+                .await
+                .status(),
+            404,
+            "{path}"
+        );
+    }
+    // The bench token reads nothing else that is private.
+    assert_eq!(
+        get(&fake, UI_META, &[("private-token", BENCH_PAT)])
+            .await
+            .status(),
+        404
+    );
+}
+
+#[tokio::test]
 async fn bench_world_has_go_modules() {
     use crate::support::fake_gitlab::go::{
         BENCH_GO_GRAPH, BENCH_GO_PROJECT, BENCH_GO_ROOT, BENCH_GO_VERSION, BENCH_GO_ZIPS,

@@ -33,6 +33,22 @@ pub const DEPLOY_READ: &str = "deploy-read";
 /// Deploy token with `read_package_registry` + `write_package_registry` on project 42.
 pub const DEPLOY_WRITE: &str = "deploy-write";
 
+/// Private project `priv/lib` that `examples/fake_gitlab.rs --bench` adds (see
+/// [`World::add_bench_private_packages`]); not in [`World::standard`].
+pub const BENCH_PRIVATE_PROJECT: u64 = 9;
+/// Private group `priv`, holding [`BENCH_PRIVATE_PROJECT`].
+pub const BENCH_PRIVATE_GROUP: u64 = 5;
+/// Reporter on [`BENCH_PRIVATE_PROJECT`] (and nothing else): the CI token of the benchmarks.
+pub const BENCH_PAT: &str = "bench-pat";
+
+/// The `bench-*` packages of the benchmark world: name suffix and tarball size.
+const BENCH_TARBALL_SIZES: [(&str, usize); 4] = [
+    ("5k", 5 * 1024),
+    ("50k", 50 * 1024),
+    ("500k", 500 * 1024),
+    ("2m", 2 * 1024 * 1024),
+];
+
 /// `package.json` mtime used in generated tarballs (the date `npm pack` uses).
 const TAR_MTIME: u64 = 499_162_500;
 
@@ -452,12 +468,7 @@ impl World {
     /// `-50k`, `-500k`, `-2m` (tarballs of 5 KiB … 2 MiB) and `@pub/huge`, whose packument
     /// is over 20 MB (metadata only: its tarballs are tiny and its dependencies don't exist).
     pub fn add_bench_packages(&mut self) -> &mut World {
-        for (suffix, size) in [
-            ("5k", 5 * 1024),
-            ("50k", 50 * 1024),
-            ("500k", 500 * 1024),
-            ("2m", 2 * 1024 * 1024),
-        ] {
+        for (suffix, size) in BENCH_TARBALL_SIZES {
             self.add_npm(
                 7,
                 NpmPkg::new(&format!("@pub/bench-{suffix}"), "1.0.0").size(size),
@@ -481,6 +492,27 @@ impl World {
             self.add_npm(7, pkg);
         }
         self
+    }
+
+    /// What `examples/fake_gitlab.rs --bench` adds for authenticated reads: the private group
+    /// `priv` → private project 9 `priv/lib` holding `@priv/bench-5k`, `-50k`, `-500k`, `-2m`
+    /// (tarballs of 5 KiB … 2 MiB, like the public `@pub/bench-*`), and [`BENCH_PAT`], a
+    /// Reporter on it. Anonymous reads get what project 42 answers (401 for a packument, 404
+    /// for a tarball).
+    pub fn add_bench_private_packages(&mut self) -> &mut World {
+        self.add_group(BENCH_PRIVATE_GROUP, "priv", Visibility::Private)
+            .add_project(BENCH_PRIVATE_PROJECT, "priv/lib", Visibility::Private);
+        for (suffix, size) in BENCH_TARBALL_SIZES {
+            self.add_npm(
+                BENCH_PRIVATE_PROJECT,
+                NpmPkg::new(&format!("@priv/bench-{suffix}"), "1.0.0").size(size),
+            );
+        }
+        self.add_pat(
+            BENCH_PAT,
+            "bench-ci",
+            &[(BENCH_PRIVATE_PROJECT, Role::Reporter)],
+        )
     }
 
     pub fn generation(&self) -> u64 {
