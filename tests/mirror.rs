@@ -7,6 +7,7 @@ use std::process::Command;
 
 use crate::support::fake_gitlab::world::ALICE_PAT;
 use crate::support::fake_gitlab::{FakeGitlab, World};
+use crate::support::http::get_as_alice;
 use crate::support::packrat::Packrat;
 
 fn packrat_cmd(config: &Path, args: &[&str]) -> std::process::Output {
@@ -38,16 +39,6 @@ fn config_for(dir: &Path, extra: &str) -> PathBuf {
     )
     .unwrap();
     cfg
-}
-
-/// GET `url` as alice.
-async fn get_as_alice(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> reqwest::Response {
-    client
-        .get(url)
-        .header("PRIVATE-TOKEN", ALICE_PAT)
-        .send()
-        .await
-        .unwrap()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
