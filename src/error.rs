@@ -136,6 +136,15 @@ impl Error {
         }
     }
 
+    /// GitLab's own refusal or not-found, to pass on to the client unchanged.
+    pub fn passthrough(status: StatusCode, body: Bytes, www_authenticate: Option<String>) -> Self {
+        Error::Passthrough {
+            status,
+            body,
+            www_authenticate,
+        }
+    }
+
     /// npm's structured not-found answers (API.md §1, §6).
     pub fn npm_not_found(thing: &str) -> Self {
         Error::Gitlab {

@@ -6,7 +6,7 @@
 //! sends their names to a checksum database); a public module forwarded through `/go/` is
 //! verified against the checksum database the mirror carries.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use std::time::Instant;
@@ -98,6 +98,28 @@ async fn packrat(config_path: &Path, args: &[&str]) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// A scratch directory holding `list` as `packrat.list` and `sync.toml`, a config that syncs
+/// from these upstreams into `data/` (listening on `port`): (scratch, list, config, data).
+fn sync_setup(
+    fake: &FakeGitlab,
+    public: &FakePublicGo,
+    sumdb: &FakeSumdb,
+    list: &str,
+    port: u16,
+) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
+    let scratch = tempfile::tempdir().unwrap();
+    let list_path = scratch.path().join("packrat.list");
+    std::fs::write(&list_path, list).unwrap();
+    let cfg = scratch.path().join("sync.toml");
+    let dir = scratch.path().join("data");
+    std::fs::write(
+        &cfg,
+        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
+    )
+    .unwrap();
+    (scratch, list_path, cfg, dir)
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -309,22 +331,15 @@ async fn a_manifest_syncs_ranges_go_and_the_packages_index_and_via_warms_a_runni
     let fake = FakeGitlab::start(World::standard()).await;
     let public = FakePublicGo::start().await;
     let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let list = scratch.path().join("packrat.list");
-    std::fs::write(
-        &list,
+    let port = free_port();
+    let (scratch, list, cfg, dir) = sync_setup(
+        &fake,
+        &public,
+        &sumdb,
         "# what the air-gapped site needs\nnpm @acme/ui@^1 project=42\nnpm @acme/core@2.0.0 project=42\n\
          go gitlab.example.com/acme/web@v1.1.0 project=42\npackages project=42\n",
-    )
-    .unwrap();
-    let port = free_port();
-    let dir = scratch.path().join("data");
-    let cfg = scratch.path().join("sync.toml");
-    std::fs::write(
-        &cfg,
-        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
-    )
-    .unwrap();
+        port,
+    );
     let out = packrat(&cfg, &["sync", list.to_str().unwrap()]).await;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{text}");
@@ -448,7 +463,13 @@ async fn sync_exits_1_naming_each_failure() {
     let public = FakePublicGo::start().await;
     let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
     sumdb.go_down().await;
-    let scratch = tempfile::tempdir().unwrap();
+    let (scratch, list, cfg, _dir) = sync_setup(
+        &fake,
+        &public,
+        &sumdb,
+        &format!("go {GREET}@v1.1.0\n"),
+        free_port(),
+    );
     // The real integrity of @acme/core 2.0.0, as npm writes it from GitLab's `shasum`.
     let doc: serde_json::Value = reqwest::Client::new()
         .get(format!(
@@ -478,22 +499,6 @@ async fn sync_exits_1_naming_each_failure() {
                 ("@acme/ui", "1.0.0", Some(&wrong)),
                 ("@acme/gone", "1.0.0", None),
             ],
-        ),
-    )
-    .unwrap();
-    let list = scratch.path().join("packrat.list");
-    std::fs::write(&list, format!("go {GREET}@v1.1.0\n")).unwrap();
-    let cfg = scratch.path().join("sync.toml");
-    let dir = scratch.path().join("data");
-    std::fs::write(
-        &cfg,
-        config(
-            &dir,
-            free_port(),
-            &fake.url(),
-            &public.url(),
-            &sumdb.url(),
-            "",
         ),
     )
     .unwrap();
@@ -529,17 +534,14 @@ async fn synced_checksum_database_entries_survive_gc() {
     let fake = FakeGitlab::start(World::standard()).await;
     let public = FakePublicGo::start().await;
     let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let list = scratch.path().join("packrat.list");
-    std::fs::write(&list, format!("go {GREET}@v1.1.0\n")).unwrap();
-    let cfg = scratch.path().join("sync.toml");
-    let dir = scratch.path().join("data");
     let port = free_port();
-    std::fs::write(
-        &cfg,
-        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
-    )
-    .unwrap();
+    let (_scratch, list, cfg, dir) = sync_setup(
+        &fake,
+        &public,
+        &sumdb,
+        &format!("go {GREET}@v1.1.0\n"),
+        port,
+    );
     let out = packrat(&cfg, &["sync", list.to_str().unwrap()]).await;
     assert!(out.status.success());
     assert!(packrat(&cfg, &["gc", "--max-size", "0"])
@@ -589,21 +591,14 @@ async fn bundles_carry_no_credential_hash_and_still_serve_the_packages_index() {
     let fake = FakeGitlab::start(World::standard()).await;
     let public = FakePublicGo::start().await;
     let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let list = scratch.path().join("packrat.list");
-    std::fs::write(
-        &list,
-        "packages project=42\nnpm @acme/ui@1.0.0 project=42\n",
-    )
-    .unwrap();
     let port = free_port();
-    let cfg = scratch.path().join("sync.toml");
-    let dir = scratch.path().join("data");
-    std::fs::write(
-        &cfg,
-        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
-    )
-    .unwrap();
+    let (scratch, list, cfg, _dir) = sync_setup(
+        &fake,
+        &public,
+        &sumdb,
+        "packages project=42\nnpm @acme/ui@1.0.0 project=42\n",
+        port,
+    );
     assert!(packrat(&cfg, &["sync", list.to_str().unwrap()])
         .await
         .status
@@ -686,23 +681,7 @@ async fn an_interrupted_sync_resumes_and_completes() {
     let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
     let slow = format!("resume-{:02}-1.0.0.tgz", N - 1);
     fake.delay_matching(&slow, std::time::Duration::from_secs(3));
-    let scratch = tempfile::tempdir().unwrap();
-    let list_path = scratch.path().join("packrat.list");
-    std::fs::write(&list_path, list).unwrap();
-    let cfg = scratch.path().join("sync.toml");
-    let dir = scratch.path().join("data");
-    std::fs::write(
-        &cfg,
-        config(
-            &dir,
-            free_port(),
-            &fake.url(),
-            &public.url(),
-            &sumdb.url(),
-            "",
-        ),
-    )
-    .unwrap();
+    let (_scratch, list_path, cfg, _dir) = sync_setup(&fake, &public, &sumdb, &list, free_port());
     let mut first = tokio::process::Command::new(env!("CARGO_BIN_EXE_packrat"))
         .args(["sync", list_path.to_str().unwrap(), "--config"])
         .arg(&cfg)
@@ -763,21 +742,14 @@ async fn offline_scopes_match_a_project_by_id_or_path() {
     let fake = FakeGitlab::start(World::standard()).await;
     let public = FakePublicGo::start().await;
     let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let list = scratch.path().join("packrat.list");
-    std::fs::write(
-        &list,
-        "packages project=42\nnpm @acme/ui@1.0.0 project=acme/web\n",
-    )
-    .unwrap();
     let port = free_port();
-    let cfg = scratch.path().join("sync.toml");
-    let dir = scratch.path().join("data");
-    std::fs::write(
-        &cfg,
-        config(&dir, port, &fake.url(), &public.url(), &sumdb.url(), ""),
-    )
-    .unwrap();
+    let (_scratch, list, cfg, dir) = sync_setup(
+        &fake,
+        &public,
+        &sumdb,
+        "packages project=42\nnpm @acme/ui@1.0.0 project=acme/web\n",
+        port,
+    );
     assert!(packrat(&cfg, &["sync", list.to_str().unwrap()])
         .await
         .status

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use crate::support::fake_gitlab::world::ALICE_PAT;
 use crate::support::fake_gitlab::{FakeGitlab, World};
+use crate::support::http::get_as_alice;
 use crate::support::packrat::Packrat;
 
 fn packrat_cmd(config: &Path, args: &[&str]) -> std::process::Output {
@@ -58,26 +59,14 @@ async fn warmed(versions: &[&str], scratch: &Path) -> PathBuf {
     let fake = FakeGitlab::start(World::standard()).await;
     let mut packrat = Packrat::start(&fake.url(), "").await;
     let client = reqwest::Client::new();
-    let meta: serde_json::Value = client
-        .get(format!(
-            "{}/api/v4/projects/42/packages/npm/@acme%2fui",
-            packrat.url()
-        ))
-        .header("PRIVATE-TOKEN", ALICE_PAT)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let packument = format!(
+        "{}/api/v4/projects/42/packages/npm/@acme%2fui",
+        packrat.url()
+    );
+    let meta: serde_json::Value = get_as_alice(&client, packument).await.json().await.unwrap();
     for v in versions {
         let url = meta["versions"][v]["dist"]["tarball"].as_str().unwrap();
-        let r = client
-            .get(url)
-            .header("PRIVATE-TOKEN", ALICE_PAT)
-            .send()
-            .await
-            .unwrap();
+        let r = get_as_alice(&client, url).await;
         assert_eq!(r.status(), 200);
         r.bytes().await.unwrap();
     }
@@ -274,12 +263,7 @@ async fn gc_evicts_least_recently_used_and_keeps_pinned() {
     let get = |url: String| {
         let client = client.clone();
         async move {
-            let r = client
-                .get(&url)
-                .header("PRIVATE-TOKEN", ALICE_PAT)
-                .send()
-                .await
-                .unwrap();
+            let r = get_as_alice(&client, &url).await;
             assert_eq!(r.status(), 200, "{url}");
             r.bytes().await.unwrap().len() as u64
         }
@@ -314,24 +298,14 @@ async fn gc_evicts_least_recently_used_and_keeps_pinned() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("evicted 1 blobs"), "{}", text(&out));
     packrat.restart().await;
-    let lru = client
-        .get(tarball(order[1].0, order[1].1))
-        .header("PRIVATE-TOKEN", ALICE_PAT)
-        .send()
-        .await
-        .unwrap();
+    let lru = get_as_alice(&client, tarball(order[1].0, order[1].1)).await;
     assert_eq!(
         lru.headers()["x-packrat-cache"],
         "miss",
         "the least recently used was evicted"
     );
     for (n, v) in [order[0], order[2]] {
-        let r = client
-            .get(tarball(n, v))
-            .header("PRIVATE-TOKEN", ALICE_PAT)
-            .send()
-            .await
-            .unwrap();
+        let r = get_as_alice(&client, tarball(n, v)).await;
         assert_eq!(r.headers()["x-packrat-cache"], "hit", "{n}@{v} kept");
     }
     packrat.stop().await;
@@ -378,12 +352,7 @@ async fn serve_evicts_in_the_background_past_max_size() {
     let get = |url: String| {
         let client = client.clone();
         async move {
-            let r = client
-                .get(&url)
-                .header("PRIVATE-TOKEN", ALICE_PAT)
-                .send()
-                .await
-                .unwrap();
+            let r = get_as_alice(&client, &url).await;
             assert_eq!(r.status(), 200, "{url}");
             let cache = r.headers()["x-packrat-cache"].to_str().unwrap().to_string();
             r.bytes().await.unwrap();
@@ -447,12 +416,7 @@ async fn verify_after_kill_9_during_downloads_finds_nothing_wrong() {
     let client = reqwest::Client::new();
     let base = format!("{}/api/v4/projects/42/packages/npm", packrat.url());
     for meta in ["@acme%2fui", "@acme%2futils", "@acme%2fcore"] {
-        client
-            .get(format!("{base}/{meta}"))
-            .header("PRIVATE-TOKEN", ALICE_PAT)
-            .send()
-            .await
-            .unwrap();
+        get_as_alice(&client, format!("{base}/{meta}")).await;
     }
     fake.delay_matching(".tgz", std::time::Duration::from_millis(300));
     for (n, v) in [

@@ -3,21 +3,12 @@
 
 use std::time::Duration;
 
-use crate::support::fake_gitlab::world::ALICE_PAT;
 use crate::support::fake_gitlab::{FakeGitlab, World};
 use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg};
+use crate::support::http::get_as_alice as get;
 use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER, OPS_TOKEN};
 
 const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
-
-async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
-    client
-        .get(url)
-        .header("PRIVATE-TOKEN", ALICE_PAT)
-        .send()
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {

@@ -350,7 +350,7 @@ impl Core {
                     &body,
                     None,
                 );
-                Err(passthrough(StatusCode::NOT_FOUND, body, None))
+                Err(Error::passthrough(StatusCode::NOT_FOUND, body, None))
             }
             Ok(Fetched::Denied {
                 status,
@@ -364,7 +364,7 @@ impl Core {
                     &body,
                     www_authenticate.clone(),
                 );
-                Err(passthrough(status, body, www_authenticate))
+                Err(Error::passthrough(status, body, www_authenticate))
             }
             Ok(Fetched::ForwardedToPublic { location }) => {
                 // GitLab has no such package and would send the client to a public registry.
@@ -689,13 +689,13 @@ impl Core {
         let body = match self.upstream.send(req).await? {
             Fetched::Body(b) => b,
             Fetched::NotFound { body } => {
-                return Err(passthrough(StatusCode::NOT_FOUND, body, None))
+                return Err(Error::passthrough(StatusCode::NOT_FOUND, body, None))
             }
             Fetched::Denied {
                 status,
                 body,
                 www_authenticate,
-            } => return Err(passthrough(status, body, www_authenticate)),
+            } => return Err(Error::passthrough(status, body, www_authenticate)),
             Fetched::NotModified { .. } | Fetched::ForwardedToPublic { .. } => {
                 return Err(Error::gitlab(StatusCode::NOT_FOUND, "404 Not Found"))
             }
@@ -771,14 +771,6 @@ fn offline_miss(url: &str) -> Error {
             upstream::redact(url)
         ),
         error: Some("not in the offline mirror".into()),
-    }
-}
-
-fn passthrough(status: StatusCode, body: Bytes, www_authenticate: Option<String>) -> Error {
-    Error::Passthrough {
-        status,
-        body,
-        www_authenticate,
     }
 }
 

@@ -22,7 +22,7 @@ use http::StatusCode;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
-use super::{offline_miss, passthrough, refusal, CacheOutcome, Core, Verdict};
+use super::{offline_miss, refusal, CacheOutcome, Core, Verdict};
 use crate::auth::{Age, Credential};
 use crate::error::Error;
 use crate::store::{now_ms, BlobEntry, Digest, Expect, MetaRecord, Origin, Tree};
@@ -139,7 +139,7 @@ impl Core {
                         www_authenticate.clone(),
                     );
                 }
-                Err(passthrough(status, body, www_authenticate))
+                Err(Error::passthrough(status, body, www_authenticate))
             }
             Err(Error::Upstream(e)) => {
                 let decision =

@@ -563,16 +563,8 @@ async fn audit(
             status,
             body,
             www_authenticate,
-        } => Err(Error::Passthrough {
-            status,
-            body,
-            www_authenticate,
-        }),
-        Fetched::NotFound { body } => Err(Error::Passthrough {
-            status: StatusCode::NOT_FOUND,
-            body,
-            www_authenticate: None,
-        }),
+        } => Err(Error::passthrough(status, body, www_authenticate)),
+        Fetched::NotFound { body } => Err(Error::passthrough(StatusCode::NOT_FOUND, body, None)),
         // GitLab's forwarding is on: its 307 is sent before any access check, so whether
         // this caller may read the project's packages is asked another way.
         Fetched::ForwardedToPublic { .. } => {
@@ -608,11 +600,7 @@ async fn audit_read_check(
             status,
             body,
             www_authenticate,
-        } => Err(Error::Passthrough {
-            status,
-            body,
-            www_authenticate,
-        }),
+        } => Err(Error::passthrough(status, body, www_authenticate)),
         Fetched::NotFound { .. }
         | Fetched::NotModified { .. }
         | Fetched::ForwardedToPublic { .. } => Err(Error::npm_not_found("Project")),

@@ -83,16 +83,15 @@ pub async fn sync_version(
     let reply = tarball(core, scope, name, &file, credential).await?;
     let outcome = reply.outcome;
     let bytes = match integrity {
-        Some(sri) => drain_verified(reply.body, &Expect::npm(None, Some(sri)))
-            .await?
-            .map_err(|why| {
-                bad(
-                    name,
-                    format!(
-                        "{version}: the tarball does not match the lockfile's integrity ({why})"
-                    ),
-                )
-            })?,
+        Some(sri) => {
+            let expect = Expect::lockfile(sri);
+            let mut hasher = Hasher::new(&expect);
+            let n = drain_hashed(reply.body, &mut hasher).await?;
+            expect
+                .verify_lockfile(hasher, n, name, &version)
+                .map_err(Error::Internal)?;
+            n
+        }
         None => drain(reply.body).await?,
     };
     // Keep it through gc: the mirror needs it.
@@ -111,10 +110,9 @@ pub async fn sync_version(
     })
 }
 
-/// Read a reply body to the end, hashing it: `Ok(Err(why))` when it does not match `expect`.
-async fn drain_verified(body: ReplyBody, expect: &Expect) -> Result<Result<u64, String>, Error> {
+/// Read a reply body to the end into `hasher`; returns its length.
+async fn drain_hashed(body: ReplyBody, hasher: &mut Hasher) -> Result<u64, Error> {
     use tokio::io::AsyncReadExt;
-    let mut hasher = Hasher::new(expect);
     let mut n = 0u64;
     match body {
         ReplyBody::Empty => {}
@@ -144,7 +142,7 @@ async fn drain_verified(body: ReplyBody, expect: &Expect) -> Result<Result<u64, 
             }
         }
     }
-    Ok(hasher.verify(expect, n).map(|_| n))
+    Ok(n)
 }
 
 /// Read a reply body to the end (a download in flight completes into the store).

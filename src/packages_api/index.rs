@@ -441,20 +441,14 @@ async fn fetch_one(
             })?;
             Ok((items, headers))
         }
-        Fetched::NotFound { body } => Err(Error::Passthrough {
-            status: http::StatusCode::NOT_FOUND,
-            body,
-            www_authenticate: None,
-        }),
+        Fetched::NotFound { body } => {
+            Err(Error::passthrough(http::StatusCode::NOT_FOUND, body, None))
+        }
         Fetched::Denied {
             status,
             body,
             www_authenticate,
-        } => Err(Error::Passthrough {
-            status,
-            body,
-            www_authenticate,
-        }),
+        } => Err(Error::passthrough(status, body, www_authenticate)),
         Fetched::NotModified { .. } | Fetched::ForwardedToPublic { .. } => {
             Err(Error::Upstream(UpstreamError::Status {
                 url: upstream::redact(&url),

@@ -311,20 +311,12 @@ async fn show_upstream(core: &Arc<Core>, req: &PkgRequest<'_>) -> Result<Reply, 
                 &[],
             ))
         }
-        Fetched::NotFound { body } => Err(Error::Passthrough {
-            status: StatusCode::NOT_FOUND,
-            body,
-            www_authenticate: None,
-        }),
+        Fetched::NotFound { body } => Err(Error::passthrough(StatusCode::NOT_FOUND, body, None)),
         Fetched::Denied {
             status,
             body,
             www_authenticate,
-        } => Err(Error::Passthrough {
-            status,
-            body,
-            www_authenticate,
-        }),
+        } => Err(Error::passthrough(status, body, www_authenticate)),
         Fetched::NotModified { .. } | Fetched::ForwardedToPublic { .. } => {
             Err(Error::Upstream(crate::error::UpstreamError::Status {
                 url: upstream::redact(&url),

@@ -24,6 +24,17 @@ use crate::error::StoreError;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Create a temp file that must not exist yet (names come from [`BlobStore::tmp_name`]), for
+/// writing.
+pub(super) async fn create_new_tmp(path: &Path) -> Result<tokio::fs::File, StoreError> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .await
+        .map_err(|e| StoreError::io(path, e))
+}
+
 #[derive(Clone)]
 pub struct BlobStore {
     inner: Arc<Inner>,
@@ -188,12 +199,7 @@ impl BlobStore {
     /// Start writing a new blob into a fresh temp file.
     pub async fn create(&self, expect: Expect) -> Result<BlobWriter, StoreError> {
         let path = self.tmp_name();
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(|e| StoreError::io(&path, e))?;
+        let file = create_new_tmp(&path).await?;
         Ok(BlobWriter {
             store: self.clone(),
             file: Some(file),

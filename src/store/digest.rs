@@ -99,6 +99,28 @@ impl Expect {
         }
         e
     }
+
+    /// What a lockfile's `integrity` (SRI) asks of a tarball: `npm ci` refuses any other
+    /// offline with EINTEGRITY.
+    pub fn lockfile(integrity: &str) -> Self {
+        Expect::npm(None, Some(integrity))
+    }
+
+    /// Check the hashed tarball of `name`'s `version` against this [`Expect::lockfile`]: the
+    /// error says that it does not match the lockfile, and why.
+    pub fn verify_lockfile(
+        &self,
+        hasher: Hasher,
+        len: u64,
+        name: impl std::fmt::Display,
+        version: &str,
+    ) -> Result<Digest, String> {
+        hasher.verify(self, len).map_err(|why| {
+            format!(
+                "{name}: {version}: the tarball does not match the lockfile's integrity ({why})"
+            )
+        })
+    }
 }
 
 /// Incremental hashing of everything written to a blob, in one pass.

@@ -17,12 +17,7 @@ pub struct Spool {
 
 impl Spool {
     pub(super) async fn create(path: PathBuf) -> Result<Self, StoreError> {
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await
-            .map_err(|e| StoreError::io(&path, e))?;
+        let file = super::blob::create_new_tmp(&path).await?;
         Ok(Spool {
             path,
             file: Some(file),

@@ -241,14 +241,12 @@ impl Via {
             .ok_or_else(|| anyhow::anyhow!("{name}@{version} has no tarball"))?;
         let (fetched, body) = self.get(url).await?;
         if let Some(sri) = integrity {
-            let expect = Expect::npm(None, Some(sri));
+            let expect = Expect::lockfile(sri);
             let mut hasher = Hasher::new(&expect);
             hasher.update(&body);
-            hasher.verify(&expect, body.len() as u64).map_err(|why| {
-                anyhow::anyhow!(
-                    "{name}: {version}: the tarball does not match the lockfile's integrity ({why})"
-                )
-            })?;
+            expect
+                .verify_lockfile(hasher, body.len() as u64, &name, &version)
+                .map_err(anyhow::Error::msg)?;
         }
         Ok(if fetched {
             Done::Fetched(body.len() as u64)

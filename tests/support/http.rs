@@ -2,12 +2,27 @@
 
 use reqwest::redirect::Policy;
 
+use super::fake_gitlab::world::ALICE_PAT;
+
 /// A client that shows redirects instead of following them.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .build()
         .expect("client")
+}
+
+/// `GET url` through `client` as alice (`PRIVATE-TOKEN`).
+pub async fn get_as_alice(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+) -> reqwest::Response {
+    client
+        .get(url)
+        .header("PRIVATE-TOKEN", ALICE_PAT)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// `GET url` with extra headers.
