@@ -648,6 +648,12 @@ impl FakeGitlab {
         self.shared.with_switches(|s| s.npm_forwarding = on);
     }
 
+    /// GitLab's `npm_allow_packages_in_multiple_projects`: group and instance metadata merge
+    /// the versions of every project in the namespace the caller may read (API.md §1.3).
+    pub fn set_npm_multiple_projects(&self, on: bool) {
+        self.shared.with_switches(|s| s.npm_multiple_projects = on);
+    }
+
     /// Metadata for `name` (any prefix) answers `302 Location: https://public-registry.invalid/<name>`.
     pub fn forward_to_public(&self, name: &str) {
         self.shared
