@@ -663,9 +663,14 @@ impl Core {
                 return Ok(None);
             }
         }
-        serde_json::from_value(value)
-            .map(Some)
-            .map_err(|e| Error::Internal(format!("aux record {key} does not decode: {e}")))
+        match serde_json::from_value(value) {
+            Ok(v) => Ok(Some(v)),
+            // As the index treats a record that does not decode: absent.
+            Err(e) => {
+                tracing::warn!(key, error = %e, "aux record does not decode; treating as absent");
+                Ok(None)
+            }
+        }
     }
 
     /// All adapter-owned records under a key prefix.
@@ -930,5 +935,35 @@ fn refusal(d: &Decision) -> Error {
         status: StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN),
         body: Bytes::from(d.body.clone().unwrap_or_default()),
         www_authenticate: d.www_authenticate.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(revision: Option<&str>) -> Decision {
+        Decision {
+            at: now_ms(),
+            status: 200,
+            body: None,
+            www_authenticate: None,
+            revision: revision.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_per_caller_allow_covers_only_the_revision_it_was_granted_on() {
+        let on_a = allow(Some("\"a\""));
+        assert!(Content::Revision(Some("\"a\"")).granted(&on_a));
+        assert!(!Content::Revision(Some("\"b\"")).granted(&on_a));
+        // A record without a revision is nobody's: ask.
+        assert!(!Content::Revision(None).granted(&on_a));
+        // A decision stored before revisions existed names none: ask again.
+        assert!(!Content::Revision(Some("\"a\"")).granted(&allow(None)));
+        assert!(!Content::Revision(None).granted(&allow(None)));
+        // Shared content: any allow, as before.
+        assert!(Content::Shared.granted(&allow(None)));
+        assert!(Content::Shared.granted(&on_a));
     }
 }
