@@ -394,9 +394,11 @@ impl Core {
                 Verdict::Refuse(e) => return Err(e),
             };
         self.metrics.miss(spec.kind);
+        // A per-caller record from before revisions existed is fetched whole: its body is
+        // then stored with a revision (a 304 would leave it without one).
         let etag = rec
             .as_ref()
-            .filter(|r| !r.variants.is_empty())
+            .filter(|r| !r.variants.is_empty() && !(spec.per_caller && r.revision.is_none()))
             .and_then(|r| r.etag.clone());
         let mut req = Request::get(spec.url.clone(), spec.credential, spec.kind);
         req.if_none_match = etag.as_deref();
