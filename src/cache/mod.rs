@@ -398,7 +398,7 @@ impl Core {
         // then stored with a revision (a 304 would leave it without one).
         let etag = rec
             .as_ref()
-            .filter(|r| !r.variants.is_empty() && !(spec.per_caller && r.revision.is_none()))
+            .filter(|r| !r.variants.is_empty() && (r.revision.is_some() || !spec.per_caller))
             .and_then(|r| r.etag.clone());
         let mut req = Request::get(spec.url.clone(), spec.credential, spec.kind);
         req.if_none_match = etag.as_deref();
