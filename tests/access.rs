@@ -874,3 +874,222 @@ async fn public_projects_are_readable_anonymously() {
     .await;
     assert_eq!(status, 401);
 }
+
+// ---- per-caller documents: npm_allow_packages_in_multiple_projects ------------------------
+
+/// The npm prefixes whose documents GitLab merges per caller when the flag is on.
+const MERGING_PREFIXES: [&str; 2] = ["/api/v4/groups/acme/-/packages/npm", "/api/v4/packages/npm"];
+/// Alice reads project 42 only; her document is `@acme/ui` 1.0.0 and 1.1.0.
+const NARROW: &str = "1.0.0 1.1.0";
+/// Maint also reads project 43 (`acme/sub/tools`), which holds `@acme/ui` 2.0.0.
+const WIDE: &str = "1.0.0 1.1.0 2.0.0";
+const P2_FILE: &str = "@acme/ui-2.0.0.tgz";
+
+/// The standard world plus `@acme/ui` 2.0.0 in project 43, with the flag on.
+async fn merging_gitlab() -> FakeGitlab {
+    let fake = FakeGitlab::start(World::standard()).await;
+    fake.with_world(|w| {
+        w.add_npm(
+            43,
+            crate::support::fake_gitlab::NpmPkg::new("@acme/ui", "2.0.0"),
+        );
+    });
+    fake.set_npm_multiple_projects(true);
+    fake
+}
+
+fn bearer(token: &str) -> Vec<(&'static str, String)> {
+    vec![("Authorization", format!("Bearer {token}"))]
+}
+
+/// The versions of `@acme/ui` the caller is served at `prefix`, the cache outcome, and how
+/// many requests GitLab answered meanwhile.
+async fn served_versions(
+    fake: &FakeGitlab,
+    packrat: &Packrat,
+    prefix: &str,
+    headers: &[(&'static str, String)],
+) -> (String, String, usize) {
+    let before = fake.requests_total();
+    let r = get(
+        &format!("{}{prefix}/@acme%2fui", packrat.url()),
+        &refs(headers),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{prefix} {headers:?}");
+    let outcome = cache_outcome(&r);
+    let body = r.text().await.unwrap();
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    let mut versions: Vec<String> = doc["versions"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    versions.sort();
+    if !versions.iter().any(|v| v == "2.0.0") {
+        assert!(
+            !body.contains("2.0.0") && !body.contains("/projects/43/"),
+            "{prefix}: nothing of project 43 in {body}"
+        );
+    }
+    (versions.join(" "), outcome, fake.requests_total() - before)
+}
+
+async fn tarball_at(
+    packrat: &Packrat,
+    prefix: &str,
+    headers: &[(&'static str, String)],
+    file: &str,
+) -> (u16, bytes::Bytes) {
+    let r = get(
+        &format!("{}{prefix}/@acme/ui/-/{file}", packrat.url()),
+        &refs(headers),
+    )
+    .await;
+    (r.status().as_u16(), r.bytes().await.unwrap())
+}
+
+/// The narrow caller's request for the file only the wide caller's document lists: the
+/// same 404 as a file that does not exist at all (no oracle, no bytes).
+async fn assert_p2_refused(packrat: &Packrat, prefix: &str, p2: &[u8], when: &str) {
+    let alice = bearer(ALICE_PAT);
+    let (status, body) = tarball_at(packrat, prefix, &alice, P2_FILE).await;
+    let (missing_status, missing) = tarball_at(packrat, prefix, &alice, "@acme/ui-9.9.9.tgz").await;
+    assert_eq!((status, missing_status), (404, 404), "{prefix} {when}");
+    assert_eq!(
+        body, missing,
+        "{prefix} {when}: refused like a missing file"
+    );
+    assert_ne!(body.as_ref(), p2, "{prefix} {when}");
+}
+
+#[tokio::test]
+async fn merged_npm_documents_narrow_caller_first_never_see_the_wider_callers_versions() {
+    let fake = merging_gitlab().await;
+    let p2 = fake.with_world(|w| w.npm_versions(43, "@acme/ui")[0].tarball.clone());
+    let p1 = fake.with_world(|w| {
+        w.npm_versions(42, "@acme/ui")
+            .into_iter()
+            .find(|r| r.version == "1.1.0")
+            .unwrap()
+            .tarball
+            .clone()
+    });
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let (alice, maint) = (bearer(ALICE_PAT), bearer(MAINT_PAT));
+    // A running job of project 42 reads what Alice reads: the same document.
+    let job = vec![("JOB-TOKEN", JOB_RUNNING.to_string())];
+    for prefix in MERGING_PREFIXES {
+        // B warms; a second read within auth_ttl and metadata_ttl asks nobody.
+        let (v, _, asked) = served_versions(&fake, &packrat, prefix, &alice).await;
+        assert_eq!((v.as_str(), asked > 0), (NARROW, true), "{prefix}");
+        let (v, outcome, asked) = served_versions(&fake, &packrat, prefix, &alice).await;
+        assert_eq!((v.as_str(), outcome.as_str(), asked), (NARROW, "hit", 0));
+        // A newcomer with the same document: GitLab's 304 vouches for this revision.
+        let (v, outcome, asked) = served_versions(&fake, &packrat, prefix, &job).await;
+        assert_eq!((v.as_str(), outcome.as_str()), (NARROW, "revalidated"));
+        assert_eq!(asked, 1, "{prefix}: one conditional request");
+        let (_, outcome, asked) = served_versions(&fake, &packrat, prefix, &job).await;
+        assert_eq!((outcome.as_str(), asked), ("hit", 0), "{prefix}");
+
+        // A refreshes the shared record with its wider document.
+        let (v, _, asked) = served_versions(&fake, &packrat, prefix, &maint).await;
+        assert_eq!((v.as_str(), asked > 0), (WIDE, true), "{prefix}");
+        let (v, outcome, asked) = served_versions(&fake, &packrat, prefix, &maint).await;
+        assert_eq!((v.as_str(), outcome.as_str(), asked), (WIDE, "hit", 0));
+
+        // B, well within auth_ttl: never A's record, neither its files. B's first request
+        // after A's refresh (the tarball's) asks GitLab for B's own document.
+        let before = fake.requests_total();
+        assert_p2_refused(&packrat, prefix, &p2, "right after A's refresh").await;
+        assert!(
+            fake.requests_total() > before,
+            "{prefix}: GitLab asked for B's own document"
+        );
+        let (v, outcome, asked) = served_versions(&fake, &packrat, prefix, &alice).await;
+        assert_eq!(
+            (v.as_str(), outcome.as_str(), asked),
+            (NARROW, "hit", 0),
+            "{prefix}: B after A"
+        );
+        // B's document is the job's revision again: the job is served from cache.
+        let (v, outcome, asked) = served_versions(&fake, &packrat, prefix, &job).await;
+        assert_eq!((v.as_str(), outcome.as_str(), asked), (NARROW, "hit", 0));
+        assert_p2_refused(&packrat, prefix, &p2, "after B's refetch").await;
+        let (status, body) = tarball_at(&packrat, prefix, &alice, "@acme/ui-1.1.0.tgz").await;
+        assert_eq!(
+            (status, body.as_ref()),
+            (200, p1.as_ref()),
+            "{prefix}: B's own file"
+        );
+
+        // A still gets everything, its project-43 tarball included.
+        let (status, body) = tarball_at(&packrat, prefix, &maint, P2_FILE).await;
+        assert_eq!(
+            (status, body.as_ref()),
+            (200, p2.as_ref()),
+            "{prefix}: A's file"
+        );
+        let (v, _, _) = served_versions(&fake, &packrat, prefix, &maint).await;
+        assert_eq!(v.as_str(), WIDE, "{prefix}");
+        // The blob is cached now; B still cannot reach it.
+        assert_p2_refused(&packrat, prefix, &p2, "with A's tarball cached").await;
+    }
+}
+
+#[tokio::test]
+async fn merged_npm_documents_wide_caller_first_and_stale_refreshes_never_leak() {
+    let fake = merging_gitlab().await;
+    let p2 = fake.with_world(|w| w.npm_versions(43, "@acme/ui")[0].tarball.clone());
+    let packrat = Packrat::start(&fake.url(), "[cache]\nmetadata_ttl = \"1s\"\n").await;
+    let (alice, maint) = (bearer(ALICE_PAT), bearer(MAINT_PAT));
+    for prefix in MERGING_PREFIXES {
+        // A first, its tarball cached.
+        let (v, _, _) = served_versions(&fake, &packrat, prefix, &maint).await;
+        assert_eq!(v.as_str(), WIDE, "{prefix}");
+        let (status, body) = tarball_at(&packrat, prefix, &maint, P2_FILE).await;
+        assert_eq!((status, body.as_ref()), (200, p2.as_ref()), "{prefix}");
+        // B second: asked, served its own document; A's file stays out of reach.
+        let (v, _, asked) = served_versions(&fake, &packrat, prefix, &alice).await;
+        assert_eq!((v.as_str(), asked > 0), (NARROW, true), "{prefix}");
+        assert_p2_refused(&packrat, prefix, &p2, "B second").await;
+        let (v, _, asked) = served_versions(&fake, &packrat, prefix, &maint).await;
+        assert_eq!((v.as_str(), asked > 0), (WIDE, true), "{prefix}");
+
+        // Both decided; the record goes stale and A's refresh replaces it.
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let (v, _, asked) = served_versions(&fake, &packrat, prefix, &maint).await;
+        assert_eq!((v.as_str(), asked > 0), (WIDE, true), "{prefix}");
+        // B within auth_ttl is asked again and gets only project 42's versions.
+        let (v, _, asked) = served_versions(&fake, &packrat, prefix, &alice).await;
+        assert_eq!((v.as_str(), asked > 0), (NARROW, true), "{prefix}");
+        let (v, outcome, asked) = served_versions(&fake, &packrat, prefix, &alice).await;
+        assert_eq!((v.as_str(), outcome.as_str(), asked), (NARROW, "hit", 0));
+        assert_p2_refused(&packrat, prefix, &p2, "after the stale refresh").await;
+    }
+
+    // GitLab down: B's decision names the record's revision and is reused; A's names
+    // another revision, so A is as undecided as a stranger (503, never B's document).
+    fake.go_down().await;
+    for prefix in MERGING_PREFIXES {
+        let r = get(
+            &format!("{}{prefix}/@acme%2fui", packrat.url()),
+            &refs(&alice),
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{prefix}: B during the outage");
+        let doc: Value = r.json().await.unwrap();
+        assert!(doc["versions"].get("2.0.0").is_none(), "{prefix}");
+        assert_p2_refused(&packrat, prefix, &p2, "during the outage").await;
+        for path in ["/@acme%2fui".to_string(), format!("/@acme/ui/-/{P2_FILE}")] {
+            let (status, body) =
+                get_text(&format!("{}{prefix}{path}", packrat.url()), &refs(&maint)).await;
+            assert_eq!(status, 503, "{prefix}{path}: {body}");
+            assert!(
+                body.contains("cannot reach GitLab to check this credential's access"),
+                "{prefix}{path}: {body}"
+            );
+        }
+    }
+}

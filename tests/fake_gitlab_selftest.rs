@@ -218,6 +218,55 @@ async fn metadata_answers_at_every_prefix_id_form_and_name_encoding() {
         .contains("/api/v4/projects/43/packages/npm/@acme/tools/-/@acme/tools-0.1.0.tgz"));
 }
 
+#[tokio::test]
+async fn multiple_projects_flag_merges_what_each_caller_may_read() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    fake.with_world(|w| {
+        w.add_npm(43, NpmPkg::new("@acme/ui", "2.0.0"));
+    });
+    let keys = |doc: &Value| {
+        let mut v: Vec<String> = doc["versions"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        v.sort();
+        v.join(" ")
+    };
+    let (alice, maint) = (bearer(ALICE_PAT), bearer(MAINT_PAT));
+    for prefix in ["/api/v4/groups/acme/-/packages/npm", "/api/v4/packages/npm"] {
+        let ui = format!("{prefix}/@acme%2fui");
+        // Flag off: the project holding the newest version answers, for whoever may read it.
+        let (status, doc) = get_json(&fake, &ui, &[("authorization", &maint)]).await;
+        assert_eq!((status, keys(&doc).as_str()), (200, "2.0.0"), "{prefix}");
+        let (status, _) = get_json(&fake, &ui, &[("authorization", &alice)]).await;
+        assert_eq!(status, 404, "{prefix}");
+
+        fake.set_npm_multiple_projects(true);
+        let (status, wide) = get_json(&fake, &ui, &[("authorization", &maint)]).await;
+        assert_eq!((status, keys(&wide).as_str()), (200, "1.0.0 1.1.0 2.0.0"));
+        assert_eq!(wide["dist-tags"]["latest"], "2.0.0", "{prefix}");
+        assert!(wide["versions"]["2.0.0"]["dist"]["tarball"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v4/projects/43/"));
+        let (status, narrow) = get_json(&fake, &ui, &[("authorization", &alice)]).await;
+        assert_eq!((status, keys(&narrow).as_str()), (200, "1.0.0 1.1.0"));
+        assert_eq!(narrow["dist-tags"]["latest"], "1.1.0", "{prefix}");
+        // Different documents, different ETags.
+        let etag = |r: &reqwest::Response| r.headers()["etag"].to_str().unwrap().to_string();
+        let a = get(&fake, &ui, &[("authorization", &maint)]).await;
+        let b = get(&fake, &ui, &[("authorization", &alice)]).await;
+        assert_ne!(etag(&a), etag(&b), "{prefix}");
+        // Packages exist, none readable: 403 (alice reads the group through project 42).
+        let tools = format!("{prefix}/@acme%2ftools");
+        let (status, _) = get_json(&fake, &tools, &[("authorization", &alice)]).await;
+        assert_eq!(status, 403, "{prefix}");
+        fake.set_npm_multiple_projects(false);
+    }
+}
+
 // ---- statuses and bodies (API.md §1.4, §1.6, §4, §6) -------------------------------------------
 
 #[tokio::test]

@@ -146,6 +146,7 @@ mod tests {
             status,
             body: Some(body.to_string()),
             www_authenticate: None,
+            revision: None,
         }
     }
 
@@ -187,6 +188,7 @@ mod tests {
             status: 200,
             body: None,
             www_authenticate: None,
+            revision: None,
         };
         let old = Credential::private_token(&crate::config::Secret::new("old".into()));
         let stale = Credential::private_token(&crate::config::Secret::new("stale".into()));

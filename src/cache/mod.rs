@@ -15,6 +15,14 @@
 //!   otherwise the request fails: it is never allowed on doubt.
 //! - **Blobs** are immutable and content-addressed; reading one requires the caller to have
 //!   passed the gate for the metadata scope that names it (the adapters do this first).
+//! - **Per-caller documents** ([`MetaSpec::per_caller`], e.g. npm group and instance
+//!   metadata, which GitLab merges from every project the caller may read): the record is
+//!   shared, but a decision is only good for the revision it was granted on
+//!   ([`MetaRecord::revision`]). A caller whose fresh decision names another revision is asked
+//!   upstream with the record's ETag: a 304 moves their decision to this revision; a 200 is
+//!   their own document, served to them and stored (so everyone else is re-checked). Files
+//!   listed by such a document are read through [`Core::listed`], which finds only those the
+//!   hit's revision lists.
 //!
 //! The gate ([`Core::gate`]) is the one function every cached read goes through.
 
@@ -108,11 +116,29 @@ pub struct MetaSpec<'a> {
     pub not_found: fn() -> Error,
     /// Where the document comes from (kept in the record; origins are never merged).
     pub origin: Origin,
+    /// The upstream may answer each caller a different document at this URL (GitLab's npm
+    /// group and instance metadata with `npm_allow_packages_in_multiple_projects`): a cached
+    /// record goes only to a caller whose decision names its revision.
+    pub per_caller: bool,
+}
+
+impl MetaSpec<'_> {
+    /// What a cached read of `rec` would serve, as the gate compares it with a decision.
+    fn content<'r>(&self, rec: Option<&'r MetaRecord>) -> Content<'r> {
+        if self.per_caller {
+            Content::Revision(rec.and_then(|r| r.revision.as_deref()))
+        } else {
+            Content::Shared
+        }
+    }
 }
 
 pub struct MetaHit {
     pub record: Arc<MetaRecord>,
     pub outcome: CacheOutcome,
+    /// The record is one caller's document ([`MetaSpec::per_caller`]): read the files it
+    /// lists with [`Core::listed`].
+    pub per_caller: bool,
 }
 
 /// Checks a completed download (its temp file) before it may be committed.
@@ -155,6 +181,30 @@ pub enum Payload {
     Bytes(Bytes),
     File(tokio::fs::File, u64),
 }
+
+/// What a cached read would hand out, for the gate to compare with the caller's decision.
+#[derive(Clone, Copy)]
+enum Content<'a> {
+    /// The same for every caller the upstream allows: any allow decision will do.
+    Shared,
+    /// One caller's document at this revision (`None`: a record without one): only an allow
+    /// granted on this very revision will do.
+    Revision(Option<&'a str>),
+}
+
+impl Content<'_> {
+    fn granted(self, d: &Decision) -> bool {
+        match self {
+            Content::Shared => true,
+            Content::Revision(Some(r)) => d.revision.as_deref() == Some(r),
+            Content::Revision(None) => false,
+        }
+    }
+}
+
+/// Aux records written with a metadata document carry its [`MetaRecord::revision`] under
+/// this key (object values only), so [`Core::listed`] can tell which revision listed them.
+pub const AUX_REVISION: &str = "_packrat_revision";
 
 /// The gate's verdict for (credential, scope).
 enum Verdict {
@@ -225,18 +275,22 @@ impl Core {
     /// The gate's verdict without asking anyone: `Ok(true)` for a fresh allow, the refusal
     /// for a fresh one, `Ok(false)` when only the upstream can tell.
     pub fn allowed(&self, credential: &Credential, scope: &str) -> Result<bool, Error> {
-        match self.gate(credential, scope) {
+        match self.gate(credential, scope, Content::Shared) {
             Verdict::Allow => Ok(true),
             Verdict::Refuse(e) => Err(e),
             Verdict::Ask(_) => Ok(false),
         }
     }
 
-    /// The one authorization function for cached reads.
-    fn gate(&self, credential: &Credential, scope: &str) -> Verdict {
+    /// The one authorization function for cached reads. An allow covers `content` only if
+    /// it was granted on it (always, for shared content); a fresh allow granted on another
+    /// revision of a per-caller document is asked again (and usable in an outage only for
+    /// the revision it names).
+    fn gate(&self, credential: &Credential, scope: &str, content: Content<'_>) -> Verdict {
         match self.decisions.get(credential, scope) {
             Some(d) => match self.decisions.age(&d) {
-                Age::Fresh if d.allowed() => Verdict::Allow,
+                Age::Fresh if d.allowed() && content.granted(&d) => Verdict::Allow,
+                Age::Fresh if d.allowed() => Verdict::Ask(Some(d)),
                 Age::Fresh => Verdict::Refuse(refusal(&d)),
                 Age::Stale => Verdict::Ask(Some(d)),
                 Age::Expired => Verdict::Ask(None),
@@ -253,6 +307,19 @@ impl Core {
         body: &Bytes,
         www: Option<String>,
     ) {
+        self.record_decision_on(credential, scope, status, body, www, None);
+    }
+
+    /// [`Core::record_decision`], naming the revision an allow was granted on.
+    fn record_decision_on(
+        &self,
+        credential: &Credential,
+        scope: &str,
+        status: StatusCode,
+        body: &Bytes,
+        www: Option<String>,
+        revision: Option<String>,
+    ) {
         self.decisions.record(
             credential,
             scope,
@@ -261,7 +328,26 @@ impl Core {
                 status: status.as_u16(),
                 body: (!status.is_success()).then(|| String::from_utf8_lossy(body).into_owned()),
                 www_authenticate: www,
+                revision: revision.filter(|_| status.is_success()),
             },
+        );
+    }
+
+    /// An allow for `spec`'s scope, granted on `rec` (its revision, for per-caller scopes).
+    fn record_allow(&self, spec: &MetaSpec<'_>, rec: &MetaRecord) {
+        let revision = if spec.per_caller {
+            rec.revision.clone()
+        } else {
+            None
+        };
+        let ok = StatusCode::OK;
+        self.record_decision_on(
+            spec.credential,
+            &spec.scope,
+            ok,
+            &Bytes::new(),
+            None,
+            revision,
         );
     }
 
@@ -301,21 +387,23 @@ impl Core {
             return Ok(hit);
         }
         let rec: Option<MetaRecord> = self.store.index.get(Tree::Meta, &spec.key)?;
-        let stale_decision = match self.gate(spec.credential, &spec.scope) {
-            Verdict::Ask(d) => d,
-            Verdict::Allow => None,
-            Verdict::Refuse(e) => return Err(e),
-        };
+        let stale_decision =
+            match self.gate(spec.credential, &spec.scope, spec.content(rec.as_ref())) {
+                Verdict::Ask(d) => d,
+                Verdict::Allow => None,
+                Verdict::Refuse(e) => return Err(e),
+            };
         self.metrics.miss(spec.kind);
+        // A per-caller record from before revisions existed is fetched whole: its body is
+        // then stored with a revision (a 304 would leave it without one).
         let etag = rec
             .as_ref()
-            .filter(|r| !r.variants.is_empty())
+            .filter(|r| !r.variants.is_empty() && (r.revision.is_some() || !spec.per_caller))
             .and_then(|r| r.etag.clone());
         let mut req = Request::get(spec.url.clone(), spec.credential, spec.kind);
         req.if_none_match = etag.as_deref();
         req.accept = Some("application/json");
         req.forward = spec.forward_name.map(upstream::Forward::Metadata);
-        let ok = StatusCode::OK;
         match self.upstream.send(req).await {
             Ok(Fetched::NotModified { etag: new_etag }) => {
                 let Some(mut rec) = rec else {
@@ -324,22 +412,30 @@ impl Core {
                     ));
                 };
                 rec.fetched_at = now_ms();
+                // The body is unchanged, and so is the revision (a new ETag only validates it).
                 if new_etag.is_some() {
                     rec.etag = new_etag;
                 }
                 self.store.index.put(Tree::Meta, &spec.key, &rec)?;
-                self.record_decision(spec.credential, &spec.scope, ok, &Bytes::new(), None);
-                self.ready(&spec, rec, CacheOutcome::Revalidated).await
+                // The 304 proves this caller sees this very document: the allow names its
+                // revision (`ready` gives an old record without one its revision first).
+                let hit = self.ready(&spec, rec, CacheOutcome::Revalidated).await?;
+                self.record_allow(&spec, &hit.record);
+                Ok(hit)
             }
             Ok(Fetched::Body(body)) => {
                 let raw = upstream::read_all(body.stream, MAX_METADATA, &spec.url).await?;
+                // For a per-caller scope this is the caller's own document: it is served to
+                // them and replaces the record, whose new revision no other caller's
+                // decision names.
                 let rec = self
                     .store_meta(&spec.key, &spec.builder, raw, body.etag, spec.origin)
                     .await?;
-                self.record_decision(spec.credential, &spec.scope, ok, &Bytes::new(), None);
+                self.record_allow(&spec, &rec);
                 Ok(MetaHit {
                     record: Arc::new(rec),
                     outcome: CacheOutcome::Miss,
+                    per_caller: spec.per_caller,
                 })
             }
             Ok(Fetched::NotFound { body }) => {
@@ -377,21 +473,19 @@ impl Core {
     }
 
     async fn meta_from_cache(&self, spec: &MetaSpec<'_>) -> Result<Option<MetaHit>, Error> {
-        match self.gate(spec.credential, &spec.scope) {
+        let rec: Option<MetaRecord> = self.store.index.get(Tree::Meta, &spec.key)?;
+        match self.gate(spec.credential, &spec.scope, spec.content(rec.as_ref())) {
             Verdict::Refuse(e) => {
                 self.metrics.hit(spec.kind);
                 Err(e)
             }
-            Verdict::Allow => {
-                let rec: Option<MetaRecord> = self.store.index.get(Tree::Meta, &spec.key)?;
-                match rec {
-                    Some(rec) if self.fresh(&rec) && !rec.variants.is_empty() => {
-                        self.metrics.hit(spec.kind);
-                        self.ready(spec, rec, CacheOutcome::Hit).await.map(Some)
-                    }
-                    _ => Ok(None),
+            Verdict::Allow => match rec {
+                Some(rec) if self.fresh(&rec) && !rec.variants.is_empty() => {
+                    self.metrics.hit(spec.kind);
+                    self.ready(spec, rec, CacheOutcome::Hit).await.map(Some)
                 }
-            }
+                _ => Ok(None),
+            },
             Verdict::Ask(_) => Ok(None),
         }
     }
@@ -406,13 +500,16 @@ impl Core {
         let decision = stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
         match decision {
             Some(d) if d.allowed() && self.decisions.age(&d) != Age::Expired => {
-                if let Some(rec) =
-                    rec.filter(|r| self.within_stale_if_error(r) && !r.variants.is_empty())
-                {
-                    tracing::warn!(key = %spec.key, error = %e, "upstream failed; serving stale metadata");
-                    return self.ready(spec, rec, CacheOutcome::StaleIfError).await;
+                match rec.filter(|r| self.within_stale_if_error(r) && !r.variants.is_empty()) {
+                    Some(rec) if spec.content(Some(&rec)).granted(&d) => {
+                        tracing::warn!(key = %spec.key, error = %e, "upstream failed; serving stale metadata");
+                        self.ready(spec, rec, CacheOutcome::StaleIfError).await
+                    }
+                    // The decision vouches for another caller's document, not this one: the
+                    // caller is as undecided as one packrat never saw.
+                    Some(_) => Err(undecided(&e)),
+                    None => Err(e.into()),
                 }
-                Err(e.into())
             }
             Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => Err(refusal(&d)),
             // A public registry's content is anyone's: no access to check, nothing to hide.
@@ -429,10 +526,13 @@ impl Core {
         outcome: CacheOutcome,
     ) -> Result<MetaHit, Error> {
         let base = spec.builder.base();
-        if rec.built_for == base {
+        // A per-caller record from before revisions existed is rebuilt too: that gives it a
+        // revision and stamps its aux records with it.
+        if rec.built_for == base && !(spec.per_caller && rec.revision.is_none()) {
             return Ok(MetaHit {
                 record: Arc::new(rec),
                 outcome,
+                per_caller: spec.per_caller,
             });
         }
         let Some(raw) = &rec.raw else {
@@ -454,6 +554,7 @@ impl Core {
         Ok(MetaHit {
             record: Arc::new(rebuilt),
             outcome,
+            per_caller: spec.per_caller,
         })
     }
 
@@ -472,6 +573,9 @@ impl Core {
             .await
             .map_err(|e| Error::Internal(format!("metadata build task failed: {e}")))??;
         let raw_info = self.store.blobs.put_bytes(&raw).await?;
+        let revision = etag
+            .clone()
+            .unwrap_or_else(|| format!("sha256:{}", raw_info.digest.hex()));
         let mut variants = Vec::with_capacity(built.variants.len());
         for v in built.variants {
             let info = self.store.blobs.put_bytes(&v.bytes).await?;
@@ -486,8 +590,14 @@ impl Core {
                 content_type: v.content_type.to_string(),
             });
         }
-        for (k, v) in &built.aux {
-            self.store.index.put(Tree::Aux, k, v)?;
+        for (k, mut v) in built.aux {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(
+                    AUX_REVISION.into(),
+                    serde_json::Value::from(revision.clone()),
+                );
+            }
+            self.store.index.put(Tree::Aux, &k, &v)?;
         }
         let rec = MetaRecord {
             fetched_at: now_ms(),
@@ -502,6 +612,7 @@ impl Core {
             }),
             built_for: builder.base(),
             variants,
+            revision: Some(revision),
         };
         self.store.index.put(Tree::Meta, key, &rec)?;
         Ok(rec)
@@ -534,6 +645,34 @@ impl Core {
     /// An adapter-owned index record.
     pub fn aux<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         Ok(self.store.index.get(Tree::Aux, key)?)
+    }
+
+    /// An aux record written with a document (a file it lists), as the caller who got `hit`
+    /// may see it: for a per-caller document only if `hit`'s revision wrote it, i.e. the
+    /// document this caller was allowed to read lists it. Files listed only by another
+    /// caller's document are `None`, exactly like files that do not exist.
+    pub fn listed<T: serde::de::DeserializeOwned>(
+        &self,
+        hit: &MetaHit,
+        key: &str,
+    ) -> Result<Option<T>, Error> {
+        let Some(value) = self.store.index.get::<serde_json::Value>(Tree::Aux, key)? else {
+            return Ok(None);
+        };
+        if hit.per_caller {
+            let stamp = value.get(AUX_REVISION).and_then(serde_json::Value::as_str);
+            if stamp.is_none() || stamp != hit.record.revision.as_deref() {
+                return Ok(None);
+            }
+        }
+        match serde_json::from_value(value) {
+            Ok(v) => Ok(Some(v)),
+            // As the index treats a record that does not decode: absent.
+            Err(e) => {
+                tracing::warn!(key, error = %e, "aux record does not decode; treating as absent");
+                Ok(None)
+            }
+        }
     }
 
     /// All adapter-owned records under a key prefix.
@@ -790,5 +929,35 @@ fn refusal(d: &Decision) -> Error {
         status: StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN),
         body: Bytes::from(d.body.clone().unwrap_or_default()),
         www_authenticate: d.www_authenticate.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(revision: Option<&str>) -> Decision {
+        Decision {
+            at: now_ms(),
+            status: 200,
+            body: None,
+            www_authenticate: None,
+            revision: revision.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_per_caller_allow_covers_only_the_revision_it_was_granted_on() {
+        let on_a = allow(Some("\"a\""));
+        assert!(Content::Revision(Some("\"a\"")).granted(&on_a));
+        assert!(!Content::Revision(Some("\"b\"")).granted(&on_a));
+        // A record without a revision is nobody's: ask.
+        assert!(!Content::Revision(None).granted(&on_a));
+        // A decision stored before revisions existed names none: ask again.
+        assert!(!Content::Revision(Some("\"a\"")).granted(&allow(None)));
+        assert!(!Content::Revision(None).granted(&allow(None)));
+        // Shared content: any allow, as before.
+        assert!(Content::Shared.granted(&allow(None)));
+        assert!(Content::Shared.granted(&on_a));
     }
 }

@@ -96,7 +96,7 @@ impl Core {
         if let Some(hit) = self.record_from_cache(&spec)? {
             return Ok(hit);
         }
-        let stale_decision = match self.gate(spec.credential, &spec.scope) {
+        let stale_decision = match self.gate(spec.credential, &spec.scope, super::Content::Shared) {
             Verdict::Ask(d) => d,
             Verdict::Allow => None,
             Verdict::Refuse(e) => return Err(e),
@@ -211,7 +211,7 @@ impl Core {
         &self,
         spec: &RecordSpec<'_>,
     ) -> Result<Option<RecordHit<T>>, Error> {
-        match self.gate(spec.credential, &spec.scope) {
+        match self.gate(spec.credential, &spec.scope, super::Content::Shared) {
             Verdict::Refuse(e) => {
                 self.metrics.hit(spec.kind);
                 Err(e)

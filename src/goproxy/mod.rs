@@ -263,6 +263,7 @@ impl Ctx<'_> {
                 builder: Arc::new(ListBuilder),
                 not_found,
                 origin: self.origin(),
+                per_caller: false,
             })
             .await?;
         match self.source {

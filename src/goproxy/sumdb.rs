@@ -105,6 +105,7 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
                 builder: Arc::new(Raw),
                 not_found,
                 origin: Origin::Public,
+                per_caller: false,
             })
             .await?;
         let v = hit

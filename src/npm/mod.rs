@@ -303,6 +303,9 @@ async fn packument(
         builder: Arc::new(builder),
         not_found: || Error::npm_not_found("Packages"),
         origin: Origin::Gitlab,
+        // GitLab merges the group and instance documents from the projects the caller may
+        // read (`npm_allow_packages_in_multiple_projects`, API.md 1.3); a project's is one.
+        per_caller: !matches!(scope, NpmScope::Project(_)),
     })
     .await
 }
@@ -425,6 +428,7 @@ async fn public_packument(
         builder: Arc::new(builder),
         not_found: || Error::npm_not_found("Packages"),
         origin: Origin::Public,
+        per_caller: false,
     })
     .await
 }
@@ -436,23 +440,32 @@ pub(crate) async fn tarball(
     file: &str,
     credential: &Credential,
 ) -> Result<Reply, Error> {
-    // The gate: whoever may read the package's metadata at this prefix may read its files.
-    let Resolved { origin, .. } = resolve(core, scope, name, credential)
-        .await
-        .map_err(|e| tarball_refusal(e, credential))?;
-    let (aux_prefix, fetch_as) = match origin {
-        Origin::Gitlab => (
-            format!("npmfile/{}/{}/", scope.key(), name),
-            credential.clone(),
-        ),
-        Origin::Public => (
-            format!("npmpubfile/{}/{}/", scope.key(), name),
-            Credential::anonymous(),
-        ),
+    // The gate: whoever may read the package's metadata at this prefix may read the files
+    // listed in the document they were allowed to read (at the group and instance prefixes,
+    // that caller's own document, see `MetaSpec::per_caller`).
+    let mut attempts = 0;
+    let (origin, tref) = loop {
+        attempts += 1;
+        let Resolved { hit, origin } = resolve(core, scope, name, credential)
+            .await
+            .map_err(|e| tarball_refusal(e, credential))?;
+        let aux_prefix = match origin {
+            Origin::Gitlab => format!("npmfile/{}/{}/", scope.key(), name),
+            Origin::Public => format!("npmpubfile/{}/{}/", scope.key(), name),
+        };
+        let key = PackumentBuilder::file_key(&aux_prefix, file);
+        match core.listed::<TarballRef>(&hit, &key)? {
+            Some(tref) => break (origin, tref),
+            // Another caller's document may have replaced this one's between the two
+            // reads (its files then carry the other revision): resolve once more.
+            None if hit.per_caller && attempts < 2 => continue,
+            None => return Err(Error::npm_not_found("Package")),
+        }
     };
-    let tref: TarballRef = core
-        .aux(&PackumentBuilder::file_key(&aux_prefix, file))?
-        .ok_or_else(|| Error::npm_not_found("Package"))?;
+    let fetch_as = match origin {
+        Origin::Gitlab => credential.clone(),
+        Origin::Public => Credential::anonymous(),
+    };
     let hit = core
         .blob(BlobSpec {
             key: blob_key(origin, &tref.url),

@@ -65,6 +65,12 @@ pub struct MetaRecord {
     /// The public base URL the variants were built for (rebuilt when it changes).
     pub built_for: String,
     pub variants: Vec<Variant>,
+    /// The content revision this record holds: the upstream ETag it was stored with, else
+    /// `sha256:<digest of raw>`. Set when the body is stored (a 304 does not change it); the
+    /// aux records written with the document carry it (see `cache::AUX_REVISION`). `None`
+    /// in records written before revisions existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 impl MetaRecord {
@@ -96,6 +102,12 @@ pub struct Decision {
     pub body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub www_authenticate: Option<String>,
+    /// For a scope whose document differs per caller: the record revision this allow was
+    /// granted on (the caller may be served that revision only). `None`: any revision for
+    /// shared scopes, no revision (ask again) for per-caller ones; decisions stored before
+    /// revisions existed decode as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 impl Decision {
@@ -270,10 +282,15 @@ mod tests {
             status: 200,
             body: None,
             www_authenticate: None,
+            revision: Some("\"abc\"".into()),
         };
         idx.put(Tree::Auth, "k", &d).unwrap();
         let back: Decision = idx.get(Tree::Auth, "k").unwrap().unwrap();
         assert_eq!(back.status, 200);
+        assert_eq!(back.revision.as_deref(), Some("\"abc\""));
+        // A decision stored before revisions existed decodes as "no revision".
+        let old: Decision = serde_json::from_str(r#"{"at":1,"status":200}"#).unwrap();
+        assert_eq!(old.revision, None);
         idx.tree(Tree::Auth)
             .insert("bad", &b"\x09junk"[..])
             .unwrap();

@@ -486,6 +486,10 @@ pub struct Switches {
     pub metadata_in_object_storage: bool,
     /// (module path, version) → what that version's zip or go.mod is replaced with.
     pub go_faults: HashMap<(String, String), go::GoFault>,
+    /// GitLab's `npm_allow_packages_in_multiple_projects` (API.md §1.3): group and instance
+    /// metadata merge the versions of every project in the namespace the caller may read
+    /// (403 authenticated / 401 anonymous when packages exist but none are readable).
+    pub npm_multiple_projects: bool,
 }
 
 // ---- the server -----------------------------------------------------------------------------
@@ -642,6 +646,12 @@ impl FakeGitlab {
     /// Instance-wide npm forwarding: unknown names → 302 to [`PUBLIC_REGISTRY`], audits → 307.
     pub fn set_npm_forwarding(&self, on: bool) {
         self.shared.with_switches(|s| s.npm_forwarding = on);
+    }
+
+    /// GitLab's `npm_allow_packages_in_multiple_projects`: group and instance metadata merge
+    /// the versions of every project in the namespace the caller may read (API.md §1.3).
+    pub fn set_npm_multiple_projects(&self, on: bool) {
+        self.shared.with_switches(|s| s.npm_multiple_projects = on);
     }
 
     /// Metadata for `name` (any prefix) answers `302 Location: https://public-registry.invalid/<name>`.

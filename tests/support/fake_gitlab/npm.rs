@@ -159,14 +159,16 @@ fn metadata(fake: &Shared, req: &FakeRequest, level: Level<'_>, name: &str) -> R
     if !valid_file_path(name) {
         return Reply::bad_param("package_name should be a valid file path");
     }
-    let (forwarding, forced, metadata_in_object_storage, forward_base) = fake.with_switches(|s| {
-        (
-            s.npm_forwarding,
-            s.forwarded_names.iter().any(|n| n == name),
-            s.metadata_in_object_storage,
-            s.forward_base.clone(),
-        )
-    });
+    let (forwarding, forced, metadata_in_object_storage, forward_base, multiple) = fake
+        .with_switches(|s| {
+            (
+                s.npm_forwarding,
+                s.forwarded_names.iter().any(|n| n == name),
+                s.metadata_in_object_storage,
+                s.forward_base.clone(),
+                s.npm_multiple_projects,
+            )
+        });
     fake.with_world(|world| {
         let caller = match authenticate(world, req, Family::Npm) {
             Ok(caller) => caller,
@@ -187,15 +189,36 @@ fn metadata(fake: &Shared, req: &FakeRequest, level: Level<'_>, name: &str) -> R
             // {G}/{I} with no project holding the name. UNCONFIRMED: 404 Project vs Packages.
             return Reply::npm_not_found("Project");
         };
-        if !world.can_read(&caller, project_id) {
-            return deny(&caller, "Project");
-        }
-        if !has_packages {
-            return Reply::npm_not_found("Packages");
-        }
-        let (body, etag) = fake.cached_render(world, (project_id, name.to_string()), || {
-            render_packument(world, fake.base_url(), project_id, name)
-        });
+        let merged = multiple && !matches!(level, Level::Project(_));
+        let (body, etag) = if merged {
+            // `Packages::Npm::PackagesForUserFinder`: every project of the namespace holding
+            // the name that this caller may read; none readable → 403 / 401.
+            let readable = holders(world, level, name)
+                .into_iter()
+                .filter(|p| world.can_read(&caller, *p))
+                .collect::<Vec<_>>();
+            if readable.is_empty() {
+                return if caller.is_anonymous() {
+                    Reply::unauthorized()
+                } else {
+                    Reply::forbidden()
+                };
+            }
+            let key = (0, format!("merged {readable:?} {name}"));
+            fake.cached_render(world, key, || {
+                render_merged_packument(world, fake.base_url(), &readable, name)
+            })
+        } else {
+            if !world.can_read(&caller, project_id) {
+                return deny(&caller, "Project");
+            }
+            if !has_packages {
+                return Reply::npm_not_found("Packages");
+            }
+            fake.cached_render(world, (project_id, name.to_string()), || {
+                render_packument(world, fake.base_url(), project_id, name)
+            })
+        };
         if metadata_in_object_storage && matches!(level, Level::Project(_)) {
             return fake.object_storage_redirect(body, "application/octet-stream");
         }
@@ -216,10 +239,70 @@ pub fn tarball_url(base_url: &str, project_id: u64, name: &str, file_name: &str)
     format!("{base_url}/api/v4/projects/{project_id}/packages/npm/{name}/-/{file_name}")
 }
 
+/// The projects of a group or instance namespace that hold versions of `name`.
+fn holders(world: &World, level: Level<'_>, name: &str) -> Vec<u64> {
+    let namespace = match level {
+        Level::Project(_) => return Vec::new(),
+        Level::Group(id) => world.group_by_ref(&decode(id)),
+        Level::Instance => scope_of(name).and_then(|s| world.top_level_group(s)),
+    };
+    let Some(namespace) = namespace else {
+        return Vec::new();
+    };
+    world
+        .projects_under(&namespace.full_path)
+        .into_iter()
+        .map(|p| p.id)
+        .filter(|p| !world.npm_versions(*p, name).is_empty())
+        .collect()
+}
+
 /// The packument: exactly `name`, `versions`, `dist-tags`; `dist` = `{shasum, tarball}`.
 pub fn render_packument(world: &World, base_url: &str, project_id: u64, name: &str) -> Bytes {
+    let doc = json!({
+        "name": name,
+        "versions": render_versions(world, base_url, &[project_id], name),
+        "dist-tags": world.npm_dist_tags(project_id, name),
+    });
+    Bytes::from(serde_json::to_vec(&doc).expect("packument to json"))
+}
+
+/// The packument merged from several projects (flag `npm_allow_packages_in_multiple_projects`):
+/// every version of each, each tarball URL naming its own project; dist-tags merged, with
+/// `latest` the highest version overall.
+pub fn render_merged_packument(
+    world: &World,
+    base_url: &str,
+    project_ids: &[u64],
+    name: &str,
+) -> Bytes {
+    let mut tags = std::collections::BTreeMap::new();
+    for p in project_ids {
+        tags.extend(world.npm_dist_tags(*p, name));
+    }
+    let latest = project_ids
+        .iter()
+        .flat_map(|p| world.npm_versions(*p, name))
+        .map(|r| r.version.clone())
+        .max_by(|a, b| super::world::semver_cmp(a, b));
+    if let Some(latest) = latest {
+        tags.insert("latest".to_string(), latest);
+    }
+    let doc = json!({
+        "name": name,
+        "versions": render_versions(world, base_url, project_ids, name),
+        "dist-tags": tags,
+    });
+    Bytes::from(serde_json::to_vec(&doc).expect("packument to json"))
+}
+
+fn render_versions(world: &World, base_url: &str, project_ids: &[u64], name: &str) -> Value {
     let mut versions = Map::new();
-    for record in world.npm_versions(project_id, name) {
+    for record in project_ids
+        .iter()
+        .flat_map(|p| world.npm_versions(*p, name))
+    {
+        let project_id = record.project_id;
         let mut v = Map::new();
         v.insert("name".into(), json!(record.name));
         v.insert("version".into(), json!(record.version));
@@ -238,12 +321,7 @@ pub fn render_packument(world: &World, base_url: &str, project_id: u64, name: &s
         }
         versions.insert(record.version.clone(), Value::Object(v));
     }
-    let doc = json!({
-        "name": name,
-        "versions": versions,
-        "dist-tags": world.npm_dist_tags(project_id, name),
-    });
-    Bytes::from(serde_json::to_vec(&doc).expect("packument to json"))
+    Value::Object(versions)
 }
 
 /// `GET {P}/*package_name/-/*file_name` (§1.6): no `authenticate_non_public`, so anonymous
