@@ -471,18 +471,14 @@ async fn sync_exits_1_naming_each_failure() {
         free_port(),
     );
     // The real integrity of @acme/core 2.0.0, as npm writes it from GitLab's `shasum`.
-    let doc: serde_json::Value = reqwest::Client::new()
-        .get(format!(
+    let (_, doc) = crate::support::http::get_json(
+        &format!(
             "{}/api/v4/projects/42/packages/npm/@acme%2fcore",
             fake.url()
-        ))
-        .header("PRIVATE-TOKEN", ALICE_PAT)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+        &[("PRIVATE-TOKEN", ALICE_PAT)],
+    )
+    .await;
     let shasum = doc["versions"]["2.0.0"]["dist"]["shasum"].as_str().unwrap();
     let core_integrity = format!(
         "sha1-{}",

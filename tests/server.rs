@@ -152,15 +152,9 @@ async fn gitlab_forwarding_under_a_prefix_and_for_tarballs_is_not_found() {
     assert_eq!(get(&client, &tgz).await.status(), 404);
     assert_eq!(public.requests_total(), 0, "{:?}", public.request_log());
 
-    let pins: serde_json::Value = client
-        .get(format!("{url}/-/pins"))
-        .header("PRIVATE-TOKEN", OPS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, pins) =
+        crate::support::http::get_json(&format!("{url}/-/pins"), &[("PRIVATE-TOKEN", OPS_TOKEN)])
+            .await;
     assert!(
         !pins["pins"]
             .as_array()

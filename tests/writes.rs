@@ -649,18 +649,11 @@ async fn a_delete_through_packrat_is_gone_from_list_and_packument_at_once() {
 
     let (_, after, _) = get_json(&list, MAINT_PAT).await;
     assert!(!ids(&after).contains(&id));
-    let upstream: Value = client()
-        .get(format!(
-            "{}/api/v4/projects/42/packages?per_page=100",
-            fake.url()
-        ))
-        .header("PRIVATE-TOKEN", MAINT_PAT)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, upstream, _) = get_json(
+        &format!("{}/api/v4/projects/42/packages?per_page=100", fake.url()),
+        MAINT_PAT,
+    )
+    .await;
     assert_eq!(ids(&after), ids(&upstream));
     let (_, doc, _) = get_json(&meta, MAINT_PAT).await;
     assert_eq!(versions(&doc), ["1.1.0"]);
