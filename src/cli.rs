@@ -24,7 +24,7 @@ pub enum Command {
     /// Run the proxy (defaults: 127.0.0.1:8080, ./packrat-data, upstream `https://gitlab.com`).
     Serve,
     /// Fill the cache ahead of time from lockfiles and manifests (package-lock.json,
-    /// npm-shrinkwrap.json, yarn.lock, pnpm-lock.yaml, go.mod/go.sum, packrat.list).
+    /// npm-shrinkwrap.json, yarn.lock, pnpm-lock.yaml, bun.lock, go.mod/go.sum, packrat.list).
     Sync {
         /// Inputs; the format is detected from the name and content.
         #[arg(required = true, value_name = "INPUT")]

@@ -10,6 +10,7 @@
 //! - [`npm_lock`]: `package-lock.json` / `npm-shrinkwrap.json`, lockfile v1, v2 and v3;
 //! - [`yarn`]: `yarn.lock`, classic (v1 text) and berry (YAML);
 //! - [`pnpm`]: `pnpm-lock.yaml`, lockfile v5.x, v6 and v9;
+//! - [`bun`]: `bun.lock`, bun's text lockfile;
 //! - [`go`]: `go.mod` and `go.sum`;
 //! - [`list`]: the `packrat.list` manifest.
 //!
@@ -17,6 +18,7 @@
 //! the format, the content refines it (`yarn.lock` classic or berry) or, for a file with
 //! another name, decides it; a name and a content that disagree are an error.
 
+pub mod bun;
 pub mod go;
 pub mod list;
 pub mod npm_lock;
@@ -156,6 +158,8 @@ pub enum InputKind {
     YarnBerry,
     /// `pnpm-lock.yaml`, lockfile v5.x, v6 or v9.
     Pnpm,
+    /// `bun.lock`, bun's text lockfile.
+    Bun,
     GoMod,
     GoSum,
     /// The `packrat.list` manifest (SPEC §7).
@@ -170,6 +174,7 @@ impl InputKind {
             InputKind::YarnClassic => "a yarn.lock v1 (classic)",
             InputKind::YarnBerry => "a yarn.lock from yarn berry",
             InputKind::Pnpm => "a pnpm-lock.yaml",
+            InputKind::Bun => "a bun.lock",
             InputKind::GoMod => "a go.mod",
             InputKind::GoSum => "a go.sum",
             InputKind::PackratList => "a packrat.list",
@@ -286,6 +291,7 @@ pub fn parse_str(kind: InputKind, text: &str, origin: &str) -> Result<Parsed, Pa
         InputKind::YarnClassic => yarn::parse_classic(text, origin),
         InputKind::YarnBerry => yarn::parse_berry(text, origin),
         InputKind::Pnpm => pnpm::parse(text, origin),
+        InputKind::Bun => bun::parse(text, origin),
         InputKind::GoMod => go::parse_mod(text, origin),
         InputKind::GoSum => go::parse_sum(text, origin),
         InputKind::PackratList => list::parse(text, origin),
@@ -306,6 +312,8 @@ pub fn detect(path: &Path, text: &str) -> Result<InputKind, ParseError> {
     let by_content = sniff(text);
     match (by_name, by_content) {
         (Some(InputKind::YarnClassic), Some(InputKind::YarnBerry)) => Ok(InputKind::YarnBerry),
+        // Both are JSON with a lockfileVersion; the name tells them apart.
+        (Some(InputKind::Bun), Some(InputKind::PackageLock)) => Ok(InputKind::Bun),
         (Some(named), Some(seen)) if named != seen => Err(ParseError::format(
             &origin,
             format!(
@@ -318,7 +326,7 @@ pub fn detect(path: &Path, text: &str) -> Result<InputKind, ParseError> {
         (None, None) => Err(ParseError::format(
             &origin,
             "unknown input: expected package-lock.json, npm-shrinkwrap.json, yarn.lock, \
-             pnpm-lock.yaml, go.mod, go.sum or a packrat.list manifest (by name or content)",
+             pnpm-lock.yaml, bun.lock, go.mod, go.sum or a packrat.list manifest (by name or content)",
         )),
     }
 }
@@ -329,6 +337,7 @@ fn kind_by_name(name: &str) -> Option<InputKind> {
         // Classic or berry: the content tells (see `detect`).
         "yarn.lock" => InputKind::YarnClassic,
         "pnpm-lock.yaml" | "pnpm-lock.yml" => InputKind::Pnpm,
+        "bun.lock" => InputKind::Bun,
         "go.mod" => InputKind::GoMod,
         "go.sum" => InputKind::GoSum,
         _ if name.ends_with(".list") => InputKind::PackratList,
