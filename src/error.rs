@@ -40,14 +40,33 @@ impl StoreError {
 /// URLs carried here are already redacted (no query string, no userinfo).
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("the upstream at {url} could not be reached ({reason}); check upstream.url and the network, or retry later")]
-    Unreachable { url: String, reason: String },
+    #[error("the upstream at {url} could not be reached ({reason}); check {setting} and the network, or retry later")]
+    Unreachable {
+        url: String,
+        reason: String,
+        /// The setting that names this upstream (`upstream.url`, `forwarding.go_sumdb`, …).
+        setting: &'static str,
+    },
     #[error("the upstream at {url} did not answer within {secs}s; retry later or raise upstream.timeout")]
     Timeout { url: String, secs: u64 },
-    #[error("the upstream at {url} answered with status {status}")]
-    Status { url: String, status: u16 },
+    #[error("the upstream at {url} ({setting}) answered with status {status}")]
+    Status {
+        url: String,
+        status: u16,
+        /// The setting that names this upstream.
+        setting: &'static str,
+    },
     #[error("the upstream at {url} broke off the transfer ({reason}); nothing was cached, retry the request")]
     Body { url: String, reason: String },
+    /// A 429: the upstream is up and refuses to answer now. Not an outage: it never extends
+    /// an access decision or serves stale content.
+    #[error(
+        "the upstream at {url} is rate-limiting requests (429 Too Many Requests); retry later"
+    )]
+    RateLimited {
+        url: String,
+        retry_after: Option<String>,
+    },
     #[error("packrat is in offline mode and does not contact {url}")]
     Offline { url: String },
     #[error("the upstream at {url} redirected too many times")]
@@ -58,6 +77,7 @@ impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             UpstreamError::Offline { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
@@ -76,7 +96,7 @@ pub enum RequestError {
     /// e.g. `per_page does not have a valid value` or `package_id is invalid`.
     #[error("{0}")]
     Grape(String),
-    #[error("the request body is larger than server.max_body ({limit} bytes)")]
+    #[error("the request body is larger than the {limit} bytes this route accepts (npm publish bodies: up to server.max_body)")]
     BodyTooLarge { limit: u64 },
     #[error("404 Not Found")]
     NoRoute,
@@ -113,6 +133,10 @@ pub enum Error {
     /// One failure shared by every request that joined the same download.
     #[error("{0}")]
     Shared(std::sync::Arc<Error>),
+    /// A refusal or not-found answered from a remembered upstream decision (the negative
+    /// cache), without asking the upstream again.
+    #[error("{0}")]
+    Remembered(Box<Error>),
 }
 
 impl Error {
@@ -133,6 +157,17 @@ impl Error {
             Error::Passthrough { status, .. } | Error::Gitlab { status, .. } => *status,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Shared(e) => e.status(),
+            Error::Remembered(e) => e.status(),
+        }
+    }
+
+    /// The error itself, seen through the wrappers that only say how it was reached
+    /// ([`Error::Shared`], [`Error::Remembered`]).
+    pub fn inner(&self) -> &Error {
+        match self {
+            Error::Shared(e) => e.inner(),
+            Error::Remembered(e) => e.inner(),
+            other => other,
         }
     }
 

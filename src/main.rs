@@ -175,19 +175,24 @@ async fn sync(
     for s in &summary.skipped {
         println_stdout(&format!("skipped: {}: {}", s.entry, s.reason));
     }
-    for f in &summary.failed {
+    for f in summary.failed.iter().chain(&summary.errors) {
         println_stdout(&format!("failed: {f}"));
     }
     println_stdout(&format!(
-        "sync: {} items: {} fetched, {} already present, {} failed, {} skipped; {} bytes",
+        "sync: {} items: {} fetched, {} already present, {} failed, {} bytes fetched; {} entries skipped{}",
         summary.items,
         summary.fetched,
         summary.present,
         summary.failed.len(),
+        summary.bytes,
         summary.skipped.len(),
-        summary.bytes
+        if summary.errors.is_empty() {
+            String::new()
+        } else {
+            format!("; {} other failures", summary.errors.len())
+        }
     ));
-    Ok(summary.failed.is_empty())
+    Ok(summary.ok())
 }
 
 fn unreachable_serve() -> anyhow::Result<bool> {

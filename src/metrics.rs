@@ -155,8 +155,8 @@ impl Metrics {
         self.bytes_served.inc_by(bytes);
     }
 
-    /// Prometheus text exposition.
-    pub fn render(&self, blob_bytes: u64) -> String {
+    /// The exposition in `format`.
+    pub fn render(&self, blob_bytes: u64, format: Exposition) -> String {
         self.blob_bytes
             .set(i64::try_from(blob_bytes).unwrap_or(i64::MAX));
         self.index_corrupt.set(
@@ -167,6 +167,108 @@ impl Metrics {
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.push_str("# metrics encoding failed\n");
         }
-        out
+        match format {
+            Exposition::OpenMetrics => out,
+            Exposition::Prometheus => openmetrics_to_prometheus(&out),
+        }
+    }
+}
+
+/// The two text formats a scraper may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposition {
+    /// Prometheus text format 0.0.4 (`text/plain; version=0.0.4`): what every scraper reads.
+    Prometheus,
+    /// OpenMetrics 1.0, for a scraper whose `Accept` names `application/openmetrics-text`.
+    OpenMetrics,
+}
+
+impl Exposition {
+    /// Negotiated from the scraper's `Accept` header.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Exposition::OpenMetrics,
+            _ => Exposition::Prometheus,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text (what prometheus-client writes) as Prometheus text 0.0.4: a counter's
+/// family is named by its `_total` samples, and `# UNIT` and `# EOF` do not exist there.
+fn openmetrics_to_prometheus(om: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_string());
+            }
+        }
+    }
+    let mut out = String::with_capacity(om.len());
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) && !name.ends_with("_total") {
+                    out.push_str(&format!("{p}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_samples() {
+        let m = Metrics::new();
+        m.request("npm_tarball", 200, "hit");
+        let text = m.render(0, Exposition::Prometheus);
+        assert!(
+            text.contains("# TYPE packrat_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "packrat_requests_total{route=\"npm_tarball\",status=\"200\",outcome=\"hit\"} 1"
+        ));
+        assert!(!text.contains("# EOF"));
+        let om = m.render(0, Exposition::OpenMetrics);
+        assert!(om.contains("# TYPE packrat_requests counter\n"));
+        assert!(om.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_accept_header_picks_the_format() {
+        assert_eq!(Exposition::from_accept(None), Exposition::Prometheus);
+        assert_eq!(
+            Exposition::from_accept(Some("text/plain;version=0.0.4;q=0.3,*/*;q=0.1")),
+            Exposition::Prometheus
+        );
+        assert_eq!(
+            Exposition::from_accept(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+            )),
+            Exposition::OpenMetrics
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! access. Token A warms the cache; every other credential gets exactly GitLab's refusal on
 //! every route family (the table below), asked upstream wherever no decision was cached;
 //! decisions expire after `auth_ttl`; with GitLab down a recent decision is reused and an
-//! unknown caller gets a 503, never the content; tokens never reach the logs or the index.
+//! unknown caller gets a 502 (504 on a timeout), never the content; tokens never reach the logs or the index.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -581,7 +581,7 @@ async fn access_lost_upstream_is_refused_once_auth_ttl_has_passed() {
 }
 
 #[tokio::test]
-async fn with_gitlab_down_recent_decisions_are_reused_and_unknown_callers_get_503() {
+async fn with_gitlab_down_recent_decisions_are_reused_and_unknown_callers_get_502() {
     let fake = FakeGitlab::start(World::standard()).await;
     // auth_ttl = 0: every decision must be re-confirmed while GitLab is up, and may only be
     // reused (up to stale_if_error) while it is down.
@@ -626,14 +626,14 @@ async fn with_gitlab_down_recent_decisions_are_reused_and_unknown_callers_get_50
         let (status, _) = get_text(&url, &refs(&bob(route))).await;
         assert_eq!(status, 404, "Bob {route:?} with GitLab down");
         // Nobody can vouch for callers packrat has never seen, even a valid job token:
-        // 503 with a sentence, never the content. (Anonymous is not among them: packrat
+        // 502 with a sentence, never the content. (Anonymous is not among them: packrat
         // asked GitLab about anonymous access when Bob was refused.)
         for headers in [
             vec![("JOB-TOKEN", JOB_RUNNING.to_string())],
             vec![("PRIVATE-TOKEN", MAINT_PAT.to_string())],
         ] {
             let (status, body) = get_text(&url, &refs(&headers)).await;
-            assert_eq!(status, 503, "{route:?} {headers:?}: {body}");
+            assert_eq!(status, 502, "{route:?} {headers:?}: {body}");
             assert!(
                 body.contains("cannot reach GitLab to check this credential's access")
                     && body.contains("retry"),
@@ -688,7 +688,7 @@ async fn with_gitlab_down_undecided_callers_cannot_tell_cached_from_uncached() {
             let h = who.headers(route);
             let a = get_text(&format!("{}{cached}", packrat.url()), &refs(&h)).await;
             let b = get_text(&format!("{}{uncached}", packrat.url()), &refs(&h)).await;
-            assert_eq!(a.0, 503, "{who:?} {cached}: {}", a.1);
+            assert_eq!(a.0, 502, "{who:?} {cached}: {}", a.1);
             assert_eq!(a, b, "{who:?}: {cached} vs {uncached}");
             assert!(
                 a.1.contains("cannot reach GitLab to check this credential's access"),
@@ -717,7 +717,7 @@ async fn decisions_older_than_stale_if_error_are_not_reused() {
             &refs(&alice(route)),
         )
         .await;
-        assert_eq!(status, 503, "{route:?}: {body}");
+        assert_eq!(status, 502, "{route:?}: {body}");
         assert_refusal_body(route, Who::Anonymous, &body);
     }
 }
@@ -1070,7 +1070,7 @@ async fn merged_npm_documents_wide_caller_first_and_stale_refreshes_never_leak()
     }
 
     // GitLab down: B's decision names the record's revision and is reused; A's names
-    // another revision, so A is as undecided as a stranger (503, never B's document).
+    // another revision, so A is as undecided as a stranger (502, never B's document).
     fake.go_down().await;
     for prefix in MERGING_PREFIXES {
         let r = get(
@@ -1085,7 +1085,7 @@ async fn merged_npm_documents_wide_caller_first_and_stale_refreshes_never_leak()
         for path in ["/@acme%2fui".to_string(), format!("/@acme/ui/-/{P2_FILE}")] {
             let (status, body) =
                 get_text(&format!("{}{prefix}{path}", packrat.url()), &refs(&maint)).await;
-            assert_eq!(status, 503, "{prefix}{path}: {body}");
+            assert_eq!(status, 502, "{prefix}{path}: {body}");
             assert!(
                 body.contains("cannot reach GitLab to check this credential's access"),
                 "{prefix}{path}: {body}"

@@ -759,7 +759,7 @@ async fn fall_through_latest_and_credentials() {
         Some(ALICE_PAT),
     )
     .await;
-    assert_eq!(status(&r), 503);
+    assert_eq!(status(&r), 502);
     health(&packrat).await;
 }
 

@@ -577,7 +577,7 @@ async fn stale_lists_are_served_when_the_upstream_is_down() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
+    assert_eq!(r.status(), 502);
 }
 
 #[tokio::test]

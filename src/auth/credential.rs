@@ -112,6 +112,18 @@ impl Credential {
         self.parts.is_empty()
     }
 
+    /// Only `Authorization: Basic …`: on GitLab's npm routes that is read as a deploy token
+    /// and nothing else (API.md §4).
+    pub fn is_basic_only(&self) -> bool {
+        !self.parts.is_empty()
+            && self.parts.iter().all(|(k, s)| {
+                *k == CredKind::Authorization
+                    && s.expose()
+                        .split_once(' ')
+                        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            })
+    }
+
     pub fn hash(&self) -> CredentialHash {
         let mut h = Sha256::new();
         for (k, s) in &self.parts {

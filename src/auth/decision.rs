@@ -81,6 +81,23 @@ impl Decisions {
         let _ = self.index.remove(Tree::Auth, &key);
     }
 
+    /// A write went through: every remembered 404 for a scope `matches` accepts is
+    /// forgotten, whoever it was answered to (each credential, each carrier), so the next read
+    /// by anyone asks the upstream and sees what the write created. Returns how many.
+    pub fn forget_not_found(&self, matches: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+        let (ok, _) = self.index.scan_all::<Decision>(Tree::Auth)?;
+        let mut removed = 0;
+        for (key, d) in ok {
+            let scope = key.split_once('|').map_or("", |(_, s)| s);
+            if d.status == 404 && matches(scope) {
+                self.hot.invalidate(&key);
+                self.index.remove(Tree::Auth, &key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Delete every stored decision too old to be used ([`Age::Expired`]) and every record
     /// that does not decode; returns how many were deleted.
     pub fn expire(&self) -> Result<usize, StoreError> {

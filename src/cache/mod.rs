@@ -27,6 +27,7 @@
 //! The gate ([`Core::gate`]) is the one function every cached read goes through.
 
 pub mod flight;
+pub mod projects;
 pub mod records;
 
 use std::sync::{Arc, OnceLock};
@@ -46,6 +47,13 @@ use crate::store::{
 use crate::upstream::{self, Fetched, Request, Upstream};
 use flight::{Flights, Progress, Role};
 
+/// Characters kept as-is when a project or group path is put into a URL segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Largest metadata document accepted from an upstream.
 const MAX_METADATA: u64 = 512 << 20;
 /// Variants up to this size are kept in the hot memory tier; larger ones stream from disk.
@@ -62,7 +70,12 @@ pub enum CacheOutcome {
     Joined,
     Revalidated,
     StaleIfError,
+    /// A 4xx refusal (401, 403, 400, …), GitLab's or packrat's.
     Refused,
+    /// A 404 the upstream answered just now.
+    NotFound,
+    /// A 404 answered from a remembered decision (`negative_ttl`), without asking.
+    Negative,
     Bypass,
 }
 
@@ -75,6 +88,8 @@ impl CacheOutcome {
             CacheOutcome::Revalidated => "revalidated",
             CacheOutcome::StaleIfError => "stale",
             CacheOutcome::Refused => "refused",
+            CacheOutcome::NotFound => "not_found",
+            CacheOutcome::Negative => "negative",
             CacheOutcome::Bypass => "bypass",
         }
     }
@@ -228,6 +243,10 @@ pub struct Core {
     pub pins_seen: moka::sync::Cache<String, ()>,
     /// Blob access times since the last flush (no index write per request).
     atimes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
+    /// Refusals and absences an adapter learnt while searching (which GitLab project holds a
+    /// Go module), per credential hash, for `min(negative_ttl, auth_ttl)`: a search repeated
+    /// or varied by a client does not ask the upstream again.
+    absences: moka::sync::Cache<String, u16>,
 }
 
 impl Core {
@@ -243,6 +262,10 @@ impl Core {
         let hot = moka::future::Cache::builder()
             .max_capacity(config.storage.memory_cache)
             .weigher(|_k: &Digest, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+            .build();
+        let absences = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(c.negative_ttl.min(c.auth_ttl).max(Duration::from_millis(1)))
             .build();
         let meta_locks = moka::sync::Cache::builder()
             .max_capacity(100_000)
@@ -260,7 +283,24 @@ impl Core {
             public_url: OnceLock::new(),
             atimes: std::sync::Mutex::new(std::collections::HashMap::new()),
             pins_seen: moka::sync::Cache::new(100_000),
+            absences,
         })
+    }
+
+    /// What the upstream answered `credential` about `key` (a status), if remembered.
+    pub fn recall_absent(&self, credential: &Credential, key: &str) -> Option<StatusCode> {
+        let status = self
+            .absences
+            .get(&format!("{}|{key}", credential.hash().hex()))?;
+        StatusCode::from_u16(status).ok()
+    }
+
+    /// Remember that the upstream refused `credential` or found nothing for `key`.
+    pub fn remember_absent(&self, credential: &Credential, key: &str, status: StatusCode) {
+        self.absences.insert(
+            format!("{}|{key}", credential.hash().hex()),
+            status.as_u16(),
+        );
     }
 
     /// Set once the listener is bound (the URL may depend on the port).
@@ -372,7 +412,7 @@ impl Core {
                     self.metrics.hit(spec.kind);
                     self.ready(&spec, rec, CacheOutcome::Hit).await
                 }
-                _ => Err(offline_miss(&spec.url)),
+                _ => Err(self.offline_miss(&spec.url)),
             };
         }
         if let Some(hit) = self.meta_from_cache(&spec).await? {
@@ -497,6 +537,10 @@ impl Core {
         stale_decision: Option<Arc<Decision>>,
         e: UpstreamError,
     ) -> Result<MetaHit, Error> {
+        // A 429 is GitLab answering: no outage, so nothing stale is used on its account.
+        if matches!(e, UpstreamError::RateLimited { .. }) {
+            return Err(e.into());
+        }
         let decision = stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
         match decision {
             Some(d) if d.allowed() && self.decisions.age(&d) != Age::Expired => {
@@ -686,6 +730,23 @@ impl Core {
             .collect())
     }
 
+    /// Whether the index holds a metadata document under `key` (any age).
+    pub fn has_metadata(&self, key: &str) -> Result<bool, Error> {
+        Ok(self
+            .store
+            .index
+            .get::<MetaRecord>(Tree::Meta, key)?
+            .is_some())
+    }
+
+    /// All adapter-owned records under a key prefix, with their keys.
+    pub fn aux_scan_keyed<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, Error> {
+        Ok(self.store.index.scan(Tree::Aux, prefix)?)
+    }
+
     /// Note a blob read (for LRU eviction); written to the index by [`Core::flush_atimes`].
     fn touch(&self, digest: Digest) {
         if let Ok(mut m) = self.atimes.lock() {
@@ -718,7 +779,7 @@ impl Core {
                 return Ok(hit);
             }
             if self.upstream.is_offline() {
-                return Err(offline_miss(&spec.url));
+                return Err(self.offline_miss(&spec.url));
             }
             let index = self.store.index.clone();
             let key = spec.key.clone();
@@ -812,7 +873,10 @@ impl Core {
         match self.fetch_into_store(&spec, &lead).await {
             Ok((digest, len)) => lead.finish(Progress::Done { digest, len }),
             Err(e) => {
-                tracing::warn!(key = %spec.key, error = %e, "download failed; nothing cached");
+                // Each response that carries the failure logs it (a WARN for a 5xx, once per
+                // request); here only the detail, and a not-found (Go probing versions that do
+                // not exist) is no failure at all.
+                tracing::debug!(key = %spec.key, error = %e, "download failed; nothing cached");
                 lead.finish(Progress::Failed(Arc::new(e)));
             }
         }
@@ -901,35 +965,50 @@ impl Core {
     }
 }
 
-/// An offline mirror's miss: a fast 404 that says what to do.
-fn offline_miss(url: &str) -> Error {
-    Error::Gitlab {
-        status: StatusCode::NOT_FOUND,
-        message: format!(
-            "404 Not Found: this offline mirror does not hold {}; sync it on a connected machine (packrat sync), export a bundle and import it here",
-            upstream::redact(url)
-        ),
-        error: Some("not in the offline mirror".into()),
+impl Core {
+    /// An offline mirror's miss: a fast 404 that names the mirror and what it lacks (the path
+    /// as this mirror serves it, never the upstream it was synced from) and says what to do.
+    fn offline_miss(&self, upstream_url: &str) -> Error {
+        let redacted = upstream::redact(upstream_url);
+        let path = redacted
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+            .unwrap_or("/");
+        Error::Gitlab {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "404 Not Found: this offline mirror does not hold {path} (the mirror is packrat at {}); sync it on a connected machine (packrat sync), export a bundle and import it here",
+                self.public_url()
+            ),
+            error: Some("not in the offline mirror".into()),
+        }
     }
 }
 
 /// The answer to a caller packrat holds no usable access decision for while GitLab cannot be
-/// asked: refuse, never allow. One fixed sentence, whether or not the content is cached and
-/// whatever the name, so the answer reveals nothing about what the cache holds.
+/// asked: refuse, never allow, with the status that names the failure (502 unreachable or
+/// failing, 504 timed out). One fixed sentence per status, whether or not the content is
+/// cached and whatever the name, so the answer reveals nothing about what the cache holds.
 pub(crate) fn undecided(e: &UpstreamError) -> Error {
     tracing::info!(error = %e, "upstream failed; the caller's access cannot be checked");
-    Error::gitlab(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "packrat cannot reach GitLab to check this credential's access; retry when GitLab is reachable",
-    )
+    match e.status() {
+        StatusCode::GATEWAY_TIMEOUT => Error::gitlab(
+            StatusCode::GATEWAY_TIMEOUT,
+            "504 Gateway Timeout: GitLab did not answer in time to check this credential's access; retry later or raise upstream.timeout",
+        ),
+        _ => Error::gitlab(
+            StatusCode::BAD_GATEWAY,
+            "502 Bad Gateway: packrat cannot reach GitLab to check this credential's access; retry when GitLab is reachable",
+        ),
+    }
 }
 
 fn refusal(d: &Decision) -> Error {
-    Error::Passthrough {
+    Error::Remembered(Box::new(Error::Passthrough {
         status: StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN),
         body: Bytes::from(d.body.clone().unwrap_or_default()),
         www_authenticate: d.www_authenticate.clone(),
-    }
+    }))
 }
 
 #[cfg(test)]

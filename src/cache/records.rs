@@ -22,7 +22,7 @@ use http::StatusCode;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
-use super::{offline_miss, refusal, CacheOutcome, Core, Verdict};
+use super::{refusal, CacheOutcome, Core, Verdict};
 use crate::auth::{Age, Credential};
 use crate::error::Error;
 use crate::store::{now_ms, BlobEntry, Digest, Expect, MetaRecord, Origin, Tree};
@@ -141,6 +141,10 @@ impl Core {
                 }
                 Err(Error::passthrough(status, body, www_authenticate))
             }
+            // A 429 is GitLab answering: never an outage (see `Core::on_upstream_error`).
+            Err(Error::Upstream(e @ crate::error::UpstreamError::RateLimited { .. })) => {
+                Err(e.into())
+            }
             Err(Error::Upstream(e)) => {
                 let decision =
                     stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
@@ -203,7 +207,7 @@ impl Core {
                     outcome: CacheOutcome::Hit,
                 })
             }
-            None => Err(offline_miss(&spec.url)),
+            None => Err(self.offline_miss(&spec.url)),
         }
     }
 

@@ -26,6 +26,7 @@ use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
 use crate::server::reply::Reply;
 use crate::store::{Expect, Origin};
+use crate::upstream::NotFound;
 pub use escape::{ModulePath, ModuleVersion};
 
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -112,6 +113,23 @@ pub fn not_found() -> Error {
     Error::gitlab(StatusCode::NOT_FOUND, "404 Not Found")
 }
 
+/// `/go/`'s answer for a module no setting maps to GitLab and no rule sends to a public
+/// proxy: a 404 (the go command then tries its next GOPROXY) that names the settings.
+pub fn not_mapped(core: &Core, module: &ModulePath) -> Error {
+    Error::gitlab(
+        StatusCode::NOT_FOUND,
+        format!("{}: {module}", not_mapped_reason(core)),
+    )
+}
+
+/// Why `/go/` (and `packrat sync`) cannot place a module: the settings that would.
+pub fn not_mapped_reason(core: &Core) -> String {
+    format!(
+        "404 Not Found: this module is not under go.host ({:?}) and no [[go.modules]] prefix maps it to a GitLab project; set go.host or add a [[go.modules]] entry (a public module also needs forwarding.go_proxy and a forward = true rule)",
+        core.config.go.host
+    )
+}
+
 pub async fn handle(
     core: &Arc<Core>,
     target: &GoTarget,
@@ -178,20 +196,39 @@ async fn context<'a>(
         GoTarget::Project(p) => Some(p.clone()),
         GoTarget::Any => resolve_project(core, module, credential).await?,
     };
+    let project = match project {
+        Some(p) if core.upstream.is_offline() => Some(offline_spelling(core, p, module)?),
+        other => other,
+    };
     Ok(match project {
         Some(p) => Ctx {
             core,
             source: Source::Gitlab(p),
             credential,
         },
-        None => match forwarding::decide(core, Kind::Go, module.as_str())? {
-            Verdict::Forward(base) => Ctx {
-                core,
-                source: Source::Public(base.trim_end_matches('/').to_string()),
-                credential: anonymous,
-            },
-            Verdict::NotAllowed | Verdict::Blocked => return Err(not_found()),
-        },
+        None => {
+            let verdict = if core.upstream.is_offline() {
+                // An offline mirror asks no one, so it blocks nothing: a pinned module it does
+                // not hold is a plain miss; a public one is served as it was synced.
+                if forwarding::is_pinned(core, Kind::Go, module.as_str())? {
+                    Verdict::NotAllowed
+                } else {
+                    forwarding::public_registry(core, Kind::Go, module.as_str())
+                        .map_or(Verdict::NotAllowed, Verdict::Forward)
+                }
+            } else {
+                forwarding::decide(core, Kind::Go, module.as_str())?
+            };
+            match verdict {
+                Verdict::Forward(base) => Ctx {
+                    core,
+                    source: Source::Public(base.trim_end_matches('/').to_string()),
+                    credential: anonymous,
+                },
+                Verdict::NotAllowed => return Err(not_mapped(core, module)),
+                Verdict::Blocked => return Err(not_found()),
+            }
+        }
     })
 }
 
@@ -392,22 +429,51 @@ async fn resolve_project(
     // GitLab answers 401/403 for a project the caller cannot see, which for an anonymous
     // caller includes one that does not exist (API.md §2/§4): not a reason to stop looking.
     let mut unauthorized: Option<Error> = None;
-    for n in (2..=parts.len()).rev() {
+    // A project path is at most MAX_PROJECT_DEPTH segments (GitLab nests groups 20 deep), so
+    // a module path of any length costs at most that many upstream requests, and a project
+    // path GitLab said is not there (or not for this caller) is not asked again for
+    // `negative_ttl`, whatever module is asked for below it.
+    for n in (2..=parts.len().min(MAX_PROJECT_DEPTH)).rev() {
         let candidate = parts[..n].join("/");
+        let memo = format!("go-project/{candidate}");
+        match core.recall_absent(credential, &memo) {
+            Some(StatusCode::UNAUTHORIZED) => {
+                unauthorized.get_or_insert_with(|| {
+                    Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized")
+                });
+                continue;
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        let spelled = if core.upstream.is_offline() {
+            offline_spelling(core, candidate.clone(), module)?
+        } else {
+            candidate.clone()
+        };
         let ctx = Ctx {
             core,
-            source: Source::Gitlab(candidate.clone()),
+            source: Source::Gitlab(spelled),
             credential,
         };
         match ctx.list(module).await {
             Ok(_) => {
-                core.put_aux(&aux_key, &candidate)?;
+                if !core.upstream.is_offline() {
+                    core.put_aux(&aux_key, &candidate)?;
+                }
                 return Ok(Some(candidate));
             }
             Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
+                core.remember_absent(credential, &memo, StatusCode::UNAUTHORIZED);
                 unauthorized.get_or_insert(e);
             }
-            Err(e) if matches!(e.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN) => {}
+            Err(e) if matches!(e.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN) => {
+                // Only "no such project" speaks of the candidate as a whole; a missing module
+                // in a project that exists says nothing about that project's other modules.
+                if error_not_found(&e) == Some(NotFound::Project) || e.status() == 403 {
+                    core.remember_absent(credential, &memo, e.status());
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -415,6 +481,33 @@ async fn resolve_project(
     // caller cannot see yet (GitLab's 401). Otherwise it is under GitLab's host but in no
     // project: a 404, never looked up publicly.
     Err(unauthorized.unwrap_or_else(not_found))
+}
+
+/// Offline, the spelling of a project (id or full path) that the mirror holds `module` under:
+/// a project synced by path answers by id too, and the other way round, as GitLab does.
+fn offline_spelling(core: &Core, project: String, module: &ModulePath) -> Result<String, Error> {
+    let held =
+        |p: &str| -> Result<bool, Error> { core.has_metadata(&format!("go/p:{p}/{module}/list")) };
+    if held(&project)? {
+        return Ok(project);
+    }
+    match core.project_alias(&project)? {
+        Some(alias) if held(&alias)? => Ok(alias),
+        _ => Ok(project),
+    }
+}
+
+/// Deepest GitLab project path `/go/` considers: 20 levels of groups and the project.
+const MAX_PROJECT_DEPTH: usize = 21;
+
+/// What a GitLab 404 passed on as an error says is missing.
+fn error_not_found(e: &Error) -> Option<NotFound> {
+    match e.inner() {
+        Error::Passthrough { status, body, .. } if *status == StatusCode::NOT_FOUND => {
+            Some(NotFound::of(body))
+        }
+        _ => None,
+    }
 }
 
 /// The rest of `module` after the GitLab module host (`go.host`) and a `/`, if it is under

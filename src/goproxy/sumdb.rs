@@ -134,7 +134,13 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
                 module,
                 "not looking up a private module in the public checksum database"
             );
-            return Err(not_found());
+            return Err(Error::gitlab(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "404 Not Found: packrat never looks up GitLab's or other private modules in the public checksum database; list them in GONOSUMDB (e.g. GONOSUMDB={})",
+                    core.config.go.host
+                ),
+            ));
         }
     }
     let hit = core

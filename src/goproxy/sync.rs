@@ -46,6 +46,10 @@ pub async fn sync_module(
     let anonymous = Credential::anonymous();
     let ctx = context(core, target, module, credential, &anonymous).await?;
     ctx.list(module).await?;
+    // Both names of the project, so the mirror answers at either spelling offline.
+    if let super::Source::Gitlab(project) = &ctx.source {
+        core.learn_project_names(credential, project).await;
+    }
     let mut out = Synced {
         fetched: 0,
         bytes: 0,
@@ -58,10 +62,12 @@ pub async fn sync_module(
     };
     for kind in kinds {
         let reply = ctx.file(module, version, *kind).await?;
-        if reply.outcome != CacheOutcome::Hit {
+        let fetched = reply.outcome != CacheOutcome::Hit;
+        let n = drain(reply.body).await?;
+        if fetched {
             out.fetched += 1;
+            out.bytes += n;
         }
-        out.bytes += drain(reply.body).await?;
         let key = format!("{}@{}.{}", ctx.key(module), version.as_str(), kind.ext());
         pin(core, &key)?;
     }

@@ -6,6 +6,7 @@
 //! the packument the client was allowed to read.
 
 pub mod name;
+mod offline;
 pub mod packument;
 pub mod publish;
 pub mod sync;
@@ -115,16 +116,32 @@ pub enum NpmRoute {
     /// `DELETE .../-/package/:package_name/dist-tags/:tag`
     DistTagDelete(PackageName, String),
     Audit(AuditKind),
+    /// A write no route of packrat's claims (npm unpublish's `PUT .../-rev/<rev>` and
+    /// `DELETE .../-rev/<rev>`, …): sent to GitLab as the client sent it, whose answer comes
+    /// back unchanged. The path below the prefix, still percent-encoded; no dot segments.
+    Unrouted(Method, String),
 }
 
 impl NpmRoute {
     /// Parse the raw (still percent-encoded) path below the prefix.
     pub fn parse(method: &Method, rest: &str) -> Result<NpmRoute, Error> {
+        let raw = rest;
         let decoded = percent_encoding::percent_decode_str(rest)
             .decode_utf8()
             .map_err(|_| RequestError::BadPackageName)?;
         let rest = decoded.as_ref();
         let read = *method == Method::GET || *method == Method::HEAD;
+        // A write packrat has no route for goes to GitLab as it came (npm unpublish), but only
+        // below this prefix: no segment may climb out of it.
+        let unrouted = || -> Result<NpmRoute, Error> {
+            let climbs = rest
+                .split('/')
+                .any(|seg| seg == "." || seg == ".." || seg.contains('\\'));
+            if climbs || rest.bytes().any(|b| b.is_ascii_control()) {
+                return Err(RequestError::BadPackageName.into());
+            }
+            Ok(NpmRoute::Unrouted(method.clone(), raw.to_string()))
+        };
         if let Some(audit) = rest.strip_prefix("-/npm/v1/security/") {
             let kind = match audit {
                 "advisories/bulk" => AuditKind::AdvisoriesBulk,
@@ -161,11 +178,11 @@ impl NpmRoute {
         if rest.starts_with("-/") {
             return Err(RequestError::NoRoute.into());
         }
-        if *method == Method::PUT && !rest.contains("/-/") {
+        if *method == Method::PUT && !rest.contains("/-/") && !rest.contains("/-rev/") {
             return Ok(NpmRoute::Publish(PackageName::parse(rest)?));
         }
         if !read {
-            return Err(RequestError::MethodNotAllowed.into());
+            return unrouted();
         }
         if let Some((name, file)) = rest.split_once("/-/") {
             let name = PackageName::parse(name)?;
@@ -273,7 +290,55 @@ pub async fn handle(
             publish::dist_tag(core, scope, &name, &tag, Method::DELETE, req).await
         }
         NpmRoute::Audit(kind) => audit(core, scope, kind, req).await,
+        NpmRoute::Unrouted(method, rest) => unrouted(core, scope, method, &rest, req).await,
     }
+}
+
+/// A write packrat has no route for, as the client sent it; GitLab's answer, unchanged. Should
+/// GitLab accept it, the name it concerns revalidates everywhere.
+async fn unrouted(
+    core: &Arc<Core>,
+    scope: &NpmScope,
+    method: Method,
+    rest: &str,
+    req: NpmRequest<'_>,
+) -> Result<Reply, Error> {
+    let path = format!("{}/{rest}", scope.prefix());
+    let body = match req.body {
+        Some(b) => Some(b.outgoing().await?),
+        None => None,
+    };
+    let answer = core
+        .upstream
+        .forward(
+            method,
+            &path,
+            req.credential,
+            req.headers,
+            body,
+            "npm_unrouted",
+        )
+        .await?;
+    if answer.status.is_success() {
+        let decoded = percent_encoding::percent_decode_str(rest).decode_utf8_lossy();
+        let mut segs = decoded.split('/');
+        let first = segs.next().unwrap_or("");
+        let candidate = if first.starts_with('@') {
+            format!("{first}/{}", segs.next().unwrap_or(""))
+        } else {
+            first.to_string()
+        };
+        if let Ok(name) = PackageName::parse(&candidate) {
+            if let Err(e) = invalidate(core, name.as_str()).and_then(|()| core.records_written()) {
+                tracing::warn!(name = %name, error = %e, "a write went through upstream; invalidating the cache failed");
+            }
+        }
+    }
+    Ok(Reply::passthrough(
+        answer.status,
+        answer.headers,
+        answer.body,
+    ))
 }
 
 /// The packument for `name` as seen at `scope`, through the cache core's gate.
@@ -340,6 +405,27 @@ pub(crate) async fn resolve(
                 origin: Origin::Gitlab,
             })
         }
+        // An offline mirror forwards nothing and blocks nothing: a name it does not hold at
+        // this prefix is a plain miss (never a dependency-confusion attempt), unless it holds
+        // the public package, which it serves as it was synced.
+        Err(e) if e.status() == StatusCode::NOT_FOUND && core.upstream.is_offline() => {
+            if forwarding::is_pinned(core, Kind::Npm, name.as_str())? {
+                return Err(e);
+            }
+            let registry = core
+                .config
+                .forwarding
+                .npm_registry
+                .clone()
+                .unwrap_or_default();
+            match public_packument(core, scope, name, &registry).await {
+                Ok(hit) => Ok(Resolved {
+                    hit,
+                    origin: Origin::Public,
+                }),
+                Err(_) => Err(e),
+            }
+        }
         Err(e) if e.status() == StatusCode::NOT_FOUND => {
             let pinned = forwarding::is_pinned(core, Kind::Npm, name.as_str())?;
             let registry = forwarding::public_registry(core, Kind::Npm, name.as_str());
@@ -395,7 +481,7 @@ async fn gitlab_lacks(
 
 /// GitLab's npm "the project is visible, the package is not in it" answer.
 fn says_no_such_package(e: &Error) -> bool {
-    match e {
+    match e.inner() {
         Error::Passthrough { body, .. } => body_mentions(body, "Packages not found"),
         Error::Gitlab { error, .. } => error.as_deref() == Some("Packages not found"),
         _ => false,
@@ -444,11 +530,19 @@ pub(crate) async fn tarball(
     // listed in the document they were allowed to read (at the group and instance prefixes,
     // that caller's own document, see `MetaSpec::per_caller`).
     let mut attempts = 0;
+    let offline = core.upstream.is_offline();
+    let elsewhere = || offline::file_elsewhere(core, scope, name, file, credential);
     let (origin, tref) = loop {
         attempts += 1;
-        let Resolved { hit, origin } = resolve(core, scope, name, credential)
-            .await
-            .map_err(|e| tarball_refusal(e, credential))?;
+        let Resolved { hit, origin } = match resolve(core, scope, name, credential).await {
+            Ok(r) => r,
+            // Offline, a file synced through another prefix answers here too.
+            Err(e) if offline && e.status() == StatusCode::NOT_FOUND => match elsewhere()? {
+                Some(tref) => break (Origin::Gitlab, tref),
+                None => return Err(tarball_refusal(e, credential)),
+            },
+            Err(e) => return Err(tarball_refusal(e, credential)),
+        };
         let aux_prefix = match origin {
             Origin::Gitlab => format!("npmfile/{}/{}/", scope.key(), name),
             Origin::Public => format!("npmpubfile/{}/{}/", scope.key(), name),
@@ -459,6 +553,10 @@ pub(crate) async fn tarball(
             // Another caller's document may have replaced this one's between the two
             // reads (its files then carry the other revision): resolve once more.
             None if hit.per_caller && attempts < 2 => continue,
+            None if offline && origin == Origin::Gitlab => match elsewhere()? {
+                Some(tref) => break (Origin::Gitlab, tref),
+                None => return Err(Error::npm_not_found("Package")),
+            },
             None => return Err(Error::npm_not_found("Package")),
         }
     };
@@ -502,11 +600,16 @@ pub(crate) fn blob_key(origin: Origin, url: &str) -> String {
     }
 }
 
-/// GitLab's tarball route answers 404 where its metadata route answers 401 (API.md §4).
+/// GitLab's tarball route answers 404 where its metadata route answers 401 to an anonymous
+/// caller (no `authenticate_non_public` there, API.md §4). On npm routes GitLab reads HTTP
+/// Basic only as a deploy token, and a Basic credential that is none is no credential: such a
+/// caller is anonymous to GitLab too. A token GitLab rejects in a carrier it reads is a 401 on
+/// both routes.
 fn tarball_refusal(e: Error, credential: &Credential) -> Error {
-    match &e {
+    let anonymous_to_gitlab = credential.is_anonymous() || credential.is_basic_only();
+    match e.inner() {
         Error::Passthrough { status, body, .. } => {
-            if *status == StatusCode::UNAUTHORIZED && credential.is_anonymous() {
+            if *status == StatusCode::UNAUTHORIZED && anonymous_to_gitlab {
                 Error::npm_not_found("Project")
             } else if *status == StatusCode::NOT_FOUND && body_mentions(body, "Packages not found")
             {
@@ -520,7 +623,7 @@ fn tarball_refusal(e: Error, credential: &Credential) -> Error {
 }
 
 fn not_found_as(e: Error, thing: &str) -> Error {
-    match &e {
+    match e.inner() {
         Error::Passthrough { status, body, .. }
             if *status == StatusCode::NOT_FOUND && body_mentions(body, "Packages not found") =>
         {
@@ -683,7 +786,17 @@ mod tests {
             NpmRoute::DistTagDelete(ui.clone(), "stable".into())
         );
         assert!(NpmRoute::parse(&Method::GET, "-/package/@acme/ui/dist-tags/stable").is_err());
-        assert!(NpmRoute::parse(&Method::DELETE, "@acme%2fui").is_err());
+        // npm unpublish: sent to GitLab as it came.
+        assert_eq!(
+            NpmRoute::parse(&Method::DELETE, "@acme%2fui/-rev/3").unwrap(),
+            NpmRoute::Unrouted(Method::DELETE, "@acme%2fui/-rev/3".into())
+        );
+        assert_eq!(
+            NpmRoute::parse(&Method::PUT, "@acme%2fui/-rev/3").unwrap(),
+            NpmRoute::Unrouted(Method::PUT, "@acme%2fui/-rev/3".into())
+        );
+        assert!(NpmRoute::parse(&Method::DELETE, "@acme%2fui/..%2f..%2fusers").is_err());
+        assert!(NpmRoute::parse(&Method::DELETE, "%2e%2e/x").is_err());
         assert_eq!(
             NpmRoute::parse(&Method::POST, "-/npm/v1/security/audits/quick").unwrap(),
             NpmRoute::Audit(AuditKind::AuditsQuick)

@@ -112,9 +112,7 @@ impl Build for PackumentBuilder {
                     }
                     let mut meta: Value =
                         serde_json::from_str(meta.get()).map_err(|e| bad(&e.to_string()))?;
-                    if let Some(entry) = self.rewrite(&mut meta) {
-                        aux.push(entry);
-                    }
+                    aux.extend(self.rewrite(&mut meta));
                     if self.abbreviate {
                         let mut small = serde_json::Map::new();
                         if let Some(obj) = meta.as_object() {
@@ -216,9 +214,40 @@ impl Build for PackumentBuilder {
     }
 }
 
+/// Aux key prefix of the prefix-independent file records: `npmowner/<name>/<file>/<project
+/// id>` → [`TarballRef`]. An offline mirror finds a file there whatever prefix synced it.
+pub const OWNER_PREFIX: &str = "npmowner/";
+
+/// The GitLab project that holds a tarball, from its URL (GitLab always writes the project
+/// route with the numeric id: `/api/v4/projects/<id>/packages/npm/...`).
+pub fn owner_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("/api/v4/projects/")?;
+    let (id, tail) = rest.split_once('/')?;
+    (tail.starts_with("packages/npm/") && !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(id)
+}
+
 impl PackumentBuilder {
-    /// Point one version's `dist.tarball` at packrat; return the file's index record.
-    fn rewrite(&self, meta: &mut Value) -> Option<(String, Value)> {
+    /// Point one version's `dist.tarball` at packrat; return the file's index records: by this
+    /// document's prefix, and (for a GitLab file) by name, file and owning project.
+    fn rewrite(&self, meta: &mut Value) -> Vec<(String, Value)> {
+        let Some((key, tref)) = self.rewrite_one(meta) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(2);
+        let file = key.strip_prefix(self.aux_prefix.as_str()).unwrap_or("");
+        if let (Some(owner), false) = (owner_of(&tref.url), file.is_empty()) {
+            if let Ok(v) = serde_json::to_value(&tref) {
+                out.push((format!("{OWNER_PREFIX}{}/{file}/{owner}", self.name), v));
+            }
+        }
+        if let Ok(v) = serde_json::to_value(&tref) {
+            out.push((key, v));
+        }
+        out
+    }
+
+    fn rewrite_one(&self, meta: &mut Value) -> Option<(String, TarballRef)> {
         let dist = meta.get_mut("dist")?.as_object_mut()?;
         let url = dist.get("tarball")?.as_str()?.to_string();
         let (_, file) = url.rsplit_once("/-/")?;
@@ -242,10 +271,7 @@ impl PackumentBuilder {
         };
         let rewritten = format!("{}/{}/-/{}", self.tarball_base, self.name, file);
         dist.insert("tarball".into(), Value::String(rewritten));
-        Some((
-            Self::file_key(&self.aux_prefix, &file),
-            serde_json::to_value(&tref).ok()?,
-        ))
+        Some((Self::file_key(&self.aux_prefix, &file), tref))
     }
 }
 
@@ -271,9 +297,11 @@ mod tests {
         );
         let keys: Vec<_> = json.as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["name", "versions", "dist-tags"], "key order kept");
-        assert_eq!(built.aux[0].0, "npmfile/i/@acme/ui/@acme/ui-1.0.0.tgz");
+        assert_eq!(built.aux[0].0, "npmowner/@acme/ui/@acme/ui-1.0.0.tgz/42");
+        assert_eq!(built.aux[1].0, "npmfile/i/@acme/ui/@acme/ui-1.0.0.tgz");
+        assert_eq!(built.aux[0].1, built.aux[1].1);
         assert_eq!(
-            built.aux[0].1["url"],
+            built.aux[1].1["url"],
             "http://internal:8080/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"
         );
         assert_eq!(&built.variants[2].bytes[..], br#"{"latest":"1.0.0"}"#);

@@ -36,6 +36,8 @@ enum Checked<'a> {
 }
 
 struct Published<'a> {
+    /// The name GitLab stores: the body's `name`, which may differ from the URL's.
+    name: String,
     /// `<name>-<version>.tgz`, as GitLab names the file.
     file: String,
     /// The attachment's base64, as sent (trimmed).
@@ -123,6 +125,7 @@ fn check<'a>(
             .map(str::to_string)
     };
     Ok(Checked::New(Published {
+        name,
         file,
         data,
         shasum: field("shasum"),
@@ -195,6 +198,15 @@ async fn after_publish(
     let Checked::New(p) = checked else {
         return Ok(());
     };
+    // GitLab stores the package under the body's name, whatever the URL said.
+    let stored = match PackageName::parse(&p.name) {
+        Ok(n) if n != *name => {
+            invalidate(core, n.as_str())?;
+            n
+        }
+        _ => name.clone(),
+    };
+    let name = &stored;
     // Learn where the upstream keeps the new tarball: the packument, refetched now with the
     // publisher's credential (it is stale after the invalidation above).
     super::packument(core, scope, name, credential).await?;
@@ -266,10 +278,13 @@ pub(super) async fn dist_tag(
     ))
 }
 
-/// Every prefix's packument (and so dist-tags) of `name` revalidates on its next read.
+/// Every prefix's packument (and so dist-tags) of `name` revalidates on its next read, and
+/// no remembered "not found" for it stands: the next read by anyone sees the write.
 pub fn invalidate(core: &Core, name: &str) -> Result<(), Error> {
     let suffix = format!("/{name}");
     core.invalidate_metadata("npm/", |k| k.ends_with(&suffix))?;
+    core.decisions
+        .forget_not_found(|scope| scope.starts_with("npm") && scope.ends_with(&suffix))?;
     Ok(())
 }
 

@@ -102,6 +102,10 @@ pub async fn sync_version(
     if let Some(tref) = core.aux::<TarballRef>(&PackumentBuilder::file_key(&prefix, &file))? {
         let key = blob_key(origin, &tref.url);
         core.put_aux(&format!("{MIRROR_PREFIX}{key}"), &key)?;
+        // The owning project's full path lets the mirror answer at every prefix offline.
+        if let Some(owner) = super::packument::owner_of(&tref.url) {
+            core.learn_project_names(credential, owner).await;
+        }
     }
     Ok(Synced {
         version,

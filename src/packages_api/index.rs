@@ -213,8 +213,7 @@ pub async fn list(
         || async move {
             let items = fetch_pages(core, &path, &slice.upstream_params(), credential).await?;
             for (id, full_path) in project_names(target, &items) {
-                core.put_aux(&project_name_key(&id), &full_path)?;
-                core.put_aux(&project_name_key(&full_path), &id)?;
+                core.learn_project(&id, &full_path)?;
             }
             let owner = match target {
                 Target::Group(_) => credential.hash().hex(),
@@ -232,17 +231,6 @@ pub async fn list(
         },
     )
     .await
-}
-
-fn project_name_key(id_or_path: &str) -> String {
-    format!("pkgproj/{id_or_path}")
-}
-
-/// The other name of a project (its full path for an id, its id for a path), as the
-/// Packages API listings packrat cached told it; for offline.tokens scopes, which may name
-/// a project either way.
-pub fn project_alias(core: &Core, id_or_path: &str) -> Result<Option<String>, Error> {
-    core.aux(&project_name_key(id_or_path))
 }
 
 /// (id, full path) pairs a listing reveals: a group listing's `project_id`/`project_path`;
@@ -453,6 +441,7 @@ async fn fetch_one(
             Err(Error::Upstream(UpstreamError::Status {
                 url: upstream::redact(&url),
                 status: 502,
+                setting: "upstream.url",
             }))
         }
     }

@@ -18,10 +18,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use crate::auth::Credential;
-use crate::cache::{CacheOutcome, Core};
+use crate::cache::{BlobSpec, CacheOutcome, Core};
 use crate::error::{Error, RequestError};
 use crate::server::reply::Reply;
-use crate::store::Digest;
+use crate::store::{Digest, Expect, Origin};
 use crate::upstream::{self, Fetched, Forwarded, Request};
 use index::{Slice, Target};
 use params::{id_of, str_field, FilesQuery, ListKind, ListQuery, PipelinesQuery, Query};
@@ -45,6 +45,8 @@ pub enum PkgRoute {
     Pipelines(i64),
     DeletePackage(i64),
     DeleteFile(i64, i64),
+    /// `GET .../package_files/:package_file_id/download` (GitLab 18.4): the file itself.
+    Download(i64, i64),
     /// A path id that is not an integer, with Grape's message; answered only once access is
     /// decided (see [`handle`]).
     BadId(String),
@@ -99,6 +101,16 @@ impl PkgRoute {
                     Err(RequestError::MethodNotAllowed.into())
                 }
             }),
+            ([id, "package_files", file, "download"], false) => package_id(id).and_then(|id| {
+                let file = params::parse_int(file).ok_or_else(|| {
+                    Error::from(RequestError::Grape("package_file_id is invalid".into()))
+                })?;
+                if read {
+                    Ok(PkgRoute::Download(id, file))
+                } else {
+                    Err(RequestError::MethodNotAllowed.into())
+                }
+            }),
             ([id, "package_files", file], false) => package_id(id).and_then(|id| {
                 let file = params::parse_int(file).ok_or_else(|| {
                     Error::from(RequestError::Grape("package_file_id is invalid".into()))
@@ -125,6 +137,7 @@ impl PkgRoute {
             PkgRoute::Pipelines(_) => "packages_pipelines",
             PkgRoute::DeletePackage(_) => "packages_delete",
             PkgRoute::DeleteFile(..) => "packages_file_delete",
+            PkgRoute::Download(..) => "packages_file_download",
             PkgRoute::BadId(_) => "packages_invalid",
         }
     }
@@ -158,6 +171,7 @@ pub async fn handle(
         PkgRoute::Pipelines(id) => pipelines(core, target, id, &query, &req).await,
         PkgRoute::DeletePackage(id) => delete_package(core, id, &req).await,
         PkgRoute::DeleteFile(id, file) => delete_file(core, id, file, &req).await,
+        PkgRoute::Download(id, file) => download(core, target, id, file, &req).await,
         PkgRoute::BadId(message) => Err(RequestError::Grape(message).into()),
     };
     match result {
@@ -321,6 +335,7 @@ async fn show_upstream(core: &Arc<Core>, req: &PkgRequest<'_>) -> Result<Reply, 
             Err(Error::Upstream(crate::error::UpstreamError::Status {
                 url: upstream::redact(&url),
                 status: 502,
+                setting: "upstream.url",
             }))
         }
     }
@@ -357,7 +372,7 @@ async fn pipelines(
     query: &Query,
     req: &PkgRequest<'_>,
 ) -> Result<Reply, Error> {
-    let q = PipelinesQuery::parse(query)?;
+    let q = PipelinesQuery::parse(query, target.id(), id)?;
     let hit = index::pipelines(core, target, id, req.credential).await?;
     let mut rows: Vec<&Value> = hit
         .value
@@ -393,7 +408,12 @@ async fn delete_package(core: &Arc<Core>, id: i64, req: &PkgRequest<'_>) -> Resu
     };
     let answer = forward(core, Method::DELETE, req, "packages_delete").await?;
     if answer.status.is_success() {
+        let files = format!("/packages/{id}/package_files/");
         let applied = index::forget_package(core, id)
+            .and_then(|()| {
+                core.forget_blobs("pkgfile:", |k| k.contains(&files))
+                    .map(drop)
+            })
             .and_then(|()| match &known {
                 Some(item) => forget_format_metadata(core, item, None),
                 None => Ok(()),
@@ -404,6 +424,69 @@ async fn delete_package(core: &Arc<Core>, id: i64, req: &PkgRequest<'_>) -> Resu
         }
     }
     Ok(forwarded(answer))
+}
+
+/// `GET .../package_files/:package_file_id/download`: whoever may read the package's file
+/// list may read its files. The file is cached like every blob, verified against the
+/// listing's `file_sha256` (else `file_sha1`), for every package type.
+async fn download(
+    core: &Arc<Core>,
+    target: &Target,
+    package_id: i64,
+    file_id: i64,
+    req: &PkgRequest<'_>,
+) -> Result<Reply, Error> {
+    let hit = index::files(core, target, package_id, req.credential).await?;
+    let Some(file) = hit.value.iter().find(|f| id_of(f) == file_id) else {
+        return Err(Error::Gitlab {
+            status: StatusCode::NOT_FOUND,
+            message: "404 Package File Not Found".into(),
+            error: Some("Package file not found".into()),
+        });
+    };
+    let mut expect = Expect::default();
+    if let Some(d) = Digest::parse(str_field(file, "file_sha256")) {
+        expect.sha256 = Some(d.0);
+    } else {
+        expect = Expect::npm(Some(str_field(file, "file_sha1")), None);
+    }
+    if expect.sha256.is_none() && expect.sha1.is_none() {
+        return Err(Error::Upstream(crate::error::UpstreamError::Body {
+            url: upstream::redact(&core.upstream.gitlab_url(req.raw_path)),
+            reason: "the package file listing gives no sha256 or sha1 to verify it against".into(),
+        }));
+    }
+    expect.size = file.get("size").and_then(Value::as_u64);
+    let path = format!(
+        "{}/packages/{package_id}/package_files/{file_id}/download",
+        target.api_path()
+    );
+    let blob = core
+        .blob(BlobSpec {
+            key: format!("pkgfile:{path}"),
+            url: core.upstream.gitlab_url(&path),
+            credential: req.credential.clone(),
+            expect,
+            content_type: "application/octet-stream",
+            kind: "package_file",
+            origin: Origin::Gitlab,
+            validate: None,
+            forward_name: None,
+        })
+        .await?;
+    let name = str_field(file, "file_name");
+    let base = name
+        .rsplit('/')
+        .next()
+        .unwrap_or(name)
+        .replace(['"', '\\'], "_");
+    Ok(Reply::blob(blob)
+        .header(http::header::CONTENT_TYPE, "application/octet-stream")
+        .header(
+            http::header::CONTENT_DISPOSITION,
+            &format!("attachment; filename=\"{base}\""),
+        )
+        .immutable(req.credential.is_anonymous()))
 }
 
 /// `DELETE .../package_files/:package_file_id`.
@@ -425,7 +508,10 @@ async fn delete_file(
     };
     let answer = forward(core, Method::DELETE, req, "packages_file_delete").await?;
     if answer.status.is_success() {
-        let applied = index::forget_file(core, package_id, file_id)
+        let file = format!("/packages/{package_id}/package_files/{file_id}/download");
+        let applied = core
+            .forget_blobs("pkgfile:", |k| k.ends_with(&file))
+            .and_then(|_| index::forget_file(core, package_id, file_id))
             .and_then(|name| match &known {
                 Some(item) => forget_format_metadata(core, item, Some(name.as_deref())),
                 None => Ok(()),

@@ -411,12 +411,13 @@ pub struct PipelinesQuery {
     pub per_page: i64,
     /// Pipelines with an id below this one (from the cursor), or all.
     pub before: Option<i64>,
-    /// The params the client sent (the next link repeats them with a new cursor).
+    /// The params of the next link: the client's, the path params (`id`, `package_id`) and
+    /// `per_page`, as GitLab's `Keyset::HeaderBuilder` merges them with the new cursor.
     pub request_params: Vec<(String, String)>,
 }
 
 impl PipelinesQuery {
-    pub fn parse(q: &Query) -> Result<PipelinesQuery, Error> {
+    pub fn parse(q: &Query, id: &str, package_id: i64) -> Result<PipelinesQuery, Error> {
         let mut errors = Errors::default();
         let per_page = int(q, "per_page", &mut errors);
         if per_page.is_some_and(|n| !(1..=MAX_PIPELINES_PER_PAGE).contains(&n)) {
@@ -435,10 +436,15 @@ impl PipelinesQuery {
             },
         };
         errors.finish()?;
+        let per_page = per_page.unwrap_or(MAX_PIPELINES_PER_PAGE);
+        let mut link = LinkParams::from(q);
+        link.set("id", id);
+        link.set("package_id", &package_id.to_string());
+        link.set("per_page", &per_page.to_string());
         Ok(PipelinesQuery {
-            per_page: per_page.unwrap_or(MAX_PIPELINES_PER_PAGE),
+            per_page,
             before,
-            request_params: q.pairs().to_vec(),
+            request_params: link.0,
         })
     }
 }
@@ -638,9 +644,9 @@ mod tests {
         );
         let e = ListQuery::parse(&q("exclude_subgroups=maybe"), ListKind::Group, "1").unwrap_err();
         assert_eq!(grape_error(e), "exclude_subgroups is invalid");
-        let e = PipelinesQuery::parse(&q("per_page=21")).unwrap_err();
+        let e = PipelinesQuery::parse(&q("per_page=21"), "1", 2).unwrap_err();
         assert_eq!(grape_error(e), "per_page does not have a valid value");
-        let e = PipelinesQuery::parse(&q("cursor=%%%")).unwrap_err();
+        let e = PipelinesQuery::parse(&q("cursor=%%%"), "1", 2).unwrap_err();
         assert_eq!(grape_error(e), "cursor is invalid");
     }
 

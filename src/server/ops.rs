@@ -6,6 +6,7 @@ use super::body::{self, Body};
 use crate::auth::{offline, Credential};
 use crate::cache::Core;
 use crate::error::Error;
+use crate::metrics::Exposition;
 
 pub fn health() -> Response<Body> {
     text(StatusCode::OK, "ok\n".into(), "text/plain")
@@ -17,13 +18,13 @@ pub fn ready(core: &Core) -> Response<Body> {
     text(StatusCode::OK, body, "text/plain")
 }
 
-pub fn metrics(core: &Core) -> Response<Body> {
-    let body = core.metrics.render(core.store.blobs.bytes_on_disk());
-    text(
-        StatusCode::OK,
-        body,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-    )
+/// Prometheus text 0.0.4, or OpenMetrics when the scraper's `Accept` asks for it.
+pub fn metrics(core: &Core, accept: Option<&str>) -> Response<Body> {
+    let format = Exposition::from_accept(accept);
+    let body = core
+        .metrics
+        .render(core.store.blobs.bytes_on_disk(), format);
+    text(StatusCode::OK, body, format.content_type())
 }
 
 /// Pinned private names and blocked public-fallback attempts, as JSON: what an operator

@@ -14,6 +14,12 @@ use crate::upstream::OutBody;
 /// Bodies up to this size stay in memory; larger ones go to a spool file.
 pub const SPOOL_ABOVE: u64 = 1 << 20;
 
+/// The largest body of an npm audit POST (GitLab's are kilobytes; npm gzips them).
+pub const SMALL_BODY_AUDIT: u64 = 4 << 20;
+
+/// The largest body of any other small JSON write (a dist-tag's version string).
+pub const SMALL_BODY: u64 = 64 << 10;
+
 /// A received request body.
 pub enum RequestBody {
     Memory(Bytes),

@@ -10,6 +10,10 @@ use super::body::{self, Body};
 use crate::error::{Error, RequestError, StoreError};
 
 pub fn error_response(err: &Error) -> Response<Body> {
+    // The wrappers only say how the error was reached: answer (and log) the error itself, once.
+    if let Error::Shared(_) | Error::Remembered(_) = err {
+        return error_response(err.inner());
+    }
     let status = err.status();
     if status.is_server_error() {
         tracing::warn!(%status, error = %err, "request failed");
@@ -17,8 +21,14 @@ pub fn error_response(err: &Error) -> Response<Body> {
         tracing::debug!(%status, error = %err, "request refused");
     }
     let mut www = None;
+    let retry_after = match err.inner() {
+        Error::Upstream(crate::error::UpstreamError::RateLimited { retry_after, .. }) => {
+            retry_after.clone()
+        }
+        _ => None,
+    };
     let body = match err {
-        Error::Shared(inner) => return error_response(inner),
+        Error::Shared(_) | Error::Remembered(_) => unreachable_wrapper(),
         Error::Passthrough {
             body,
             www_authenticate,
@@ -64,11 +74,19 @@ pub fn error_response(err: &Error) -> Response<Body> {
     if let Some(w) = www {
         resp = resp.header(http::header::WWW_AUTHENTICATE, w);
     }
+    if let Some(r) = retry_after {
+        resp = resp.header(http::header::RETRY_AFTER, r);
+    }
     let bytes: bytes::Bytes = body;
     let len = bytes.len();
     resp.header(http::header::CONTENT_LENGTH, len)
         .body(body::full(bytes))
         .unwrap_or_else(|_| fallback())
+}
+
+/// Never reached: [`error_response`] unwraps [`Error::Shared`] and [`Error::Remembered`] first.
+fn unreachable_wrapper() -> bytes::Bytes {
+    bytes::Bytes::from_static(br#"{"message":"500 Internal Server Error"}"#)
 }
 
 fn status_line(status: StatusCode) -> String {

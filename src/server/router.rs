@@ -53,7 +53,7 @@ fn offline_allows(core: &Core, credential: &Credential, owner: &Owner) -> bool {
     let Owner::Project(p) = owner else {
         return false;
     };
-    match packages_api::index::project_alias(core, p) {
+    match core.project_alias(p) {
         Ok(Some(alias)) => offline::allows(config, credential, &Owner::Project(alias)),
         Ok(None) => false,
         Err(e) => {
@@ -91,6 +91,7 @@ impl Route {
                 "npm_dist_tag_write"
             }
             Route::Npm(_, NpmRoute::Audit(_)) => "npm_audit",
+            Route::Npm(_, NpmRoute::Unrouted(..)) => "npm_unrouted",
             Route::Go(_, GoRoute::List(_)) => "go_list",
             Route::Go(_, GoRoute::Latest(_)) => "go_latest",
             Route::Go(_, GoRoute::File(..)) => "go_file",
@@ -234,7 +235,13 @@ async fn dispatch(
     match route {
         Route::Health => (CacheOutcome::Bypass, ops::health()),
         Route::Ready => (CacheOutcome::Bypass, ops::ready(core)),
-        Route::Metrics => (CacheOutcome::Bypass, ops::metrics(core)),
+        Route::Metrics => {
+            let accept = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            (CacheOutcome::Bypass, ops::metrics(core, accept))
+        }
         Route::Pins => match ops::pins(core, &Credential::from_headers(req.headers())) {
             Ok(r) => (CacheOutcome::Bypass, r),
             Err(e) => (CacheOutcome::Bypass, respond::error_response(&e)),
@@ -271,13 +278,23 @@ async fn dispatch(
         Route::Npm(scope, r) => {
             let (parts, incoming) = req.into_parts();
             let credential = Credential::from_request(&parts.headers, parts.uri.query());
+            // GitLab authenticates the audit POSTs before it reads them: an anonymous body is
+            // never read at all.
+            if matches!(r, NpmRoute::Audit(_)) && credential.is_anonymous() {
+                let e = Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized");
+                return (CacheOutcome::Refused, respond::error_response(&e));
+            }
             let body = if parts.method == Method::POST || parts.method == Method::PUT {
-                // Only a publish carries a body worth spooling (the tarball).
-                let spool_above = match r {
-                    NpmRoute::Publish(_) => request_body::SPOOL_ABOVE,
-                    _ => u64::MAX,
+                // Publish bodies carry tarballs: up to server.max_body, spooled past 1 MiB.
+                // Every other body is small JSON, refused as it arrives past a small limit.
+                let (limit, spool_above) = match r {
+                    NpmRoute::Publish(_) | NpmRoute::Unrouted(..) => {
+                        (core.config.server.max_body, request_body::SPOOL_ABOVE)
+                    }
+                    NpmRoute::Audit(_) => (request_body::SMALL_BODY_AUDIT, u64::MAX),
+                    _ => (request_body::SMALL_BODY, u64::MAX),
                 };
-                let limit = core.config.server.max_body;
+                let limit = limit.min(core.config.server.max_body);
                 match request_body::receive(
                     &parts.headers,
                     incoming,
@@ -318,13 +335,28 @@ fn reply_or_error(
     match result {
         Ok(reply) => (reply.outcome, render(core, method, headers, reply)),
         Err(e) => {
-            let outcome = if e.status().is_server_error() {
-                CacheOutcome::Bypass
-            } else {
-                CacheOutcome::Refused
-            };
-            (outcome, respond::error_response(&e))
+            let outcome = error_outcome(&e);
+            let mut resp = respond::error_response(&e);
+            resp.headers_mut().insert(
+                "x-packrat-cache",
+                HeaderValue::from_static(outcome.as_str()),
+            );
+            (outcome, resp)
         }
+    }
+}
+
+/// How an error answer was reached, for the metric label and `X-Packrat-Cache`.
+fn error_outcome(e: &Error) -> CacheOutcome {
+    let status = e.status();
+    if status.is_server_error() {
+        CacheOutcome::Bypass
+    } else if status == StatusCode::NOT_FOUND && matches!(e, Error::Remembered(_)) {
+        CacheOutcome::Negative
+    } else if status == StatusCode::NOT_FOUND {
+        CacheOutcome::NotFound
+    } else {
+        CacheOutcome::Refused
     }
 }
 

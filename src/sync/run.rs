@@ -23,20 +23,32 @@ use crate::progress::Progress;
 /// Downloads at once.
 pub const CONCURRENCY: usize = 8;
 
+/// What a sync did. `items == fetched + present + failed.len()`.
 #[derive(Debug, Default)]
 pub struct Summary {
     pub items: usize,
     pub fetched: usize,
     pub present: usize,
+    /// Bytes downloaded now (what was already present is not counted).
     pub bytes: u64,
+    /// Items that failed, each named.
     pub failed: Vec<String>,
+    /// Failures that are not one item's: an input that could not be read, the checksum
+    /// database tiles.
+    pub errors: Vec<String>,
     pub skipped: Vec<Skipped>,
 }
 
-/// One item's result: newly fetched, or already present (bytes either way).
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty() && self.errors.is_empty()
+    }
+}
+
+/// One item's result: newly fetched (with the bytes downloaded), or already present.
 pub(crate) enum Done {
     Fetched(u64),
-    Present(u64),
+    Present,
 }
 
 /// Parse all inputs and fetch everything they name.
@@ -59,7 +71,7 @@ pub async fn run(core: Arc<Core>, inputs: &[PathBuf]) -> Summary {
     .await;
     let lookups = std::mem::take(&mut *lookups.lock().unwrap_or_else(|p| p.into_inner()));
     if let Err(e) = goproxy::sync::sync_tiles(&core, &lookups).await {
-        summary.failed.push(format!("{TILES}: {e}"));
+        summary.errors.push(format!("{TILES}: {e}"));
     }
     summary
 }
@@ -79,7 +91,7 @@ where
     for path in inputs {
         match super::parse_path(path) {
             Ok(p) => parsed.merge(p),
-            Err(e) => summary.failed.push(e.to_string()),
+            Err(e) => summary.errors.push(e.to_string()),
         }
     }
     summary.skipped = parsed.skipped;
@@ -99,10 +111,7 @@ where
                 summary.fetched += 1;
                 summary.bytes += b;
             }
-            Ok(Done::Present(b)) => {
-                summary.present += 1;
-                summary.bytes += b;
-            }
+            Ok(Done::Present) => summary.present += 1,
             Err(e) => {
                 let line = format!("{label}: {e}");
                 progress.println(&format!("failed: {line}"));
@@ -179,7 +188,7 @@ async fn fetch(
             Ok(if s.fetched > 0 {
                 Done::Fetched(s.bytes)
             } else {
-                Done::Present(s.bytes)
+                Done::Present
             })
         }
         Item::Packages { project } => {
@@ -188,7 +197,6 @@ async fn fetch(
             let target = Target::Project(project_id(project));
             let list = index::list(core, &target, Slice::DISPLAYABLE, credential).await?;
             let mut fetched = list.outcome != CacheOutcome::Hit;
-            let mut n = 0u64;
             for item in &list.value {
                 let Some(id) = item.get("id").and_then(serde_json::Value::as_i64) else {
                     continue;
@@ -196,12 +204,12 @@ async fn fetch(
                 let files = index::files(core, &target, id, credential).await?;
                 let pipes = index::pipelines(core, &target, id, credential).await?;
                 fetched |= files.outcome != CacheOutcome::Hit || pipes.outcome != CacheOutcome::Hit;
-                n += 1;
             }
+            // Listings, not downloads: no bytes counted.
             Ok(if fetched {
-                Done::Fetched(n)
+                Done::Fetched(0)
             } else {
-                Done::Present(n)
+                Done::Present
             })
         }
     }
@@ -209,7 +217,7 @@ async fn fetch(
 
 fn done(outcome: CacheOutcome, bytes: u64) -> Done {
     if outcome == CacheOutcome::Hit {
-        Done::Present(bytes)
+        Done::Present
     } else {
         Done::Fetched(bytes)
     }

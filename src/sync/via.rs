@@ -50,7 +50,7 @@ pub async fn run(config: &Config, base: &str, inputs: &[PathBuf]) -> anyhow::Res
     .await;
     let lookups = std::mem::take(&mut *lookups.lock().unwrap_or_else(|p| p.into_inner()));
     if let Err(e) = via.tiles(&lookups).await {
-        summary.failed.push(format!("{TILES}: {e:#}"));
+        summary.errors.push(format!("{TILES}: {e:#}"));
     }
     Ok(summary)
 }
@@ -166,7 +166,9 @@ impl Via {
                 for ext in exts {
                     let (f, b) = self.get(&format!("{dir}/@v/{}.{ext}", v.escaped())).await?;
                     fetched |= f;
-                    bytes += b.len() as u64;
+                    if f {
+                        bytes += b.len() as u64;
+                    }
                 }
                 // A project's module is private: never looked up publicly. For the rest, the
                 // running packrat answers 404 for a module it knows to be private (it holds the
@@ -186,12 +188,12 @@ impl Via {
                 Ok(if fetched {
                     Done::Fetched(bytes)
                 } else {
-                    Done::Present(bytes)
+                    Done::Present
                 })
             }
             Item::Packages { project } => {
                 let base = format!("{}/api/v4/projects/{}/packages", self.base, seg(project));
-                let (mut fetched, mut n) = (false, 0u64);
+                let mut fetched = false;
                 let mut page = 1u32;
                 loop {
                     let (f, body) = self
@@ -205,7 +207,6 @@ impl Via {
                                 .get(&format!("{base}/{id}/package_files?per_page=100"))
                                 .await?;
                             fetched |= f;
-                            n += 1;
                         }
                     }
                     if items.len() < 100 {
@@ -213,10 +214,11 @@ impl Via {
                     }
                     page += 1;
                 }
+                // Listings, not downloads: no bytes counted.
                 Ok(if fetched {
-                    Done::Fetched(n)
+                    Done::Fetched(0)
                 } else {
-                    Done::Present(n)
+                    Done::Present
                 })
             }
         }
@@ -251,7 +253,7 @@ impl Via {
         Ok(if fetched {
             Done::Fetched(body.len() as u64)
         } else {
-            Done::Present(body.len() as u64)
+            Done::Present
         })
     }
 }

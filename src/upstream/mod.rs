@@ -38,6 +38,8 @@ pub struct Upstream {
     /// Origins of `forwarding.npm_registry` and `forwarding.go_proxy`: a redirect there is
     /// a forwarding to a public registry, never content of GitLab's.
     public_origins: Vec<String>,
+    /// Origins of the other upstreams, with the setting that names each (for messages).
+    settings: Vec<(String, &'static str)>,
     timeout: Duration,
     metrics: Arc<Metrics>,
 }
@@ -95,6 +97,35 @@ pub struct Body {
     pub content_type: Option<String>,
     pub headers: HeaderMap,
     pub stream: ByteStream,
+}
+
+/// What a GitLab 404 says is missing, read from GitLab's body once, here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotFound {
+    /// The package (or module, file) is not there; the project or group is visible.
+    Package,
+    /// `404 Project Not Found`: no such project, or one the caller may not see.
+    Project,
+    /// `404 Group Not Found`.
+    Group,
+    /// Anything else (`404 Not Found`, a catch-all route).
+    Other,
+}
+
+impl NotFound {
+    /// Classify a GitLab 404 body (API.md §6: `{"message": "404 <Thing> Not Found", "error": …}`).
+    pub fn of(body: &[u8]) -> NotFound {
+        let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+        if text.contains("project not found") {
+            NotFound::Project
+        } else if text.contains("group not found") {
+            NotFound::Group
+        } else if text.contains("packages not found") || text.contains("package not found") {
+            NotFound::Package
+        } else {
+            NotFound::Other
+        }
+    }
 }
 
 /// The upstream's answer, classified.
@@ -172,6 +203,7 @@ impl Upstream {
                 .map_err(|e| UpstreamError::Unreachable {
                     url: base.clone(),
                     reason: format!("cannot build the HTTP client: {e}"),
+                    setting: "upstream.url",
                 })?;
             Connectivity::Online(client)
         };
@@ -180,13 +212,38 @@ impl Upstream {
             .flatten()
             .map(|u| origin_of(u))
             .collect();
+        let settings = [
+            (Some(&config.forwarding.go_sumdb), "forwarding.go_sumdb"),
+            (
+                config.forwarding.npm_registry.as_ref(),
+                "forwarding.npm_registry",
+            ),
+            (config.forwarding.go_proxy.as_ref(), "forwarding.go_proxy"),
+        ]
+        .into_iter()
+        .filter_map(|(url, setting)| url.map(|u| (origin_of(u), setting)))
+        .collect();
         Ok(Upstream {
             conn,
             base,
             public_origins,
+            settings,
             timeout: config.upstream.timeout,
             metrics,
         })
+    }
+
+    /// The setting that names the upstream `url` belongs to, for messages that say what to
+    /// check.
+    fn setting_for(&self, url: &str) -> &'static str {
+        let origin = origin_of(url);
+        if origin == origin_of(&self.base) {
+            return "upstream.url";
+        }
+        self.settings
+            .iter()
+            .find(|(o, _)| *o == origin)
+            .map_or("upstream.url", |(_, s)| s)
     }
 
     /// The GitLab base URL, e.g. `https://gitlab.example.com`.
@@ -248,7 +305,7 @@ impl Upstream {
                 }
                 Ok(Err(e)) => {
                     self.observe(req.kind, "error", started);
-                    return Err(classify(&url, &e, self.timeout));
+                    return Err(classify(&url, &e, self.timeout, self.setting_for(&url)));
                 }
                 Ok(Ok(r)) => r,
             };
@@ -262,6 +319,7 @@ impl Upstream {
                     return Err(UpstreamError::Status {
                         url: redact(&url),
                         status: status.as_u16(),
+                        setting: self.setting_for(&url),
                     });
                 };
                 let next = resolve(&url, loc);
@@ -291,10 +349,17 @@ impl Upstream {
                 continue;
             }
             self.observe(req.kind, status.as_str(), started);
-            if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                return Err(UpstreamError::RateLimited {
+                    url: redact(&url),
+                    retry_after: header_str(resp.headers(), http::header::RETRY_AFTER),
+                });
+            }
+            if status.is_server_error() {
                 return Err(UpstreamError::Status {
                     url: redact(&url),
                     status: status.as_u16(),
+                    setting: self.setting_for(&url),
                 });
             }
             return Ok(self.classify_response(resp, &url).await);
@@ -360,7 +425,7 @@ impl Upstream {
             }
             Ok(Err(e)) => {
                 self.observe(kind, "error", started);
-                return Err(classify(&url, &e, timeout));
+                return Err(classify(&url, &e, timeout, "upstream.url"));
             }
             Ok(Ok(r)) => r,
         };
@@ -505,6 +570,7 @@ pub fn local_client(timeout: Duration) -> Result<reqwest::Client, UpstreamError>
         .map_err(|e| UpstreamError::Unreachable {
             url: "packrat".into(),
             reason: e.to_string(),
+            setting: "the --via URL",
         })
 }
 
@@ -551,7 +617,12 @@ fn header_str(h: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
         .map(str::to_string)
 }
 
-fn classify(url: &str, e: &reqwest::Error, timeout: Duration) -> UpstreamError {
+fn classify(
+    url: &str,
+    e: &reqwest::Error,
+    timeout: Duration,
+    setting: &'static str,
+) -> UpstreamError {
     if e.is_timeout() {
         UpstreamError::Timeout {
             url: redact(url),
@@ -573,6 +644,7 @@ fn classify(url: &str, e: &reqwest::Error, timeout: Duration) -> UpstreamError {
         UpstreamError::Unreachable {
             url: redact(url),
             reason,
+            setting,
         }
     }
 }
@@ -647,6 +719,26 @@ fn is_public_forward(location: &str, forward: Forward<'_>, public_origins: &[Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gitlab_404s_are_classified() {
+        let c = |b: &str| NotFound::of(b.as_bytes());
+        assert_eq!(
+            c(r#"{"message":"404 Project Not Found"}"#),
+            NotFound::Project
+        );
+        assert_eq!(
+            c(r#"{"message":"404 Project Not Found","error":"Project not found"}"#),
+            NotFound::Project
+        );
+        assert_eq!(c(r#"{"message":"404 Group Not Found"}"#), NotFound::Group);
+        assert_eq!(
+            c(r#"{"message":"404 Packages Not Found","error":"Packages not found"}"#),
+            NotFound::Package
+        );
+        assert_eq!(c(r#"{"message":"404 Not Found"}"#), NotFound::Other);
+        assert_eq!(c(""), NotFound::Other);
+    }
 
     #[test]
     fn origins_and_redaction() {

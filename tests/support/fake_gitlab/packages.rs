@@ -818,7 +818,18 @@ fn pipelines(fake: &Shared, req: &FakeRequest, id: &str, pid: &str) -> Reply {
             .collect();
         let mut reply = with_headers(Reply::json(200, &Value::Array(body)), &[]);
         if let (true, Some(last)) = (more, ids.last()) {
+            // `Keyset::HeaderBuilder` merges every param, the path's `id` and `package_id` and
+            // the defaulted `per_page` included, with the new cursor.
             let mut q = pairs.clone();
+            set(
+                &mut q,
+                "id",
+                percent_encoding::percent_decode_str(id)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            );
+            set(&mut q, "package_id", pid.to_string());
+            set(&mut q, "per_page", per_page.to_string());
             set(&mut q, "cursor", encode_cursor(*last));
             reply = reply.header(
                 "link",
