@@ -271,13 +271,19 @@ impl Upstream {
             }
         };
         let started = Instant::now();
-        let origin = origin_of(&req.url);
-        let mut url = req.url.clone();
+        // Parsed once by the parser reqwest itself connects with: the host a hop goes to is
+        // decided on exactly the URL the client will use.
+        let mut url = url::Url::parse(&req.url).map_err(|e| UpstreamError::Unreachable {
+            url: redact(&req.url),
+            reason: format!("not a URL: {e}"),
+            setting: self.setting_for(&req.url),
+        })?;
+        let origin = url.origin();
         let mut with_credentials = true;
         let mut method = req.method.clone();
         let mut body = req.body.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let mut rb = client.request(method.clone(), &url);
+            let mut rb = client.request(method.clone(), url.clone());
             if with_credentials {
                 for (name, value) in req.credential.headers() {
                     rb = rb.header(name, value);
@@ -299,13 +305,18 @@ impl Upstream {
                 Err(_) => {
                     self.observe(req.kind, "timeout", started);
                     return Err(UpstreamError::Timeout {
-                        url: redact(&url),
+                        url: redact(url.as_str()),
                         secs: self.timeout.as_secs(),
                     });
                 }
                 Ok(Err(e)) => {
                     self.observe(req.kind, "error", started);
-                    return Err(classify(&url, &e, self.timeout, self.setting_for(&url)));
+                    return Err(classify(
+                        url.as_str(),
+                        &e,
+                        self.timeout,
+                        self.setting_for(url.as_str()),
+                    ));
                 }
                 Ok(Ok(r)) => r,
             };
@@ -317,24 +328,35 @@ impl Upstream {
                     .and_then(|v| v.to_str().ok())
                 else {
                     return Err(UpstreamError::Status {
-                        url: redact(&url),
+                        url: redact(url.as_str()),
                         status: status.as_u16(),
-                        setting: self.setting_for(&url),
+                        setting: self.setting_for(url.as_str()),
                     });
                 };
-                let next = resolve(&url, loc);
+                let Some(next) = follow(&url, loc) else {
+                    return Err(UpstreamError::Status {
+                        url: redact(url.as_str()),
+                        status: status.as_u16(),
+                        setting: self.setting_for(url.as_str()),
+                    });
+                };
                 if !req.follow_redirects {
                     self.observe(req.kind, status.as_str(), started);
-                    return Ok(Fetched::ForwardedToPublic { location: next });
+                    return Ok(Fetched::ForwardedToPublic {
+                        location: next.to_string(),
+                    });
                 }
-                if origin_of(&next) != origin {
+                if next.origin() != origin {
                     if let Some(forward) = req.forward {
-                        if is_public_forward(&next, forward, &self.public_origins) {
+                        if is_public_forward(next.as_str(), forward, &self.public_origins) {
                             self.observe(req.kind, "forwarded", started);
-                            return Ok(Fetched::ForwardedToPublic { location: next });
+                            return Ok(Fetched::ForwardedToPublic {
+                                location: next.to_string(),
+                            });
                         }
                     }
-                    // Object storage: never send the client's credentials there.
+                    // Object storage: never send the client's credentials there, nor to
+                    // anywhere a later hop leads.
                     with_credentials = false;
                 }
                 if status == StatusCode::SEE_OTHER
@@ -351,18 +373,18 @@ impl Upstream {
             self.observe(req.kind, status.as_str(), started);
             if status == StatusCode::TOO_MANY_REQUESTS {
                 return Err(UpstreamError::RateLimited {
-                    url: redact(&url),
+                    url: redact(url.as_str()),
                     retry_after: header_str(resp.headers(), http::header::RETRY_AFTER),
                 });
             }
             if status.is_server_error() {
                 return Err(UpstreamError::Status {
-                    url: redact(&url),
+                    url: redact(url.as_str()),
                     status: status.as_u16(),
-                    setting: self.setting_for(&url),
+                    setting: self.setting_for(url.as_str()),
                 });
             }
-            return Ok(self.classify_response(resp, &url).await);
+            return Ok(self.classify_response(resp, url.as_str()).await);
         }
         Err(UpstreamError::Redirects {
             url: redact(&req.url),
@@ -649,16 +671,29 @@ fn classify(
     }
 }
 
-/// `scheme://host[:port]` of a URL (lowercased), for same-origin checks.
+/// `scheme://host[:port]` of a URL as the HTTP client parses it (WHATWG: lower-cased, default
+/// port dropped, `\\` ending the authority), for same-origin checks. Not a URL: empty.
 pub fn origin_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or(host);
-    format!(
-        "{}://{}",
-        scheme.to_ascii_lowercase(),
-        host.to_ascii_lowercase()
-    )
+    url::Url::parse(url).map_or_else(|_| String::new(), |u| u.origin().ascii_serialization())
+}
+
+/// [`follow`] on text: where `location` leads from `base` (for tools and the fuzzer).
+pub fn follow_location(base: &str, location: &str) -> Option<String> {
+    follow(&url::Url::parse(base).ok()?, location).map(String::from)
+}
+
+/// Where a redirect's `Location` leads from `base`, parsed as the HTTP client will parse it
+/// (relative, scheme-relative and backslash forms included), without userinfo. `None` when
+/// it names nothing fetchable (not http or https, or not a URL).
+fn follow(base: &url::Url, location: &str) -> Option<url::Url> {
+    let mut next = base.join(location.trim()).ok()?;
+    if !matches!(next.scheme(), "http" | "https") || next.host().is_none() {
+        return None;
+    }
+    // Userinfo in a Location would make the client send Basic credentials of its own choosing.
+    next.set_username("").ok()?;
+    next.set_password(None).ok()?;
+    Some(next)
 }
 
 /// A URL fit for logs and error messages: no userinfo, no query string.
@@ -674,17 +709,6 @@ pub fn redact(url: &str) -> String {
             format!("{scheme}://{host}{path}")
         }
         None => no_query.to_string(),
-    }
-}
-
-fn resolve(base: &str, loc: &str) -> String {
-    if loc.contains("://") {
-        loc.to_string()
-    } else if loc.starts_with('/') {
-        format!("{}{}", origin_of(base), loc)
-    } else {
-        let dir = base.rsplit_once('/').map_or(base, |(d, _)| d);
-        format!("{dir}/{loc}")
     }
 }
 
@@ -742,13 +766,44 @@ mod tests {
 
     #[test]
     fn origins_and_redaction() {
-        assert_eq!(origin_of("http://A.example:80/x?y"), "http://a.example:80");
+        assert_eq!(origin_of("http://A.example:81/x?y"), "http://a.example:81");
+        assert_eq!(origin_of("http://A.example:80/x"), "http://a.example");
         assert_eq!(
             redact("https://u:p@h.example/a/b?private_token=x"),
             "https://h.example/a/b"
         );
-        assert_eq!(resolve("http://h/a/b", "/c"), "http://h/c");
-        assert_eq!(resolve("http://h/a/b", "http://o/c"), "http://o/c");
+        let base = url::Url::parse("http://h/a/b").unwrap();
+        let hop = |l: &str| follow(&base, l).map(|u| u.to_string());
+        assert_eq!(hop("/c").as_deref(), Some("http://h/c"));
+        assert_eq!(hop("http://o/c").as_deref(), Some("http://o/c"));
+        assert_eq!(hop("c").as_deref(), Some("http://h/a/c"));
+    }
+
+    /// The host a Location names is the one the HTTP client connects to, however it is
+    /// spelled; userinfo is dropped.
+    #[test]
+    fn hostile_locations_name_the_host_the_client_would_reach() {
+        let base = url::Url::parse("http://127.0.0.1:1000/api/v4/x").unwrap();
+        let origin = base.origin();
+        for (loc, evil) in [
+            ("http://127.0.0.1:2000\\@127.0.0.1:1000/x", true),
+            ("//127.0.0.1:2000/x", true),
+            ("/\\127.0.0.1:2000/x", true),
+            ("http://127.0.0.1:2000#@127.0.0.1:1000/x", true),
+            ("http://127.0.0.1:2000?@127.0.0.1:1000/x", true),
+            ("http://u:p@127.0.0.1:2000/x", true),
+            ("http://127.0.0.1:1000@127.0.0.1:2000/x", true),
+            ("HTTP://127.0.0.1:2000/x", true),
+            ("/elsewhere", false),
+            ("HTTP://127.0.0.1:1000/same", false),
+        ] {
+            let next = follow(&base, loc).unwrap();
+            assert_eq!(next.origin() != origin, evil, "{loc} -> {next}");
+            assert_eq!(next.username(), "", "{loc}");
+            assert_eq!(next.password(), None, "{loc}");
+        }
+        assert!(follow(&base, "file:///etc/passwd").is_none());
+        assert!(follow(&base, "javascript:alert(1)").is_none());
     }
 
     #[test]
