@@ -58,16 +58,22 @@ pub struct Blocked {
     pub last: u64,
 }
 
+/// Names as GitLab compares them: case does not matter, so pins are keyed in lower case
+/// (no case variant of a pinned name ever reaches a public registry).
+fn fold(name: &str) -> String {
+    name.to_lowercase()
+}
+
 fn pin_key(kind: Kind, name: &str) -> String {
-    format!("pin/{}/{name}", kind.as_str())
+    format!("pin/{}/{}", kind.as_str(), fold(name))
 }
 
 fn blocked_key(kind: Kind, name: &str) -> String {
-    format!("blocked/{}/{name}", kind.as_str())
+    format!("blocked/{}/{}", kind.as_str(), fold(name))
 }
 
 fn public_key(kind: Kind, name: &str) -> String {
-    format!("public-seen/{}/{name}", kind.as_str())
+    format!("public-seen/{}/{}", kind.as_str(), fold(name))
 }
 
 /// Record that GitLab served `name`. Cheap when already pinned (one index read).
@@ -95,8 +101,25 @@ pub fn pin(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether `name`, in any case, was ever served by GitLab.
 pub fn is_pinned(core: &Core, kind: Kind, name: &str) -> Result<bool, Error> {
-    Ok(core.aux::<Pin>(&pin_key(kind, name))?.is_some())
+    let key = pin_key(kind, name);
+    Ok(core.pins_seen.contains_key(&key) || core.aux::<Pin>(&key)?.is_some())
+}
+
+/// Pins written before their keys were case-folded (data directories of earlier releases)
+/// get their folded key too, so every spelling of a pinned name stays pinned. Run once when a
+/// command opens the index for serving or syncing; returns how many it added.
+pub fn fold_pin_keys(core: &Core) -> Result<usize, Error> {
+    let mut added = 0;
+    for (key, pin) in core.aux_scan_keyed::<Pin>("pin/")? {
+        let folded = pin_key(pin.kind, &pin.name);
+        if folded != key && core.aux::<Pin>(&folded)?.is_none() {
+            core.put_aux(&folded, &pin)?;
+            added += 1;
+        }
+    }
+    Ok(added)
 }
 
 /// Record that a public registry served `name` (for the switch-over log line).

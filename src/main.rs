@@ -60,6 +60,22 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
     if let Command::Sync { inputs, via } = command {
         return sync(config, inputs, via).await;
     }
+    if let Command::Keygen { out } = command {
+        let public = packrat::signing::keygen(&out)?;
+        println_stdout(&format!(
+            "wrote the private key to {} and the public key to {}.pub:\n{public}\nlist it in [offline] trusted_keys on the mirrors that import bundles signed with it",
+            out.display(),
+            out.display()
+        ));
+        return Ok(true);
+    }
+    // Read the signing key before anything else: a bad key fails fast, with nothing written.
+    let signer = match &command {
+        Command::Export {
+            sign: Some(key), ..
+        } => Some(packrat::signing::SigningKey::load(key)?),
+        _ => None,
+    };
     let store = Store::open(&config.storage.dir).with_context(|| {
         format!(
             "cannot open the data directory {}",
@@ -67,10 +83,11 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
         )
     })?;
     match command {
-        Command::Serve | Command::Sync { .. } => unreachable_serve(),
-        Command::Export { out, since } => {
+        Command::Serve | Command::Sync { .. } | Command::Keygen { .. } => unreachable_serve(),
+        Command::Export { out, since, .. } => {
             let r = tokio::task::spawn_blocking(move || {
-                packrat::bundle::export(&store, &out, since.as_deref()).map(|r| (r, out))
+                packrat::bundle::export(&store, &out, since.as_deref(), signer.as_ref())
+                    .map(|r| (r, out))
             })
             .await??;
             let (r, out) = r;
@@ -92,7 +109,7 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
             Ok(true)
         }
         Command::Import { file } => {
-            let r = packrat::bundle::import(&store, &file).await?;
+            let r = packrat::bundle::import(&store, &file, &config.offline.trusted_keys).await?;
             println_stdout(&format!(
                 "imported {} index records and {} blobs ({} new, {} already present, {} bytes) from {}",
                 r.entries,
@@ -166,6 +183,7 @@ async fn sync(
             let metrics = std::sync::Arc::new(packrat::metrics::Metrics::new());
             let core =
                 std::sync::Arc::new(packrat::cache::Core::new(config.clone(), store, metrics)?);
+            packrat::forwarding::fold_pin_keys(&core)?;
             core.set_public_url(config.public_url_for(config.server.listen));
             let s = packrat::sync::run::run(core.clone(), &inputs).await;
             core.store.index.flush().await?;
@@ -196,7 +214,7 @@ async fn sync(
 }
 
 fn unreachable_serve() -> anyhow::Result<bool> {
-    anyhow::bail!("serve is not an offline command")
+    anyhow::bail!("serve, sync and keygen are not data-directory commands")
 }
 
 #[allow(clippy::print_stdout)] // command results go to stdout; logs go to stderr

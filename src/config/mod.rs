@@ -46,6 +46,10 @@ pub const DEFAULT_MEMORY_CACHE: u64 = 256 << 20;
 pub const DEFAULT_UPSTREAM_URL: &str = "https://gitlab.com";
 /// `upstream.timeout` default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// `server.header_read_timeout` default.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// `server.idle_timeout` default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `upstream.connect_timeout` default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `cache.metadata_ttl` default.
@@ -92,6 +96,11 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// sha256 of the tokens that may read `/-/pins`; empty: the endpoint is off.
     pub ops_tokens: Vec<[u8; 32]>,
+    /// A connection that starts no request within this long is closed (silent sockets,
+    /// half-sent heads, a bare h2 preface).
+    pub header_read_timeout: Duration,
+    /// A connection with nothing in flight is closed after this long (keep-alive, idle h2).
+    pub idle_timeout: Duration,
 }
 
 /// `[storage]`
@@ -170,9 +179,12 @@ impl ForwardingRule {
         if pattern.is_empty() {
             return Err("must not be empty (use \"*\" to match every name)".to_owned());
         }
+        // GitLab compares npm scopes and names case-insensitively (and GitLab paths in Go
+        // module paths): so does every rule, or `@ACME/x` would slip past `@acme/*`.
         let glob = globset::GlobBuilder::new(pattern)
             .literal_separator(false)
             .backslash_escape(true)
+            .case_insensitive(true)
             .build()
             .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))?;
         Ok(ForwardingRule {
@@ -300,10 +312,14 @@ impl fmt::Display for ProjectRef {
     }
 }
 
-/// `[[offline.tokens]]`: who may read the mirror when `cache.offline`.
+/// `[offline]`: who may read the mirror when `cache.offline` (`[[offline.tokens]]`), and whose
+/// signature a bundle needs to be imported (`trusted_keys`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OfflineConfig {
     pub tokens: Vec<OfflineToken>,
+    /// Ed25519 public keys (32 bytes each) whose signature a bundle must carry to be imported;
+    /// empty: bundles need no signature.
+    pub trusted_keys: Vec<[u8; 32]>,
 }
 
 /// A token known by its sha256 only.
@@ -361,6 +377,8 @@ impl Default for Config {
                 tls_cert: None,
                 tls_key: None,
                 ops_tokens: Vec::new(),
+                header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+                idle_timeout: DEFAULT_IDLE_TIMEOUT,
             },
             storage: StorageConfig {
                 dir: PathBuf::from(DEFAULT_STORAGE_DIR),
@@ -767,6 +785,20 @@ fn build(
                     .collect()
             },
         )?,
+        header_read_timeout: l.value(
+            "server.header_read_timeout",
+            env::SERVER_HEADER_READ_TIMEOUT,
+            s.header_read_timeout,
+            d.server.header_read_timeout,
+            positive_duration,
+        )?,
+        idle_timeout: l.value(
+            "server.idle_timeout",
+            env::SERVER_IDLE_TIMEOUT,
+            s.idle_timeout,
+            d.server.idle_timeout,
+            positive_duration,
+        )?,
     };
 
     let s = raw.storage;
@@ -967,6 +999,21 @@ fn build(
         tokens.push(OfflineToken { sha256, scopes });
     }
 
+    let trusted_keys = l.value(
+        "offline.trusted_keys",
+        env::OFFLINE_TRUSTED_KEYS,
+        raw.offline.trusted_keys,
+        Vec::new(),
+        |v: Vec<String>| {
+            v.iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    crate::signing::parse_public_key(k).map_err(|r| format!("entry {i}: {r}"))
+                })
+                .collect()
+        },
+    )?;
+
     Ok(Config {
         server,
         storage,
@@ -977,7 +1024,10 @@ fn build(
             host: go_host,
             modules,
         },
-        offline: OfflineConfig { tokens },
+        offline: OfflineConfig {
+            tokens,
+            trusted_keys,
+        },
         source: file.map(Path::to_owned),
     })
 }

@@ -1,8 +1,9 @@
 //! The HTTP server: a graceful accept loop over hyper 1 (HTTP/1.1 keep-alive and h2c; h2 by
-//! ALPN with TLS), a connection limit, and shutdown on SIGINT/SIGTERM that lets in-flight
-//! requests finish and flushes the index.
+//! ALPN with TLS), connection lifetimes and limit ([`conn`]), and shutdown on SIGINT/SIGTERM
+//! that lets in-flight requests finish and flushes the index.
 
 pub mod body;
+pub mod conn;
 pub mod ops;
 pub mod reply;
 pub mod request_body;
@@ -28,7 +29,6 @@ use crate::error::{Error, StoreError};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-const MAX_CONNECTIONS: usize = 8192;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +53,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let store = Store::open(&config.storage.dir)?;
     let metrics = Arc::new(Metrics::new());
     let core = Arc::new(Core::new(config.clone(), store, metrics)?);
+    crate::forwarding::fold_pin_keys(&core)?;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         _ => None,
@@ -89,25 +90,27 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
 
     let graceful = GracefulShutdown::new();
-    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(conn::Connections::new(conn::Connections::MAX));
+    let (header_timeout, idle_timeout) = (
+        config.server.header_read_timeout,
+        config.server.idle_timeout,
+    );
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(header_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // Pings find peers that went away without a word (half-open h2).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let builder = Arc::new(builder);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             r = listener.accept() => match r {
@@ -119,10 +122,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 }
             },
         };
+        // Every open connection busy at the limit: refuse this one (closing it).
+        let Some(state) = connections.admit() else {
+            tracing::warn!(%peer, "connection limit reached with every connection busy; refused one");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let core = core.clone();
+        let in_use = state.clone();
         let service = service_fn(move |req| {
             let core = core.clone();
+            let guard = in_use.begin();
             async move {
                 let resp = std::panic::AssertUnwindSafe(router::handle(core, req))
                     .catch_unwind()
@@ -131,7 +141,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                         tracing::error!("a request handler panicked; answered 500");
                         respond::fallback()
                     });
-                Ok::<_, std::convert::Infallible>(resp)
+                Ok::<_, std::convert::Infallible>(resp.map(|b| conn::Guarded::wrap(b, guard)))
             }
         });
         let builder = builder.clone();
@@ -140,34 +150,48 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    tokio::select! {
+                        r = conn => if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        },
+                        () = state.expired(header_timeout, idle_timeout) => {
+                            tracing::debug!(%peer, "closed an idle connection");
+                        }
                     }
-                    drop(permit);
+                    state.finish();
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let tls_stream = match tokio::time::timeout(
-                        Duration::from_secs(10),
+                    let handshake = tokio::time::timeout(
+                        header_timeout.min(Duration::from_secs(10)),
                         acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
+                    );
+                    let tls_stream = tokio::select! {
+                        r = handshake => match r {
+                            Ok(Ok(s)) => Some(s),
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                None
+                            }
+                            Err(_) => None,
+                        },
+                        () = state.expired(header_timeout, idle_timeout) => None,
                     };
-                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    if let Some(tls_stream) = tls_stream {
+                        let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+                        tokio::select! {
+                            r = watcher.watch(conn.into_owned()) => if let Err(e) = r {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            },
+                            () = state.expired(header_timeout, idle_timeout) => {
+                                tracing::debug!(%peer, "closed an idle connection");
+                            }
+                        }
                     }
-                    drop(permit);
+                    state.finish();
                 });
             }
         }
