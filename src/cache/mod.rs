@@ -101,6 +101,24 @@ pub trait Build: Send + Sync {
     fn build(&self, raw: &[u8]) -> Result<Built, Error>;
     /// The public base URL the variants embed (a change triggers a rebuild from `raw`).
     fn base(&self) -> String;
+    /// The aux key prefix under which this document's file records live (`Built::aux`
+    /// entries starting with it), if it lists files.
+    fn files_prefix(&self) -> Option<String> {
+        None
+    }
+    /// A file record that a new revision of a document shared by all callers no longer lists:
+    /// the file is gone upstream. Returns the other aux keys and the blob index keys that must
+    /// stop answering for it (the bytes stay for gc).
+    fn retire(&self, _key: &str, _record: &serde_json::Value) -> Retired {
+        Retired::default()
+    }
+}
+
+/// What answers for a file that a new revision of its document dropped.
+#[derive(Default)]
+pub struct Retired {
+    pub aux: Vec<String>,
+    pub blobs: Vec<String>,
 }
 
 #[derive(Default)]
@@ -469,7 +487,14 @@ impl Core {
                 // them and replaces the record, whose new revision no other caller's
                 // decision names.
                 let rec = self
-                    .store_meta(&spec.key, &spec.builder, raw, body.etag, spec.origin)
+                    .store_meta(
+                        &spec.key,
+                        &spec.builder,
+                        raw,
+                        body.etag,
+                        spec.origin,
+                        !spec.per_caller,
+                    )
                     .await?;
                 self.record_allow(&spec, &rec);
                 Ok(MetaHit {
@@ -591,7 +616,14 @@ impl Core {
             .await?
             .ok_or_else(|| Error::Internal("raw metadata blob is missing".into()))?;
         let mut rebuilt = self
-            .store_meta(&spec.key, &spec.builder, raw, rec.etag.clone(), rec.origin)
+            .store_meta(
+                &spec.key,
+                &spec.builder,
+                raw,
+                rec.etag.clone(),
+                rec.origin,
+                !spec.per_caller,
+            )
             .await?;
         rebuilt.fetched_at = rec.fetched_at;
         self.store.index.put(Tree::Meta, &spec.key, &rebuilt)?;
@@ -602,7 +634,10 @@ impl Core {
         })
     }
 
-    /// Build the variants of a new upstream revision and index them.
+    /// Build the variants of a new upstream revision and index them. The file records the
+    /// previous revision wrote and this one does not are removed; for a document every caller
+    /// shares (`shared`), the files it dropped are gone upstream, so what answered for them is
+    /// retired too ([`Build::retire`]): a deleted version is never served from the cache again.
     async fn store_meta(
         &self,
         key: &str,
@@ -610,6 +645,7 @@ impl Core {
         raw: Bytes,
         etag: Option<String>,
         origin: Origin,
+        shared: bool,
     ) -> Result<MetaRecord, Error> {
         let b = builder.clone();
         let raw2 = raw.clone();
@@ -633,6 +669,30 @@ impl Core {
                 etag: format!("\"{}\"", info.digest.hex()),
                 content_type: v.content_type.to_string(),
             });
+        }
+        if let Some(prefix) = builder.files_prefix() {
+            let listed: std::collections::HashSet<&str> =
+                built.aux.iter().map(|(k, _)| k.as_str()).collect();
+            for (k, v) in self
+                .store
+                .index
+                .scan::<serde_json::Value>(Tree::Aux, &prefix)?
+            {
+                if listed.contains(k.as_str()) {
+                    continue;
+                }
+                self.store.index.remove(Tree::Aux, &k)?;
+                if shared {
+                    let retired = builder.retire(&k, &v);
+                    for a in &retired.aux {
+                        self.store.index.remove(Tree::Aux, a)?;
+                    }
+                    for b in &retired.blobs {
+                        self.store.index.remove(Tree::Blobs, b)?;
+                    }
+                    tracing::info!(key = %k, "a new revision no longer lists this file; it is no longer served");
+                }
+            }
         }
         for (k, mut v) in built.aux {
             if let Some(obj) = v.as_object_mut() {
@@ -703,11 +763,17 @@ impl Core {
         let Some(value) = self.store.index.get::<serde_json::Value>(Tree::Aux, key)? else {
             return Ok(None);
         };
-        if hit.per_caller {
-            let stamp = value.get(AUX_REVISION).and_then(serde_json::Value::as_str);
-            if stamp.is_none() || stamp != hit.record.revision.as_deref() {
-                return Ok(None);
-            }
+        let stamp = value.get(AUX_REVISION).and_then(serde_json::Value::as_str);
+        let current = hit.record.revision.as_deref();
+        let listed_here = if hit.per_caller {
+            stamp.is_some() && stamp == current
+        } else {
+            // A shared document: its current revision must list the file (records written
+            // before revisions existed carry no stamp and stand).
+            stamp.is_none() || current.is_none() || stamp == current
+        };
+        if !listed_here {
+            return Ok(None);
         }
         match serde_json::from_value(value) {
             Ok(v) => Ok(Some(v)),

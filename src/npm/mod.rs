@@ -355,6 +355,7 @@ async fn packument(
         upstream_base: core.upstream.base().to_string(),
         aux_prefix: format!("npmfile/{}/{}/", scope.key(), name),
         abbreviate: false,
+        origin: Origin::Gitlab,
     };
     core.metadata(MetaSpec {
         scope: key.clone(),
@@ -503,6 +504,7 @@ async fn public_packument(
         upstream_base: registry.trim_end_matches('/').to_string(),
         aux_prefix: format!("npmpubfile/{}/{}/", scope.key(), name),
         abbreviate: true,
+        origin: Origin::Public,
     };
     core.metadata(MetaSpec {
         scope: format!("npmpub/{name}"),
@@ -564,6 +566,14 @@ pub(crate) async fn tarball(
         Origin::Gitlab => credential.clone(),
         Origin::Public => Credential::anonymous(),
     };
+    // A public tarball is only ever what its packument's checksum says: without one there is
+    // nothing to verify the bytes against, so they are neither cached nor served.
+    if origin == Origin::Public && tref.shasum.is_none() && tref.integrity.is_none() {
+        return Err(Error::Upstream(crate::error::UpstreamError::Body {
+            url: crate::upstream::redact(&tref.url),
+            reason: "the public registry's packument gives no shasum or integrity for this tarball; packrat serves only what it can verify".into(),
+        }));
+    }
     let hit = core
         .blob(BlobSpec {
             key: blob_key(origin, &tref.url),

@@ -14,8 +14,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::name::PackageName;
-use crate::cache::{Build, Built, BuiltVariant};
+use crate::cache::{Build, Built, BuiltVariant, Retired};
 use crate::error::{Error, UpstreamError};
+use crate::store::Origin;
+use crate::upstream::origin_of;
 
 /// Where one tarball lives upstream and what it must hash to.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,6 +38,9 @@ pub struct PackumentBuilder {
     pub aux_prefix: String,
     /// A full packument from a public registry: also precompute npm's abbreviated form.
     pub abbreviate: bool,
+    /// Where the document comes from: a public registry's tarballs are fetched only from
+    /// that registry's own origin.
+    pub origin: Origin,
 }
 
 /// The per-version keys of npm's abbreviated ("corgi") metadata.
@@ -78,6 +83,28 @@ impl PackumentBuilder {
 impl Build for PackumentBuilder {
     fn base(&self) -> String {
         self.tarball_base.clone()
+    }
+
+    fn files_prefix(&self) -> Option<String> {
+        Some(self.aux_prefix.clone())
+    }
+
+    /// A version the document no longer lists was deleted: its tarball record by owner and
+    /// the blob that answered for it go too.
+    fn retire(&self, key: &str, record: &Value) -> Retired {
+        let Ok(tref) = serde_json::from_value::<TarballRef>(record.clone()) else {
+            return Retired::default();
+        };
+        let mut out = Retired {
+            aux: Vec::new(),
+            blobs: vec![super::blob_key(self.origin, &tref.url)],
+        };
+        let file = key.strip_prefix(self.aux_prefix.as_str()).unwrap_or("");
+        if let (Some(owner), false) = (owner_of(&tref.url), file.is_empty()) {
+            out.aux
+                .push(format!("{OWNER_PREFIX}{}/{file}/{owner}", self.name));
+        }
+        out
     }
 
     fn build(&self, raw: &[u8]) -> Result<Built, Error> {
@@ -254,9 +281,20 @@ impl PackumentBuilder {
         let file = percent_encoding::percent_decode_str(file)
             .decode_utf8_lossy()
             .into_owned();
-        let upstream_url = match url.find("/api/v4/") {
-            Some(i) => format!("{}{}", self.upstream_base, &url[i..]),
-            None => url.clone(),
+        let rewritten = format!("{}/{}/-/{}", self.tarball_base, self.name, file);
+        dist.insert("tarball".into(), Value::String(rewritten));
+        let upstream_url = match (self.origin, url.find("/api/v4/")) {
+            (Origin::Gitlab, Some(i)) => format!("{}{}", self.upstream_base, &url[i..]),
+            (Origin::Gitlab, None) => url.clone(),
+            // A public packument names its tarballs' hosts; packrat fetches only from the
+            // registry it was configured with (anything else is a way into the network packrat
+            // sits in). Such a version is listed, pointing at packrat, and its tarball is a
+            // 404: no file record.
+            (Origin::Public, _) if origin_of(&url) != origin_of(&self.upstream_base) => {
+                tracing::warn!(name = %self.name, url = %crate::upstream::redact(&url), "public tarball on another host than the registry's; not fetched");
+                return None;
+            }
+            (Origin::Public, _) => url.clone(),
         };
         let tref = TarballRef {
             url: upstream_url,
@@ -269,8 +307,6 @@ impl PackumentBuilder {
                 .and_then(Value::as_str)
                 .map(str::to_string),
         };
-        let rewritten = format!("{}/{}/-/{}", self.tarball_base, self.name, file);
-        dist.insert("tarball".into(), Value::String(rewritten));
         Some((Self::file_key(&self.aux_prefix, &file), tref))
     }
 }
@@ -288,6 +324,7 @@ mod tests {
             upstream_base: "http://internal:8080".into(),
             aux_prefix: "npmfile/i/@acme/ui/".into(),
             abbreviate: false,
+            origin: Origin::Gitlab,
         };
         let built = b.build(raw).unwrap();
         let json: Value = serde_json::from_slice(&built.variants[0].bytes).unwrap();
