@@ -24,6 +24,8 @@ pub const SERVER_TLS_CERT: &str = "PACKRAT_SERVER_TLS_CERT";
 pub const SERVER_TLS_KEY: &str = "PACKRAT_SERVER_TLS_KEY";
 /// Comma-separated sha256 hex digests.
 pub const SERVER_OPS_TOKENS: &str = "PACKRAT_SERVER_OPS_TOKENS";
+pub const SERVER_HEADER_READ_TIMEOUT: &str = "PACKRAT_SERVER_HEADER_READ_TIMEOUT";
+pub const SERVER_IDLE_TIMEOUT: &str = "PACKRAT_SERVER_IDLE_TIMEOUT";
 
 // [storage]
 pub const STORAGE_DIR: &str = "PACKRAT_STORAGE_DIR";
@@ -51,6 +53,10 @@ pub const FORWARDING_GO_SUMDB: &str = "PACKRAT_FORWARDING_GO_SUMDB";
 // [go]
 pub const GO_HOST: &str = "PACKRAT_GO_HOST";
 
+// [offline]
+/// Comma-separated `ed25519:<base64>` public keys.
+pub const OFFLINE_TRUSTED_KEYS: &str = "PACKRAT_OFFLINE_TRUSTED_KEYS";
+
 /// Every override variable with the dotted key it overrides, in file order.
 pub const OVERRIDES: &[(&str, &str)] = &[
     (SERVER_LISTEN, "server.listen"),
@@ -59,6 +65,8 @@ pub const OVERRIDES: &[(&str, &str)] = &[
     (SERVER_TLS_CERT, "server.tls_cert"),
     (SERVER_TLS_KEY, "server.tls_key"),
     (SERVER_OPS_TOKENS, "server.ops_tokens"),
+    (SERVER_HEADER_READ_TIMEOUT, "server.header_read_timeout"),
+    (SERVER_IDLE_TIMEOUT, "server.idle_timeout"),
     (STORAGE_DIR, "storage.dir"),
     (STORAGE_MAX_SIZE, "storage.max_size"),
     (STORAGE_MEMORY_CACHE, "storage.memory_cache"),
@@ -75,6 +83,7 @@ pub const OVERRIDES: &[(&str, &str)] = &[
     (FORWARDING_GO_PROXY, "forwarding.go_proxy"),
     (FORWARDING_GO_SUMDB, "forwarding.go_sumdb"),
     (GO_HOST, "go.host"),
+    (OFFLINE_TRUSTED_KEYS, "offline.trusted_keys"),
 ];
 
 /// Every variable packrat reads (the token variable only under its default
@@ -88,6 +97,8 @@ pub const ALL: &[&str] = &[
     SERVER_TLS_CERT,
     SERVER_TLS_KEY,
     SERVER_OPS_TOKENS,
+    SERVER_HEADER_READ_TIMEOUT,
+    SERVER_IDLE_TIMEOUT,
     STORAGE_DIR,
     STORAGE_MAX_SIZE,
     STORAGE_MEMORY_CACHE,
@@ -104,4 +115,5 @@ pub const ALL: &[&str] = &[
     FORWARDING_GO_PROXY,
     FORWARDING_GO_SUMDB,
     GO_HOST,
+    OFFLINE_TRUSTED_KEYS,
 ];

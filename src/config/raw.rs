@@ -37,6 +37,8 @@ pub struct RawServer {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub ops_tokens: Option<Vec<String>>,
+    pub header_read_timeout: Option<RawNumber>,
+    pub idle_timeout: Option<RawNumber>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +106,7 @@ pub struct RawGoModule {
 pub struct RawOffline {
     #[serde(default)]
     pub tokens: Vec<RawToken>,
+    pub trusted_keys: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +197,8 @@ const SERVER: &[Field] = &[
     f("tls_cert", Kind::Str),
     f("tls_key", Kind::Str),
     f("ops_tokens", Kind::StrArray),
+    f("header_read_timeout", Kind::Duration),
+    f("idle_timeout", Kind::Duration),
 ];
 const STORAGE: &[Field] = &[
     f("dir", Kind::Str),
@@ -226,7 +231,10 @@ const GO: &[Field] = &[
     f("modules", Kind::TableArray(GO_MODULE)),
 ];
 const TOKEN: &[Field] = &[f("sha256", Kind::Str), f("scopes", Kind::StrArray)];
-const OFFLINE: &[Field] = &[f("tokens", Kind::TableArray(TOKEN))];
+const OFFLINE: &[Field] = &[
+    f("tokens", Kind::TableArray(TOKEN)),
+    f("trusted_keys", Kind::StrArray),
+];
 
 /// The whole file.
 pub const SCHEMA: &[Field] = &[
