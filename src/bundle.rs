@@ -3,10 +3,17 @@
 //! Layout, in this order (so import can check as it streams):
 //! 1. `manifest.json`: format version, packrat version, created-at, counts, total bytes, the
 //!    sha256 and size of every blob in the bundle, the sha256 of the index file;
-//! 2. `index.jsonl`: the index records needed to serve (metadata, blob entries, adapter
+//! 2. `manifest.sig` (signed bundles only, `export --sign`): an Ed25519 signature of the
+//!    manifest's bytes ([`crate::signing`]); with `[offline] trusted_keys` set, import refuses
+//!    a bundle without a valid one before it writes anything;
+//! 3. `index.jsonl`: the index records needed to serve (metadata, blob entries, adapter
 //!    records, pins). Never access decisions: no credential (not even a hash) leaves;
-//! 3. `blobs/<sha256>`: the blobs, streamed from disk (exporting 10 GB needs no 10 GB of
+//! 4. `blobs/<sha256>`: the blobs, streamed from disk (exporting 10 GB needs no 10 GB of
 //!    memory).
+//!
+//! A manifest that agrees with itself is not enough: before publishing, import checks every
+//! npm tarball against its packument's shasum/integrity and every Go zip and go.mod against
+//! the bundle's checksum-database records ([`crate::integrity`]).
 //!
 //! `--since OLD` leaves out the blobs OLD already carries. Import verifies every blob against
 //! the manifest while staging it (verified, fsynced, not visible), checks the index digest and
@@ -27,6 +34,7 @@ use crate::store::{now_ms, BlobEntry, Digest, Expect, MetaRecord, StagedBlob, St
 
 pub const FORMAT: u32 = 1;
 const MANIFEST: &str = "manifest.json";
+const SIGNATURE: &str = "manifest.sig";
 const INDEX: &str = "index.jsonl";
 const MAX_INDEX: u64 = 4 << 30;
 
@@ -46,6 +54,8 @@ pub enum BundleError {
     Damaged(String, String),
     #[error("{0}: this incremental bundle needs blobs the data directory does not have ({1} missing, e.g. {2}); import the bundle it was made --since first")]
     MissingBase(String, usize, String),
+    #[error("{0}: {1}; nothing was imported (offline.trusted_keys lists the keys whose signature a bundle needs)")]
+    Signature(String, String),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -98,6 +108,40 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> BundleError + '_ {
     }
 }
 
+/// [`crate::integrity`] over a bundle's records, reading blobs from where they are staged (or
+/// already stored).
+fn check_content(store: &Store, lines: &[Line], staged: &[StagedBlob]) -> Result<(), String> {
+    let staged_at: HashMap<Digest, &Path> =
+        staged.iter().map(|s| (s.info.digest, s.path())).collect();
+    let path_of = |d: &Digest| -> std::path::PathBuf {
+        staged_at
+            .get(d)
+            .map_or_else(|| store.blobs.path_of(d), |p| p.to_path_buf())
+    };
+    let meta: Vec<(String, MetaRecord)> = lines
+        .iter()
+        .filter(|l| l.tree == "meta")
+        .filter_map(|l| Some((l.key.clone(), serde_json::from_value(l.value.clone()).ok()?)))
+        .collect();
+    let blobs: Vec<(String, Digest)> = lines
+        .iter()
+        .filter(|l| l.tree == "blobs")
+        .filter_map(|l| {
+            let e: BlobEntry = serde_json::from_value(l.value.clone()).ok()?;
+            Some((l.key.clone(), e.digest))
+        })
+        .collect();
+    let checks = crate::integrity::Checks::from_records(
+        meta.iter().map(|(k, r)| (k.as_str(), r)),
+        blobs.iter().map(|(k, d)| (k.as_str(), d)),
+        |d| std::fs::read(path_of(d)).ok(),
+    );
+    for (key, digest) in &blobs {
+        checks.check(key, &path_of(digest))?;
+    }
+    Ok(())
+}
+
 /// The digests a set of records refers to.
 fn referenced(lines: &[Line]) -> HashSet<Digest> {
     let mut out = HashSet::new();
@@ -120,6 +164,11 @@ fn referenced(lines: &[Line]) -> HashSet<Digest> {
 }
 
 pub fn read_manifest(path: &Path) -> Result<Manifest, BundleError> {
+    read_manifest_bytes(path).map(|(m, _)| m)
+}
+
+/// The manifest and its exact bytes (what a signature covers).
+fn read_manifest_bytes(path: &Path) -> Result<(Manifest, Vec<u8>), BundleError> {
     let file = std::fs::File::open(path).map_err(io(path))?;
     let mut archive = tar::Archive::new(file);
     let mut entries = archive.entries().map_err(io(path))?;
@@ -152,7 +201,7 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, BundleError> {
             format!("bundle format {} (this packrat reads {FORMAT})", m.format),
         ));
     }
-    Ok(m)
+    Ok((m, text.into_bytes()))
 }
 
 /// Write a bundle of everything cached (or only what `since` lacks) to `out`.
@@ -161,6 +210,7 @@ pub fn export(
     store: &Store,
     out: &Path,
     since: Option<&Path>,
+    sign: Option<&crate::signing::SigningKey>,
 ) -> Result<ExportReport, BundleError> {
     let mut lines = Vec::new();
     let mut aux_keys = HashSet::new();
@@ -252,6 +302,11 @@ pub fn export(
         manifest_bytes.len() as u64,
         &mut manifest_bytes.as_slice(),
     )?;
+    if let Some(key) = sign {
+        let sig = serde_json::to_vec_pretty(&key.sign(&manifest_bytes))
+            .map_err(|e| BundleError::Damaged("signature".into(), e.to_string()))?;
+        add(&mut tar, SIGNATURE, sig.len() as u64, &mut sig.as_slice())?;
+    }
     add(
         &mut tar,
         INDEX,
@@ -290,11 +345,16 @@ pub struct ImportReport {
     pub bytes: u64,
 }
 
-/// Load a bundle into the store, verifying everything before anything becomes visible.
-pub async fn import(store: &Store, path: &Path) -> Result<ImportReport, BundleError> {
+/// Load a bundle into the store, verifying everything before anything becomes visible. With
+/// `trusted` keys, the manifest must carry a valid signature by one of them.
+pub async fn import(
+    store: &Store,
+    path: &Path,
+    trusted: &[[u8; 32]],
+) -> Result<ImportReport, BundleError> {
     let name = path.display().to_string();
     let damaged = |why: String| BundleError::Damaged(name.clone(), why);
-    let manifest = read_manifest(path)?;
+    let (manifest, manifest_bytes) = read_manifest_bytes(path)?;
     let expected: HashMap<String, u64> = manifest
         .blobs
         .iter()
@@ -308,6 +368,42 @@ pub async fn import(store: &Store, path: &Path) -> Result<ImportReport, BundleEr
         .next()
         .ok_or_else(|| damaged("the index is missing (truncated?)".into()))?
         .map_err(|e| damaged(e.to_string()))?;
+    // A signature, when there is one, comes between the manifest and the index.
+    let mut signature = None;
+    if index_entry
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+        == SIGNATURE
+    {
+        let mut text = String::new();
+        index_entry
+            .by_ref()
+            .take(64 << 10)
+            .read_to_string(&mut text)
+            .map_err(|e| damaged(format!("signature: {e}")))?;
+        signature = Some(
+            serde_json::from_str::<crate::signing::ManifestSignature>(&text)
+                .map_err(|e| damaged(format!("signature: {e}")))?,
+        );
+        index_entry = entries
+            .next()
+            .ok_or_else(|| damaged("the index is missing (truncated?)".into()))?
+            .map_err(|e| damaged(e.to_string()))?;
+    }
+    if !trusted.is_empty() {
+        let why = match &signature {
+            None => Some("the bundle is not signed (export it with --sign)".to_string()),
+            Some(sig) if !crate::signing::verify(&manifest_bytes, sig, trusted) => Some(format!(
+                "its manifest signature (by {}) is not valid for any trusted key",
+                sig.key
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Err(BundleError::Signature(name, why));
+        }
+    }
     if index_entry
         .path()
         .map(|p| p.display().to_string())
@@ -411,6 +507,9 @@ pub async fn import(store: &Store, path: &Path) -> Result<ImportReport, BundleEr
     if let Some(first) = missing.first() {
         return Err(BundleError::MissingBase(name, missing.len(), first.hex()));
     }
+    // Content against metadata: a blob whose name is its digest may still not be what its
+    // packument or the checksum database says (a forged, self-consistent bundle).
+    check_content(store, &lines, &staged).map_err(damaged)?;
 
     // Everything checked out: publish blobs, then the records that point at them.
     for s in staged {

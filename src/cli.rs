@@ -42,6 +42,9 @@ pub enum Command {
         /// An earlier bundle: leave out the blobs it already carries.
         #[arg(long, value_name = "FILE")]
         since: Option<PathBuf>,
+        /// Sign the bundle's manifest with this Ed25519 key (from `packrat keygen`).
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
     },
     /// Load a bundle into the data directory, verifying every blob first.
     Import {
@@ -62,4 +65,10 @@ pub enum Command {
     /// Print pinned private names and blocked public-fallback attempts (the `/-/pins`
     /// report) as JSON, read from the data directory.
     Pins,
+    /// Write a new Ed25519 key pair for signing bundles: KEYFILE (private) and KEYFILE.pub.
+    Keygen {
+        /// Where to write the private key; the public key goes to KEYFILE.pub.
+        #[arg(long, value_name = "KEYFILE")]
+        out: PathBuf,
+    },
 }

@@ -15,7 +15,8 @@
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`sync`]: the inputs of `packrat sync` (lockfiles, go.mod/go.sum, packrat.list) parsed into items.
 //! - [`error`]: typed errors per layer.
-//! - [`verify`], [`gc`], [`bundle`]: the offline maintenance commands.
+//! - [`verify`], [`gc`], [`bundle`]: the offline maintenance commands; [`integrity`] checks
+//!   blobs against their metadata for them, [`signing`] signs and checks bundles.
 
 // The docs are built with private items (CI): links to them are intended.
 #![allow(rustdoc::private_intra_doc_links)]
@@ -29,11 +30,13 @@ pub mod error;
 pub mod forwarding;
 pub mod gc;
 pub mod goproxy;
+pub mod integrity;
 pub mod metrics;
 pub mod npm;
 pub mod packages_api;
 pub mod progress;
 pub mod server;
+pub mod signing;
 pub mod store;
 pub mod sync;
 pub mod upstream;

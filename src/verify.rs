@@ -1,6 +1,8 @@
 //! `packrat verify`: re-hash every blob, check that every index entry points at a present,
-//! correct blob; move bad blobs to `quarantine/`, drop the entries that point at them (or at
-//! nothing), report each fault. The caller exits 1 when the report is not clean.
+//! correct blob, and that every npm tarball and Go module file is what its metadata says
+//! (its packument's shasum/integrity, the checksum database's `h1:`, see [`crate::integrity`]);
+//! move bad blobs to `quarantine/`, drop the entries that point at them (or at nothing),
+//! report each fault. The caller exits 1 when the report is not clean.
 
 use std::collections::HashSet;
 
@@ -73,9 +75,12 @@ pub fn run(store: &Store) -> Result<Report, StoreError> {
             .push(format!("index entry {key} does not decode; removed"));
         index.remove(Tree::Blobs, &key)?;
     }
+    let mut present = Vec::with_capacity(entries.len());
     for (key, entry) in entries {
         report.entries_checked += 1;
-        if !good.contains(&entry.digest) {
+        if good.contains(&entry.digest) {
+            present.push((key, entry));
+        } else {
             report.faults.push(format!(
                 "index entry {key} points at missing or bad blob {}; removed (it will be fetched again)",
                 entry.digest
@@ -84,6 +89,25 @@ pub fn run(store: &Store) -> Result<Report, StoreError> {
         }
     }
     let (records, undecodable) = index.scan_all::<MetaRecord>(Tree::Meta)?;
+    // Content against metadata: self-consistent blobs that are not what their packument or
+    // the checksum database names are quarantined like corrupt ones.
+    let checks = crate::integrity::Checks::from_records(
+        records.iter().map(|(k, r)| (k.as_str(), r)),
+        present.iter().map(|(k, e)| (k.as_str(), &e.digest)),
+        |d| std::fs::read(store.blobs.path_of(d)).ok(),
+    );
+    for (key, entry) in &present {
+        if let Err(why) = checks.check(key, &store.blobs.path_of(&entry.digest)) {
+            let path = store.blobs.path_of(&entry.digest);
+            if path.is_file() {
+                store.blobs.quarantine(&path, &quarantine)?;
+            }
+            good.remove(&entry.digest);
+            index.remove(Tree::Blobs, key)?;
+            let line = format!("bad content {why}; moved to quarantine, index entry removed");
+            report.faults.push(line);
+        }
+    }
     for key in undecodable {
         report
             .faults

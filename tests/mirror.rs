@@ -443,3 +443,38 @@ async fn verify_after_kill_9_during_downloads_finds_nothing_wrong() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("0 faults"), "{}", text(&out));
 }
+
+/// A tarball whose bytes are self-consistent (stored under their own sha256) but are not what
+/// the packument's shasum says — what a forged bundle imported by an older packrat, or a
+/// forger with disk access, leaves — is found by `verify`, quarantined and unindexed.
+#[tokio::test]
+async fn verify_checks_tarballs_against_their_packument() {
+    use packrat::store::{BlobEntry, Store, Tree};
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = warmed(&["1.0.0"], scratch.path()).await;
+    let cfg = config_for(&dir, "");
+    assert!(packrat_cmd(&cfg, &["verify"]).status.success());
+    {
+        let store = Store::open(&dir).unwrap();
+        let (entries, _) = store.index.scan_all::<BlobEntry>(Tree::Blobs).unwrap();
+        let (key, mut entry) = entries
+            .into_iter()
+            .find(|(k, _)| k.starts_with("npm-tgz:") && k.ends_with("ui-1.0.0.tgz"))
+            .expect("the tarball's index entry");
+        let forged = store.blobs.put_bytes(b"not the package").await.unwrap();
+        entry.digest = forged.digest;
+        entry.size = forged.len;
+        store.index.put(Tree::Blobs, &key, &entry).unwrap();
+        store.index.flush().await.unwrap();
+    }
+    let out = packrat_cmd(&cfg, &["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("disagrees with the shasum/integrity of its packument"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(walk(&dir.join("quarantine")).len(), 1);
+    let out = packrat_cmd(&cfg, &["verify"]);
+    assert!(out.status.success(), "clean after repair: {}", text(&out));
+}

@@ -110,6 +110,7 @@ mod tests {
                 sha256: Sha256::digest(token.as_bytes()).into(),
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
             }],
+            trusted_keys: vec![],
         }
     }
 
@@ -153,7 +154,7 @@ mod tests {
             &Owner::Instance
         ));
         assert!(allows(
-            &OfflineConfig { tokens: vec![] },
+            &OfflineConfig::default(),
             &Credential::anonymous(),
             &Owner::Instance
         ));

@@ -387,6 +387,11 @@ pub struct StagedBlob {
 }
 
 impl StagedBlob {
+    /// Where the staged (verified, fsynced, not yet visible) bytes are.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Rename into place and fsync the directory (a no-op if the content is already there).
     #[allow(clippy::disallowed_methods)] // store/ owns the data directory
     pub fn publish(mut self) -> Result<BlobInfo, StoreError> {
