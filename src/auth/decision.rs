@@ -116,23 +116,40 @@ impl Decisions {
     }
 
     pub fn age(&self, d: &Decision) -> Age {
-        let age = Duration::from_millis(now_ms().saturating_sub(d.at));
-        let ttl = match d.status {
-            // GitLab hides a project or group the credential may not read behind a 404: that
-            // is an access refusal, so it is not remembered longer than an access grant
-            // would be (a member added upstream is let in within auth_ttl).
-            404 if hides_scope(d) => self.negative_ttl.min(self.auth_ttl),
-            // Any other 404 (the package is not there) is the negative cache.
-            404 => self.negative_ttl,
-            _ => self.auth_ttl,
-        };
-        if age < ttl {
-            Age::Fresh
-        } else if age < self.stale_if_error {
-            Age::Stale
-        } else {
-            Age::Expired
-        }
+        age_at(
+            d,
+            now_ms(),
+            self.auth_ttl,
+            self.negative_ttl,
+            self.stale_if_error,
+        )
+    }
+}
+
+/// How a decision may be used at `now` (Unix ms), given the three clocks.
+pub fn age_at(
+    d: &Decision,
+    now: u64,
+    auth_ttl: Duration,
+    negative_ttl: Duration,
+    stale_if_error: Duration,
+) -> Age {
+    let age = Duration::from_millis(now.saturating_sub(d.at));
+    let ttl = match d.status {
+        // GitLab hides a project or group the credential may not read behind a 404: that
+        // is an access refusal, so it is not remembered longer than an access grant
+        // would be (a member added upstream is let in within auth_ttl).
+        404 if hides_scope(d) => negative_ttl.min(auth_ttl),
+        // Any other 404 (the package is not there) is the negative cache.
+        404 => negative_ttl,
+        _ => auth_ttl,
+    };
+    if age < ttl {
+        Age::Fresh
+    } else if age < stale_if_error {
+        Age::Stale
+    } else {
+        Age::Expired
     }
 }
 

@@ -27,6 +27,7 @@
 //! The gate ([`Core::gate`]) is the one function every cached read goes through.
 
 pub mod flight;
+pub mod gate;
 pub mod projects;
 pub mod records;
 
@@ -37,7 +38,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http::StatusCode;
 
-use crate::auth::{Age, Credential, Decisions};
+use crate::auth::{Credential, Decisions};
 use crate::config::Config;
 use crate::error::{Error, StoreError, UpstreamError};
 use crate::metrics::Metrics;
@@ -46,6 +47,7 @@ use crate::store::{
 };
 use crate::upstream::{self, Fetched, Request, Upstream};
 use flight::{Flights, Progress, Role};
+use gate::{Content, Held, Outage, Verdict};
 
 /// Characters kept as-is when a project or group path is put into a URL segment.
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -215,37 +217,9 @@ pub enum Payload {
     File(tokio::fs::File, u64),
 }
 
-/// What a cached read would hand out, for the gate to compare with the caller's decision.
-#[derive(Clone, Copy)]
-enum Content<'a> {
-    /// The same for every caller the upstream allows: any allow decision will do.
-    Shared,
-    /// One caller's document at this revision (`None`: a record without one): only an allow
-    /// granted on this very revision will do.
-    Revision(Option<&'a str>),
-}
-
-impl Content<'_> {
-    fn granted(self, d: &Decision) -> bool {
-        match self {
-            Content::Shared => true,
-            Content::Revision(Some(r)) => d.revision.as_deref() == Some(r),
-            Content::Revision(None) => false,
-        }
-    }
-}
-
 /// Aux records written with a metadata document carry its [`MetaRecord::revision`] under
 /// this key (object values only), so [`Core::listed`] can tell which revision listed them.
 pub const AUX_REVISION: &str = "_packrat_revision";
-
-/// The gate's verdict for (credential, scope).
-enum Verdict {
-    Allow,
-    Refuse(Error),
-    /// No usable decision: ask the upstream. Carries a stale decision usable if it is down.
-    Ask(Option<Arc<Decision>>),
-}
 
 pub struct Core {
     pub config: Arc<Config>,
@@ -335,26 +309,21 @@ impl Core {
     pub fn allowed(&self, credential: &Credential, scope: &str) -> Result<bool, Error> {
         match self.gate(credential, scope, Content::Shared) {
             Verdict::Allow => Ok(true),
-            Verdict::Refuse(e) => Err(e),
+            Verdict::Refuse(d) => Err(refusal(&d)),
             Verdict::Ask(_) => Ok(false),
         }
     }
 
-    /// The one authorization function for cached reads. An allow covers `content` only if
-    /// it was granted on it (always, for shared content); a fresh allow granted on another
-    /// revision of a per-caller document is asked again (and usable in an outage only for
-    /// the revision it names).
+    /// The one authorization function for cached reads ([`gate::verdict`] on the caller's
+    /// stored decision). An allow covers `content` only if it was granted on it (always, for
+    /// shared content); a fresh allow granted on another revision of a per-caller document is
+    /// asked again (and usable in an outage only for the revision it names).
     fn gate(&self, credential: &Credential, scope: &str, content: Content<'_>) -> Verdict {
-        match self.decisions.get(credential, scope) {
-            Some(d) => match self.decisions.age(&d) {
-                Age::Fresh if d.allowed() && content.granted(&d) => Verdict::Allow,
-                Age::Fresh if d.allowed() => Verdict::Ask(Some(d)),
-                Age::Fresh => Verdict::Refuse(refusal(&d)),
-                Age::Stale => Verdict::Ask(Some(d)),
-                Age::Expired => Verdict::Ask(None),
-            },
-            None => Verdict::Ask(None),
-        }
+        let stored = self.decisions.get(credential, scope).map(|d| {
+            let age = self.decisions.age(&d);
+            (d, age)
+        });
+        gate::verdict(stored, content)
     }
 
     fn record_decision(
@@ -449,7 +418,7 @@ impl Core {
             match self.gate(spec.credential, &spec.scope, spec.content(rec.as_ref())) {
                 Verdict::Ask(d) => d,
                 Verdict::Allow => None,
-                Verdict::Refuse(e) => return Err(e),
+                Verdict::Refuse(d) => return Err(refusal(&d)),
             };
         self.metrics.miss(spec.kind);
         // A per-caller record from before revisions existed is fetched whole: its body is
@@ -540,9 +509,9 @@ impl Core {
     async fn meta_from_cache(&self, spec: &MetaSpec<'_>) -> Result<Option<MetaHit>, Error> {
         let rec: Option<MetaRecord> = self.store.index.get(Tree::Meta, &spec.key)?;
         match self.gate(spec.credential, &spec.scope, spec.content(rec.as_ref())) {
-            Verdict::Refuse(e) => {
+            Verdict::Refuse(d) => {
                 self.metrics.hit(spec.kind);
-                Err(e)
+                Err(refusal(&d))
             }
             Verdict::Allow => match rec {
                 Some(rec) if self.fresh(&rec) && !rec.variants.is_empty() => {
@@ -555,6 +524,8 @@ impl Core {
         }
     }
 
+    /// The upstream failed: the outage rule ([`gate::outage`]) decides between stale content,
+    /// the caller's recent refusal, the failure itself and the undecided caller's answer.
     async fn on_upstream_error(
         &self,
         spec: &MetaSpec<'_>,
@@ -562,28 +533,30 @@ impl Core {
         stale_decision: Option<Arc<Decision>>,
         e: UpstreamError,
     ) -> Result<MetaHit, Error> {
-        // A 429 is GitLab answering: no outage, so nothing stale is used on its account.
-        if matches!(e, UpstreamError::RateLimited { .. }) {
-            return Err(e.into());
-        }
         let decision = stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
-        match decision {
-            Some(d) if d.allowed() && self.decisions.age(&d) != Age::Expired => {
-                match rec.filter(|r| self.within_stale_if_error(r) && !r.variants.is_empty()) {
-                    Some(rec) if spec.content(Some(&rec)).granted(&d) => {
-                        tracing::warn!(key = %spec.key, error = %e, "upstream failed; serving stale metadata");
-                        self.ready(spec, rec, CacheOutcome::StaleIfError).await
-                    }
-                    // The decision vouches for another caller's document, not this one: the
-                    // caller is as undecided as one packrat never saw.
-                    Some(_) => Err(undecided(&e)),
-                    None => Err(e.into()),
+        let usable = rec.filter(|r| self.within_stale_if_error(r) && !r.variants.is_empty());
+        let held = match (&usable, &decision) {
+            (None, _) => Held::Nothing,
+            (Some(r), Some(d)) if spec.content(Some(r)).granted(d) => Held::Granted,
+            (Some(_), _) => Held::NotGranted,
+        };
+        let aged = decision
+            .as_ref()
+            .map(|d| (d.as_ref(), self.decisions.age(d)));
+        match gate::outage(&e, aged, held, spec.origin == Origin::Public) {
+            Outage::ServeStale => match usable {
+                Some(rec) => {
+                    tracing::warn!(key = %spec.key, error = %e, "upstream failed; serving stale metadata");
+                    self.ready(spec, rec, CacheOutcome::StaleIfError).await
                 }
-            }
-            Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => Err(refusal(&d)),
-            // A public registry's content is anyone's: no access to check, nothing to hide.
-            _ if spec.origin == Origin::Public => Err(e.into()),
-            _ => Err(undecided(&e)),
+                None => Err(e.into()),
+            },
+            Outage::Refuse => match decision {
+                Some(d) => Err(refusal(&d)),
+                None => Err(undecided(&e)),
+            },
+            Outage::Fail => Err(e.into()),
+            Outage::Undecided => Err(undecided(&e)),
         }
     }
 
@@ -1075,34 +1048,4 @@ fn refusal(d: &Decision) -> Error {
         body: Bytes::from(d.body.clone().unwrap_or_default()),
         www_authenticate: d.www_authenticate.clone(),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn allow(revision: Option<&str>) -> Decision {
-        Decision {
-            at: now_ms(),
-            status: 200,
-            body: None,
-            www_authenticate: None,
-            revision: revision.map(str::to_string),
-        }
-    }
-
-    #[test]
-    fn a_per_caller_allow_covers_only_the_revision_it_was_granted_on() {
-        let on_a = allow(Some("\"a\""));
-        assert!(Content::Revision(Some("\"a\"")).granted(&on_a));
-        assert!(!Content::Revision(Some("\"b\"")).granted(&on_a));
-        // A record without a revision is nobody's: ask.
-        assert!(!Content::Revision(None).granted(&on_a));
-        // A decision stored before revisions existed names none: ask again.
-        assert!(!Content::Revision(Some("\"a\"")).granted(&allow(None)));
-        assert!(!Content::Revision(None).granted(&allow(None)));
-        // Shared content: any allow, as before.
-        assert!(Content::Shared.granted(&allow(None)));
-        assert!(Content::Shared.granted(&on_a));
-    }
 }

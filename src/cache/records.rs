@@ -22,8 +22,9 @@ use http::StatusCode;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
-use super::{refusal, CacheOutcome, Core, Verdict};
-use crate::auth::{Age, Credential};
+use super::gate::{self, Content, Held, Outage, Verdict};
+use super::{refusal, CacheOutcome, Core};
+use crate::auth::Credential;
 use crate::error::Error;
 use crate::store::{now_ms, BlobEntry, Digest, Expect, MetaRecord, Origin, Tree};
 
@@ -96,10 +97,10 @@ impl Core {
         if let Some(hit) = self.record_from_cache(&spec)? {
             return Ok(hit);
         }
-        let stale_decision = match self.gate(spec.credential, &spec.scope, super::Content::Shared) {
+        let stale_decision = match self.gate(spec.credential, &spec.scope, Content::Shared) {
             Verdict::Ask(d) => d,
             Verdict::Allow => None,
-            Verdict::Refuse(e) => return Err(e),
+            Verdict::Refuse(d) => return Err(refusal(&d)),
         };
         self.metrics.miss(spec.kind);
         let started = now_ms();
@@ -141,34 +142,36 @@ impl Core {
                 }
                 Err(Error::passthrough(status, body, www_authenticate))
             }
-            // A 429 is GitLab answering: never an outage (see `Core::on_upstream_error`).
-            Err(Error::Upstream(e @ crate::error::UpstreamError::RateLimited { .. })) => {
-                Err(e.into())
-            }
+            // The outage rule, the same one as for metadata ([`gate::outage`]).
             Err(Error::Upstream(e)) => {
                 let decision =
                     stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
                 let stored = match &spec.key {
                     Some(k) => self.store.index.get::<Stamped<T>>(Tree::Aux, k)?,
                     None => None,
+                }
+                .filter(|r| self.record_within_stale_if_error(r.fetched_at));
+                let held = if stored.is_some() {
+                    Held::Granted
+                } else {
+                    Held::Nothing
                 };
-                match decision {
-                    Some(d) if d.allowed() && self.decisions.age(&d) != Age::Expired => {
-                        match stored.filter(|r| self.record_within_stale_if_error(r.fetched_at)) {
-                            Some(r) => {
-                                tracing::warn!(scope = %spec.scope, error = %e, "upstream failed; serving a stale record");
-                                Ok(RecordHit {
-                                    value: r.value,
-                                    outcome: CacheOutcome::StaleIfError,
-                                })
-                            }
-                            None => Err(e.into()),
-                        }
+                let aged = decision
+                    .as_ref()
+                    .map(|d| (d.as_ref(), self.decisions.age(d)));
+                match (gate::outage(&e, aged, held, false), stored, decision) {
+                    (Outage::ServeStale, Some(r), _) => {
+                        tracing::warn!(scope = %spec.scope, error = %e, "upstream failed; serving a stale record");
+                        Ok(RecordHit {
+                            value: r.value,
+                            outcome: CacheOutcome::StaleIfError,
+                        })
                     }
-                    Some(d) if !d.allowed() && self.decisions.age(&d) != Age::Expired => {
-                        Err(refusal(&d))
+                    (Outage::Refuse, _, Some(d)) => Err(refusal(&d)),
+                    (Outage::Undecided, ..) | (Outage::Refuse, _, None) => {
+                        Err(super::undecided(&e))
                     }
-                    _ => Err(super::undecided(&e)),
+                    (Outage::Fail | Outage::ServeStale, ..) => Err(e.into()),
                 }
             }
             Err(e) => Err(e),
@@ -215,10 +218,10 @@ impl Core {
         &self,
         spec: &RecordSpec<'_>,
     ) -> Result<Option<RecordHit<T>>, Error> {
-        match self.gate(spec.credential, &spec.scope, super::Content::Shared) {
-            Verdict::Refuse(e) => {
+        match self.gate(spec.credential, &spec.scope, Content::Shared) {
+            Verdict::Refuse(d) => {
                 self.metrics.hit(spec.kind);
-                Err(e)
+                Err(refusal(&d))
             }
             Verdict::Allow => {
                 let Some(key) = &spec.key else {
