@@ -113,4 +113,12 @@ mod tests {
             assert!(PackageName::parse(n).is_err(), "{n:?}");
         }
     }
+
+    /// Found by the names fuzz target: dots inside a part are legal (GitLab's regex allows
+    /// them), and never make a dot segment.
+    #[test]
+    fn dots_inside_a_part_are_not_segments() {
+        let n = PackageName::parse("@acm../ui").unwrap();
+        assert!(n.as_str().split('/').all(|seg| seg != ".." && seg != "."));
+    }
 }

@@ -294,7 +294,8 @@ impl PackumentBuilder {
                 tracing::warn!(name = %self.name, url = %crate::upstream::redact(&url), "public tarball on another host than the registry's; not fetched");
                 return None;
             }
-            (Origin::Public, _) => url.clone(),
+            // In the form the HTTP client will fetch, so one file has one blob key.
+            (Origin::Public, _) => url::Url::parse(&url).map_or(url.clone(), String::from),
         };
         let tref = TarballRef {
             url: upstream_url,
@@ -343,5 +344,31 @@ mod tests {
         );
         assert_eq!(&built.variants[2].bytes[..], br#"{"latest":"1.0.0"}"#);
         assert!(b.build(b"not json").is_err());
+    }
+
+    /// Found by the packument fuzz target: a public tarball URL spelled with another case of
+    /// the scheme is the registry's, and is kept in the form the client fetches.
+    #[test]
+    fn public_tarball_urls_are_normalised() {
+        let raw = br#"{"name":"x","versions":{"1.0.0":{"dist":{"shasum":"ab","tarball":"Http://Registry.test/x/-/x-1.0.0.tgz"}},"2.0.0":{"dist":{"shasum":"ab","tarball":"http://elsewhere.test/x/-/x-2.0.0.tgz"}}}}"#;
+        let b = PackumentBuilder {
+            name: PackageName::parse("x").unwrap(),
+            tarball_base: "http://p:1/api/v4/packages/npm".into(),
+            upstream_base: "http://registry.test".into(),
+            aux_prefix: "npmpubfile/i/x/".into(),
+            abbreviate: true,
+            origin: Origin::Public,
+        };
+        let built = b.build(raw).unwrap();
+        let urls: Vec<&str> = built
+            .aux
+            .iter()
+            .filter_map(|(_, v)| v["url"].as_str())
+            .collect();
+        assert_eq!(
+            urls,
+            ["http://registry.test/x/-/x-1.0.0.tgz"],
+            "the other host's is not fetched"
+        );
     }
 }
