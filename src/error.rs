@@ -6,6 +6,37 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use http::StatusCode;
 
+/// What a GitLab 404 says is missing, read from GitLab's body once, where
+/// the upstream's answer is classified (`upstream::Fetched::NotFound`) or a refusal is
+/// remembered; no adapter reads body text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotFound {
+    /// The package (or module, file) is not there; the project or group is visible.
+    Package,
+    /// `404 Project Not Found`: no such project, or one the caller may not see.
+    Project,
+    /// `404 Group Not Found`.
+    Group,
+    /// Anything else (`404 Not Found`, a catch-all route).
+    Other,
+}
+
+impl NotFound {
+    /// Classify a GitLab 404 body (API.md §6: `{"message": "404 <Thing> Not Found", "error": …}`).
+    pub fn of(body: &[u8]) -> NotFound {
+        let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+        if text.contains("project not found") {
+            NotFound::Project
+        } else if text.contains("group not found") {
+            NotFound::Group
+        } else if text.contains("packages not found") || text.contains("package not found") {
+            NotFound::Package
+        } else {
+            NotFound::Other
+        }
+    }
+}
+
 /// Failures of the data directory: the sled index, blob files, verification.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -119,6 +150,8 @@ pub enum Error {
         status: StatusCode,
         body: Bytes,
         www_authenticate: Option<String>,
+        /// For a 404: what GitLab says is missing.
+        not_found: Option<NotFound>,
     },
     /// A GitLab-shaped answer that packrat produces itself, e.g. `404 Package Not Found`.
     #[error("{message}")]
@@ -173,10 +206,27 @@ impl Error {
 
     /// GitLab's own refusal or not-found, to pass on to the client unchanged.
     pub fn passthrough(status: StatusCode, body: Bytes, www_authenticate: Option<String>) -> Self {
+        let not_found = (status == StatusCode::NOT_FOUND).then(|| NotFound::of(&body));
         Error::Passthrough {
             status,
             body,
             www_authenticate,
+            not_found,
+        }
+    }
+
+    /// For a 404 (GitLab's, remembered or packrat's own GitLab-shaped one): what is missing.
+    pub fn not_found(&self) -> Option<NotFound> {
+        match self.inner() {
+            Error::Passthrough { not_found, .. } => *not_found,
+            Error::Gitlab {
+                status,
+                error,
+                message,
+            } if *status == StatusCode::NOT_FOUND => Some(NotFound::of(
+                error.as_deref().unwrap_or(message.as_str()).as_bytes(),
+            )),
+            _ => None,
         }
     }
 

@@ -79,11 +79,11 @@ fn public_key(kind: Kind, name: &str) -> String {
 /// Record that GitLab served `name`. Cheap when already pinned (one index read).
 pub fn pin(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {
     let key = pin_key(kind, name);
-    if core.pins_seen.contains_key(&key) {
+    if core.pin_known(&key) {
         return Ok(());
     }
     if core.aux::<Pin>(&key)?.is_some() {
-        core.pins_seen.insert(key, ());
+        core.pin_seen(&key);
         return Ok(());
     }
     if core.aux::<u64>(&public_key(kind, name))?.is_some() {
@@ -97,14 +97,14 @@ pub fn pin(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {
             first_seen: now_ms(),
         },
     )?;
-    core.pins_seen.insert(key, ());
+    core.pin_seen(&key);
     Ok(())
 }
 
 /// Whether `name`, in any case, was ever served by GitLab.
 pub fn is_pinned(core: &Core, kind: Kind, name: &str) -> Result<bool, Error> {
     let key = pin_key(kind, name);
-    Ok(core.pins_seen.contains_key(&key) || core.aux::<Pin>(&key)?.is_some())
+    Ok(core.pin_known(&key) || core.aux::<Pin>(&key)?.is_some())
 }
 
 /// Pins written before their keys were case-folded (data directories of earlier releases)
@@ -157,7 +157,7 @@ pub fn decide(core: &Core, kind: Kind, name: &str) -> Result<Verdict, Error> {
 /// The public registry `name` may be fetched from if the upstream does not have it: the
 /// configured registry, when the first matching rule says `forward = true`. Ignores pins.
 pub fn public_registry(core: &Core, kind: Kind, name: &str) -> Option<String> {
-    let fwd = &core.config.forwarding;
+    let fwd = &core.config().forwarding;
     let registry = match kind {
         Kind::Npm => fwd.npm_registry.clone(),
         Kind::Go => fwd.go_proxy.clone(),
@@ -166,7 +166,7 @@ pub fn public_registry(core: &Core, kind: Kind, name: &str) -> Option<String> {
 }
 
 fn block(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {
-    core.metrics.confusion_blocked.inc();
+    core.metrics().confusion_blocked.inc();
     tracing::warn!(
         kind = kind.as_str(),
         name,

@@ -15,6 +15,9 @@
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`sync`]: the inputs of `packrat sync` (lockfiles, go.mod/go.sum, packrat.list) parsed into items.
 //! - [`error`]: typed errors per layer.
+//! - [`urls`]: origins and redaction of URLs, parsed as the HTTP client parses them.
+//! - [`reply`]: what an adapter answers (status, headers, body source, cache outcome); the
+//!   server renders it.
 //! - [`verify`], [`gc`], [`bundle`]: the offline maintenance commands; [`integrity`] checks
 //!   blobs against their metadata for them, [`signing`] signs and checks bundles.
 
@@ -35,9 +38,11 @@ pub mod metrics;
 pub mod npm;
 pub mod packages_api;
 pub mod progress;
+pub mod reply;
 pub mod server;
 pub mod signing;
 pub mod store;
 pub mod sync;
 pub mod upstream;
+pub mod urls;
 pub mod verify;

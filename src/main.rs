@@ -186,7 +186,7 @@ async fn sync(
             packrat::forwarding::fold_pin_keys(&core)?;
             core.set_public_url(config.public_url_for(config.server.listen));
             let s = packrat::sync::run::run(core.clone(), &inputs).await;
-            core.store.index.flush().await?;
+            core.flush().await?;
             s
         }
     };

@@ -30,3 +30,5 @@ mod offline;
 mod mirror;
 // The whole air-gap workflow: sync, export, import, offline npm ci and go mod download.
 mod airgap;
+// The module map of ARCHITECTURE.md against the imports: adapters never reach upstream or store.
+mod layering;

@@ -24,30 +24,51 @@
 //!   listed by such a document are read through [`Core::listed`], which finds only those the
 //!   hit's revision lists.
 //!
-//! The gate ([`Core::gate`]) is the one function every cached read goes through.
+//! The gate ([`Core::gate`], deciding with [`gate::verdict`] and [`gate::outage`]) is the one
+//! function every cached read goes through.
+//!
+//! # Layout
+//! - this file: [`Core`], its operations for the adapters and the server (pass-through reads
+//!   and writes, accessors), the gate's bookkeeping of decisions;
+//! - [`gate`]: the gate and the outage rule, pure;
+//! - `meta.rs`: metadata documents; `blob.rs`: blobs and single-flight downloads
+//!   ([`flight`]); `hot.rs`: access times for eviction;
+//! - [`records`]: records the adapters fill from the upstream (the Packages API index);
+//! - [`effects`]: what writes that went through change locally;
+//! - [`projects`]: a project's two names; [`request_body`]: bodies on their way upstream.
+//!
+//! The value types of the API ([`Digest`], [`Expect`], [`Origin`], [`Hasher`]) are the
+//! store's, re-exported: adapters never import the store or the upstream client.
 
+mod blob;
+pub mod effects;
 pub mod flight;
 pub mod gate;
+mod hot;
+mod meta;
 pub mod projects;
 pub mod records;
+pub mod request_body;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::StatusCode;
 
 use crate::auth::{Credential, Decisions};
 use crate::config::Config;
-use crate::error::{Error, StoreError, UpstreamError};
+use crate::error::{Error, UpstreamError};
 use crate::metrics::Metrics;
-use crate::store::{
-    now_ms, BlobEntry, Decision, Digest, Expect, MetaRecord, Origin, Store, Tree, Variant,
-};
-use crate::upstream::{self, Fetched, Request, Upstream};
-use flight::{Flights, Progress, Role};
-use gate::{Content, Held, Outage, Verdict};
+pub use crate::store::digest::Hasher;
+use crate::store::{now_ms, Decision, MetaRecord, Store, Tree};
+pub use crate::store::{Digest, Expect, Origin};
+use crate::upstream::{self, Request, Upstream};
+pub use crate::upstream::{Fetched, Forwarded, OutBody};
+pub use blob::{BlobBody, BlobHit, BlobSpec, Validate};
+use flight::Flights;
+use gate::{Content, Verdict};
+pub use meta::{Build, Built, BuiltVariant, MetaHit, MetaSpec, Payload, Retired, AUX_REVISION};
 
 /// Characters kept as-is when a project or group path is put into a URL segment.
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -55,14 +76,6 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// Largest metadata document accepted from an upstream.
-const MAX_METADATA: u64 = 512 << 20;
-/// Variants up to this size are kept in the hot memory tier; larger ones stream from disk.
-const HOT_MAX_ITEM: u64 = 64 << 20;
-/// Blobs (tarballs, zips) up to this size are also served from the hot tier (bounded as a
-/// whole by `storage.memory_cache`): no file open and no blocking reads per request.
-const HOT_MAX_BLOB: u64 = 8 << 20;
 
 /// How a read was answered (a metric label and the `X-Packrat-Cache` header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,142 +110,20 @@ impl CacheOutcome {
     }
 }
 
-/// Turns an upstream metadata body into the variants packrat serves. Runs off the async
-/// threads, once per upstream revision (and again only if `server.public_url` changes).
-pub trait Build: Send + Sync {
-    fn build(&self, raw: &[u8]) -> Result<Built, Error>;
-    /// The public base URL the variants embed (a change triggers a rebuild from `raw`).
-    fn base(&self) -> String;
-    /// The aux key prefix under which this document's file records live (`Built::aux`
-    /// entries starting with it), if it lists files.
-    fn files_prefix(&self) -> Option<String> {
-        None
-    }
-    /// A file record that a new revision of a document shared by all callers no longer lists:
-    /// the file is gone upstream. Returns the other aux keys and the blob index keys that must
-    /// stop answering for it (the bytes stay for gc).
-    fn retire(&self, _key: &str, _record: &serde_json::Value) -> Retired {
-        Retired::default()
-    }
-}
-
-/// What answers for a file that a new revision of its document dropped.
-#[derive(Default)]
-pub struct Retired {
-    pub aux: Vec<String>,
-    pub blobs: Vec<String>,
-}
-
-#[derive(Default)]
-pub struct Built {
-    pub variants: Vec<BuiltVariant>,
-    /// Small adapter-owned index records written with the document.
-    pub aux: Vec<(String, serde_json::Value)>,
-}
-
-pub struct BuiltVariant {
-    pub name: &'static str,
-    pub bytes: Bytes,
-    pub content_type: &'static str,
-}
-
-/// A metadata read.
-pub struct MetaSpec<'a> {
-    /// Index key of the document.
-    pub key: String,
-    /// Authorization scope: whoever the upstream allowed to read `url` may read this.
-    pub scope: String,
-    pub url: String,
-    pub credential: &'a Credential,
-    pub forward_name: Option<&'a str>,
-    pub kind: &'static str,
-    pub builder: Arc<dyn Build>,
-    /// What a not-found looks like on this route (GitLab's body differs per family).
-    pub not_found: fn() -> Error,
-    /// Where the document comes from (kept in the record; origins are never merged).
-    pub origin: Origin,
-    /// The upstream may answer each caller a different document at this URL (GitLab's npm
-    /// group and instance metadata with `npm_allow_packages_in_multiple_projects`): a cached
-    /// record goes only to a caller whose decision names its revision.
-    pub per_caller: bool,
-}
-
-impl MetaSpec<'_> {
-    /// What a cached read of `rec` would serve, as the gate compares it with a decision.
-    fn content<'r>(&self, rec: Option<&'r MetaRecord>) -> Content<'r> {
-        if self.per_caller {
-            Content::Revision(rec.and_then(|r| r.revision.as_deref()))
-        } else {
-            Content::Shared
-        }
-    }
-}
-
-pub struct MetaHit {
-    pub record: Arc<MetaRecord>,
-    pub outcome: CacheOutcome,
-    /// The record is one caller's document ([`MetaSpec::per_caller`]): read the files it
-    /// lists with [`Core::listed`].
-    pub per_caller: bool,
-}
-
-/// Checks a completed download (its temp file) before it may be committed.
-pub type Validate = Arc<dyn Fn(&std::path::Path) -> Result<(), String> + Send + Sync>;
-
-/// A blob read; the caller has already passed the gate for the scope that names it.
-#[derive(Clone)]
-pub struct BlobSpec {
-    pub key: String,
-    pub url: String,
-    pub credential: Credential,
-    pub expect: Expect,
-    pub content_type: &'static str,
-    pub kind: &'static str,
-    pub origin: Origin,
-    /// Format checks beyond digests (e.g. a Go module zip's layout); a failure means the
-    /// bytes are refused and nothing is cached. Such a blob is served only once committed
-    /// (no streaming of the first download).
-    pub validate: Option<Validate>,
-    /// For a GitLab npm tarball: its package name, so that GitLab forwarding the fetch to a
-    /// public registry is a not-found, never content cached as GitLab's.
-    pub forward_name: Option<String>,
-}
-
-pub enum BlobBody {
-    Bytes(Bytes),
-    File(tokio::fs::File),
-    Stream(std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>),
-}
-
-pub struct BlobHit {
-    pub body: BlobBody,
-    pub len: Option<u64>,
-    pub digest: Option<Digest>,
-    pub outcome: CacheOutcome,
-}
-
-/// A metadata variant's bytes, from memory or from disk.
-pub enum Payload {
-    Bytes(Bytes),
-    File(tokio::fs::File, u64),
-}
-
-/// Aux records written with a metadata document carry its [`MetaRecord::revision`] under
-/// this key (object values only), so [`Core::listed`] can tell which revision listed them.
-pub const AUX_REVISION: &str = "_packrat_revision";
-
+/// The cache core. Its parts are its own: adapters and the server call operations, never the
+/// store, the upstream client or the decision memory directly.
 pub struct Core {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub upstream: Upstream,
-    pub decisions: Decisions,
-    pub flights: Flights,
-    pub metrics: Arc<Metrics>,
+    config: Arc<Config>,
+    store: Store,
+    upstream: Upstream,
+    decisions: Decisions,
+    flights: Flights,
+    metrics: Arc<Metrics>,
     hot: moka::future::Cache<Digest, Bytes>,
     meta_locks: moka::sync::Cache<String, Arc<tokio::sync::Mutex<()>>>,
     public_url: OnceLock<String>,
     /// Names known to be pinned (saves an index read per request; pins are never removed).
-    pub pins_seen: moka::sync::Cache<String, ()>,
+    pins_seen: moka::sync::Cache<String, ()>,
     /// Blob access times since the last flush (no index write per request).
     atimes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
     /// Refusals and absences an adapter learnt while searching (which GitLab project holds a
@@ -293,6 +184,159 @@ impl Core {
             format!("{}|{key}", credential.hash().hex()),
             status.as_u16(),
         );
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// An offline mirror: no upstream is ever contacted.
+    pub fn is_offline(&self) -> bool {
+        self.upstream.is_offline()
+    }
+
+    /// The GitLab base URL, e.g. `https://gitlab.example.com`.
+    pub fn upstream_base(&self) -> &str {
+        self.upstream.base()
+    }
+
+    /// The GitLab URL of a path starting with `/api/v4/`.
+    pub fn gitlab_url(&self, path_and_query: &str) -> String {
+        self.upstream.gitlab_url(path_and_query)
+    }
+
+    /// Downloads in flight (for `/-/ready`).
+    pub fn downloads_in_flight(&self) -> usize {
+        self.flights.in_flight()
+    }
+
+    /// Bytes of committed blobs in the store.
+    pub fn blob_bytes(&self) -> u64 {
+        self.store.blobs.bytes_on_disk()
+    }
+
+    /// Count the store's blobs in the background (the size starts at 0 until then).
+    pub fn start_size_scan(&self) {
+        let blobs = self.store.blobs.clone();
+        tokio::task::spawn_blocking(move || blobs.scan_size());
+    }
+
+    /// Flush the index to disk.
+    pub async fn flush(&self) -> Result<(), Error> {
+        Ok(self.store.index.flush().await?)
+    }
+
+    /// Delete access decisions too old to be used; returns how many.
+    pub fn expire_decisions(&self) -> Result<usize, Error> {
+        Ok(self.decisions.expire()?)
+    }
+
+    /// When the store has grown past `storage.max_size`, evict least-recently-used blobs (the
+    /// same code as `packrat gc`); `None` when it fits.
+    pub fn evict_over_max_size(&self) -> Result<Option<crate::gc::Report>, Error> {
+        let max = self.config.storage.max_size;
+        if self.store.blobs.bytes_on_disk() <= max {
+            return Ok(None);
+        }
+        Ok(Some(crate::gc::run(&self.store, max, false)?))
+    }
+
+    /// Receive a request body for the upstream: refused past `limit` as it arrives (413),
+    /// spooled to the store's temp space past `spool_above` bytes.
+    pub async fn receive_body<B>(
+        &self,
+        headers: &http::HeaderMap,
+        body: B,
+        limit: u64,
+        spool_above: u64,
+    ) -> Result<request_body::RequestBody, Error>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        request_body::receive(headers, body, limit, spool_above, &self.store.blobs).await
+    }
+
+    /// Whether a pin key is known to exist (saves an index read).
+    pub fn pin_known(&self, key: &str) -> bool {
+        self.pins_seen.contains_key(key)
+    }
+
+    /// Remember that a pin key exists.
+    pub fn pin_seen(&self, key: &str) {
+        self.pins_seen.insert(key.to_string(), ());
+    }
+
+    /// A write forwarded to the GitLab upstream with the client's credential; GitLab's answer
+    /// as it sent it, whatever its status (see [`Upstream::forward`]).
+    pub async fn forward(
+        &self,
+        method: http::Method,
+        path_and_query: &str,
+        credential: &Credential,
+        headers: &http::HeaderMap,
+        body: Option<OutBody>,
+        kind: &'static str,
+    ) -> Result<Forwarded, Error> {
+        Ok(self
+            .upstream
+            .forward(method, path_and_query, credential, headers, body, kind)
+            .await?)
+    }
+
+    /// A read from GitLab that is not cached (pass-through): the body, or GitLab's refusal or
+    /// not-found as the error a client gets.
+    pub async fn uncached_get(
+        &self,
+        path_and_query: &str,
+        credential: &Credential,
+        kind: &'static str,
+    ) -> Result<upstream::Body, Error> {
+        let url = self.upstream.gitlab_url(path_and_query);
+        let mut req = Request::get(url.clone(), credential, kind);
+        req.accept = Some("application/json");
+        self.upstream.send(req).await?.into_body(&url)
+    }
+
+    /// [`Core::uncached_get`] for a small JSON answer, read whole (up to `limit` bytes).
+    pub async fn uncached_json(
+        &self,
+        path_and_query: &str,
+        credential: &Credential,
+        kind: &'static str,
+        limit: u64,
+    ) -> Result<serde_json::Value, Error> {
+        let url = self.upstream.gitlab_url(path_and_query);
+        let body = self.uncached_get(path_and_query, credential, kind).await?;
+        let raw = upstream::read_all(body.stream, limit, &url).await?;
+        serde_json::from_slice(&raw).map_err(|e| {
+            Error::Upstream(UpstreamError::Body {
+                url: crate::urls::redact(&url),
+                reason: format!("not a JSON document: {e}"),
+            })
+        })
+    }
+
+    /// A POST to GitLab whose answer is classified but not followed (the npm audit routes,
+    /// whose 307 is GitLab's forwarding to a public registry).
+    pub async fn uncached_post(
+        &self,
+        path: &str,
+        credential: &Credential,
+        body: Bytes,
+        content_type: Option<&str>,
+        kind: &'static str,
+    ) -> Result<Fetched, Error> {
+        let mut req = Request::get(self.upstream.gitlab_url(path), credential, kind);
+        req.method = http::Method::POST;
+        req.body = Some(body);
+        req.content_type = content_type;
+        req.follow_redirects = false;
+        Ok(self.upstream.send(req).await?)
     }
 
     /// Set once the listener is bound (the URL may depend on the port).
@@ -360,402 +404,9 @@ impl Core {
         );
     }
 
-    /// An allow for `spec`'s scope, granted on `rec` (its revision, for per-caller scopes).
-    fn record_allow(&self, spec: &MetaSpec<'_>, rec: &MetaRecord) {
-        let revision = if spec.per_caller {
-            rec.revision.clone()
-        } else {
-            None
-        };
-        let ok = StatusCode::OK;
-        self.record_decision_on(
-            spec.credential,
-            &spec.scope,
-            ok,
-            &Bytes::new(),
-            None,
-            revision,
-        );
-    }
-
-    fn fresh(&self, rec: &MetaRecord) -> bool {
-        Duration::from_millis(now_ms().saturating_sub(rec.fetched_at))
-            < self.config.cache.metadata_ttl
-    }
-
-    fn within_stale_if_error(&self, rec: &MetaRecord) -> bool {
-        Duration::from_millis(now_ms().saturating_sub(rec.fetched_at))
-            < self.config.cache.stale_if_error
-    }
-
-    /// Read a metadata document: from the index when fresh and the caller is known to be
-    /// allowed, else from the upstream (conditionally when possible).
-    pub async fn metadata(&self, spec: MetaSpec<'_>) -> Result<MetaHit, Error> {
-        if self.upstream.is_offline() {
-            // An offline mirror serves what it holds, however old; access was checked against
-            // offline.tokens by the router. Never a connection attempt.
-            return match self.store.index.get::<MetaRecord>(Tree::Meta, &spec.key)? {
-                Some(rec) if !rec.variants.is_empty() => {
-                    self.metrics.hit(spec.kind);
-                    self.ready(&spec, rec, CacheOutcome::Hit).await
-                }
-                _ => Err(self.offline_miss(&spec.url)),
-            };
-        }
-        if let Some(hit) = self.meta_from_cache(&spec).await? {
-            return Ok(hit);
-        }
-        // Coalesce concurrent refreshes of one document; after the wait, look again.
-        let lock = self
-            .meta_locks
-            .get_with(spec.key.clone(), || Arc::new(tokio::sync::Mutex::new(())));
-        let _guard = lock.lock().await;
-        if let Some(hit) = self.meta_from_cache(&spec).await? {
-            return Ok(hit);
-        }
-        let rec: Option<MetaRecord> = self.store.index.get(Tree::Meta, &spec.key)?;
-        let stale_decision =
-            match self.gate(spec.credential, &spec.scope, spec.content(rec.as_ref())) {
-                Verdict::Ask(d) => d,
-                Verdict::Allow => None,
-                Verdict::Refuse(d) => return Err(refusal(&d)),
-            };
-        self.metrics.miss(spec.kind);
-        // A per-caller record from before revisions existed is fetched whole: its body is
-        // then stored with a revision (a 304 would leave it without one).
-        let etag = rec
-            .as_ref()
-            .filter(|r| !r.variants.is_empty() && (r.revision.is_some() || !spec.per_caller))
-            .and_then(|r| r.etag.clone());
-        let mut req = Request::get(spec.url.clone(), spec.credential, spec.kind);
-        req.if_none_match = etag.as_deref();
-        req.accept = Some("application/json");
-        req.forward = spec.forward_name.map(upstream::Forward::Metadata);
-        match self.upstream.send(req).await {
-            Ok(Fetched::NotModified { etag: new_etag }) => {
-                let Some(mut rec) = rec else {
-                    return Err(Error::Internal(
-                        "upstream answered 304 to an unconditional request".into(),
-                    ));
-                };
-                rec.fetched_at = now_ms();
-                // The body is unchanged, and so is the revision (a new ETag only validates it).
-                if new_etag.is_some() {
-                    rec.etag = new_etag;
-                }
-                self.store.index.put(Tree::Meta, &spec.key, &rec)?;
-                // The 304 proves this caller sees this very document: the allow names its
-                // revision (`ready` gives an old record without one its revision first).
-                let hit = self.ready(&spec, rec, CacheOutcome::Revalidated).await?;
-                self.record_allow(&spec, &hit.record);
-                Ok(hit)
-            }
-            Ok(Fetched::Body(body)) => {
-                let raw = upstream::read_all(body.stream, MAX_METADATA, &spec.url).await?;
-                // For a per-caller scope this is the caller's own document: it is served to
-                // them and replaces the record, whose new revision no other caller's
-                // decision names.
-                let rec = self
-                    .store_meta(
-                        &spec.key,
-                        &spec.builder,
-                        raw,
-                        body.etag,
-                        spec.origin,
-                        !spec.per_caller,
-                    )
-                    .await?;
-                self.record_allow(&spec, &rec);
-                Ok(MetaHit {
-                    record: Arc::new(rec),
-                    outcome: CacheOutcome::Miss,
-                    per_caller: spec.per_caller,
-                })
-            }
-            Ok(Fetched::NotFound { body }) => {
-                self.record_decision(
-                    spec.credential,
-                    &spec.scope,
-                    StatusCode::NOT_FOUND,
-                    &body,
-                    None,
-                );
-                Err(Error::passthrough(StatusCode::NOT_FOUND, body, None))
-            }
-            Ok(Fetched::Denied {
-                status,
-                body,
-                www_authenticate,
-            }) => {
-                self.record_decision(
-                    spec.credential,
-                    &spec.scope,
-                    status,
-                    &body,
-                    www_authenticate.clone(),
-                );
-                Err(Error::passthrough(status, body, www_authenticate))
-            }
-            Ok(Fetched::ForwardedToPublic { location }) => {
-                // GitLab has no such package and would send the client to a public registry.
-                // Public fallback is decided by packrat's forwarding rules, not here.
-                tracing::info!(name = spec.forward_name, location = %upstream::redact(&location), "upstream forwards this name to a public registry; answering not found");
-                Err((spec.not_found)())
-            }
-            Err(e) => self.on_upstream_error(&spec, rec, stale_decision, e).await,
-        }
-    }
-
-    async fn meta_from_cache(&self, spec: &MetaSpec<'_>) -> Result<Option<MetaHit>, Error> {
-        let rec: Option<MetaRecord> = self.store.index.get(Tree::Meta, &spec.key)?;
-        match self.gate(spec.credential, &spec.scope, spec.content(rec.as_ref())) {
-            Verdict::Refuse(d) => {
-                self.metrics.hit(spec.kind);
-                Err(refusal(&d))
-            }
-            Verdict::Allow => match rec {
-                Some(rec) if self.fresh(&rec) && !rec.variants.is_empty() => {
-                    self.metrics.hit(spec.kind);
-                    self.ready(spec, rec, CacheOutcome::Hit).await.map(Some)
-                }
-                _ => Ok(None),
-            },
-            Verdict::Ask(_) => Ok(None),
-        }
-    }
-
-    /// The upstream failed: the outage rule ([`gate::outage`]) decides between stale content,
-    /// the caller's recent refusal, the failure itself and the undecided caller's answer.
-    async fn on_upstream_error(
-        &self,
-        spec: &MetaSpec<'_>,
-        rec: Option<MetaRecord>,
-        stale_decision: Option<Arc<Decision>>,
-        e: UpstreamError,
-    ) -> Result<MetaHit, Error> {
-        let decision = stale_decision.or_else(|| self.decisions.get(spec.credential, &spec.scope));
-        let usable = rec.filter(|r| self.within_stale_if_error(r) && !r.variants.is_empty());
-        let held = match (&usable, &decision) {
-            (None, _) => Held::Nothing,
-            (Some(r), Some(d)) if spec.content(Some(r)).granted(d) => Held::Granted,
-            (Some(_), _) => Held::NotGranted,
-        };
-        let aged = decision
-            .as_ref()
-            .map(|d| (d.as_ref(), self.decisions.age(d)));
-        match gate::outage(&e, aged, held, spec.origin == Origin::Public) {
-            Outage::ServeStale => match usable {
-                Some(rec) => {
-                    tracing::warn!(key = %spec.key, error = %e, "upstream failed; serving stale metadata");
-                    self.ready(spec, rec, CacheOutcome::StaleIfError).await
-                }
-                None => Err(e.into()),
-            },
-            Outage::Refuse => match decision {
-                Some(d) => Err(refusal(&d)),
-                None => Err(undecided(&e)),
-            },
-            Outage::Fail => Err(e.into()),
-            Outage::Undecided => Err(undecided(&e)),
-        }
-    }
-
-    /// Make sure the record's variants were built for this server's public URL.
-    async fn ready(
-        &self,
-        spec: &MetaSpec<'_>,
-        rec: MetaRecord,
-        outcome: CacheOutcome,
-    ) -> Result<MetaHit, Error> {
-        let base = spec.builder.base();
-        // A per-caller record from before revisions existed is rebuilt too: that gives it a
-        // revision and stamps its aux records with it.
-        if rec.built_for == base && !(spec.per_caller && rec.revision.is_none()) {
-            return Ok(MetaHit {
-                record: Arc::new(rec),
-                outcome,
-                per_caller: spec.per_caller,
-            });
-        }
-        let Some(raw) = &rec.raw else {
-            return Err(Error::Internal(
-                "metadata record has no raw body to rebuild from".into(),
-            ));
-        };
-        let raw = self
-            .store
-            .blobs
-            .read(&raw.digest)
-            .await?
-            .ok_or_else(|| Error::Internal("raw metadata blob is missing".into()))?;
-        let mut rebuilt = self
-            .store_meta(
-                &spec.key,
-                &spec.builder,
-                raw,
-                rec.etag.clone(),
-                rec.origin,
-                !spec.per_caller,
-            )
-            .await?;
-        rebuilt.fetched_at = rec.fetched_at;
-        self.store.index.put(Tree::Meta, &spec.key, &rebuilt)?;
-        Ok(MetaHit {
-            record: Arc::new(rebuilt),
-            outcome,
-            per_caller: spec.per_caller,
-        })
-    }
-
-    /// Build the variants of a new upstream revision and index them. The file records the
-    /// previous revision wrote and this one does not are removed; for a document every caller
-    /// shares (`shared`), the files it dropped are gone upstream, so what answered for them is
-    /// retired too ([`Build::retire`]): a deleted version is never served from the cache again.
-    async fn store_meta(
-        &self,
-        key: &str,
-        builder: &Arc<dyn Build>,
-        raw: Bytes,
-        etag: Option<String>,
-        origin: Origin,
-        shared: bool,
-    ) -> Result<MetaRecord, Error> {
-        let b = builder.clone();
-        let raw2 = raw.clone();
-        let built = tokio::task::spawn_blocking(move || b.build(&raw2))
-            .await
-            .map_err(|e| Error::Internal(format!("metadata build task failed: {e}")))??;
-        let raw_info = self.store.blobs.put_bytes(&raw).await?;
-        let revision = etag
-            .clone()
-            .unwrap_or_else(|| format!("sha256:{}", raw_info.digest.hex()));
-        let mut variants = Vec::with_capacity(built.variants.len());
-        for v in built.variants {
-            let info = self.store.blobs.put_bytes(&v.bytes).await?;
-            if info.len <= HOT_MAX_ITEM {
-                self.hot.insert(info.digest, v.bytes.clone()).await;
-            }
-            variants.push(Variant {
-                name: v.name.to_string(),
-                digest: info.digest,
-                len: info.len,
-                etag: format!("\"{}\"", info.digest.hex()),
-                content_type: v.content_type.to_string(),
-            });
-        }
-        if let Some(prefix) = builder.files_prefix() {
-            let listed: std::collections::HashSet<&str> =
-                built.aux.iter().map(|(k, _)| k.as_str()).collect();
-            for (k, v) in self
-                .store
-                .index
-                .scan::<serde_json::Value>(Tree::Aux, &prefix)?
-            {
-                if listed.contains(k.as_str()) {
-                    continue;
-                }
-                self.store.index.remove(Tree::Aux, &k)?;
-                if shared {
-                    let retired = builder.retire(&k, &v);
-                    for a in &retired.aux {
-                        self.store.index.remove(Tree::Aux, a)?;
-                    }
-                    for b in &retired.blobs {
-                        self.store.index.remove(Tree::Blobs, b)?;
-                    }
-                    tracing::info!(key = %k, "a new revision no longer lists this file; it is no longer served");
-                }
-            }
-        }
-        for (k, mut v) in built.aux {
-            if let Some(obj) = v.as_object_mut() {
-                obj.insert(
-                    AUX_REVISION.into(),
-                    serde_json::Value::from(revision.clone()),
-                );
-            }
-            self.store.index.put(Tree::Aux, &k, &v)?;
-        }
-        let rec = MetaRecord {
-            fetched_at: now_ms(),
-            etag,
-            origin,
-            raw: Some(Variant {
-                name: "raw".into(),
-                digest: raw_info.digest,
-                len: raw_info.len,
-                etag: String::new(),
-                content_type: "application/json".into(),
-            }),
-            built_for: builder.base(),
-            variants,
-            revision: Some(revision),
-        };
-        self.store.index.put(Tree::Meta, key, &rec)?;
-        Ok(rec)
-    }
-
-    /// The bytes of a variant: the hot tier, else the blob store.
-    pub async fn payload(&self, v: &Variant) -> Result<Payload, Error> {
-        if let Some(b) = self.hot.get(&v.digest).await {
-            return Ok(Payload::Bytes(b));
-        }
-        if v.len <= HOT_MAX_ITEM {
-            let bytes = self.store.blobs.read(&v.digest).await?.ok_or_else(|| {
-                Error::Store(StoreError::Verify(format!(
-                    "metadata blob {} is missing; run `packrat verify`",
-                    v.digest
-                )))
-            })?;
-            self.hot.insert(v.digest, bytes.clone()).await;
-            return Ok(Payload::Bytes(bytes));
-        }
-        match self.store.blobs.open(&v.digest).await? {
-            Some((f, len)) => Ok(Payload::File(f, len)),
-            None => Err(Error::Store(StoreError::Verify(format!(
-                "metadata blob {} is missing; run `packrat verify`",
-                v.digest
-            )))),
-        }
-    }
-
     /// An adapter-owned index record.
     pub fn aux<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         Ok(self.store.index.get(Tree::Aux, key)?)
-    }
-
-    /// An aux record written with a document (a file it lists), as the caller who got `hit`
-    /// may see it: for a per-caller document only if `hit`'s revision wrote it, i.e. the
-    /// document this caller was allowed to read lists it. Files listed only by another
-    /// caller's document are `None`, exactly like files that do not exist.
-    pub fn listed<T: serde::de::DeserializeOwned>(
-        &self,
-        hit: &MetaHit,
-        key: &str,
-    ) -> Result<Option<T>, Error> {
-        let Some(value) = self.store.index.get::<serde_json::Value>(Tree::Aux, key)? else {
-            return Ok(None);
-        };
-        let stamp = value.get(AUX_REVISION).and_then(serde_json::Value::as_str);
-        let current = hit.record.revision.as_deref();
-        let listed_here = if hit.per_caller {
-            stamp.is_some() && stamp == current
-        } else {
-            // A shared document: its current revision must list the file (records written
-            // before revisions existed carry no stamp and stand).
-            stamp.is_none() || current.is_none() || stamp == current
-        };
-        if !listed_here {
-            return Ok(None);
-        }
-        match serde_json::from_value(value) {
-            Ok(v) => Ok(Some(v)),
-            // As the index treats a record that does not decode: absent.
-            Err(e) => {
-                tracing::warn!(key, error = %e, "aux record does not decode; treating as absent");
-                Ok(None)
-            }
-        }
     }
 
     /// All adapter-owned records under a key prefix.
@@ -786,221 +437,9 @@ impl Core {
         Ok(self.store.index.scan(Tree::Aux, prefix)?)
     }
 
-    /// Note a blob read (for LRU eviction); written to the index by [`Core::flush_atimes`].
-    fn touch(&self, digest: Digest) {
-        if let Ok(mut m) = self.atimes.lock() {
-            m.insert(digest, now_ms());
-        }
-    }
-
-    /// Write the access times gathered since the last call, in one batch.
-    pub fn flush_atimes(&self) -> Result<usize, Error> {
-        let batch: Vec<(String, serde_json::Value)> = match self.atimes.lock() {
-            Ok(mut m) => m
-                .drain()
-                .map(|(d, t)| (d.hex(), serde_json::Value::from(t)))
-                .collect(),
-            Err(_) => return Ok(0),
-        };
-        self.store.index.apply(Tree::Atime, &batch)?;
-        Ok(batch.len())
-    }
-
     /// Write an adapter-owned index record.
     pub fn put_aux<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
         Ok(self.store.index.put(Tree::Aux, key, value)?)
-    }
-
-    /// Serve a blob: from the store, by joining a download in flight, or by starting one.
-    pub async fn blob(self: &Arc<Self>, spec: BlobSpec) -> Result<BlobHit, Error> {
-        loop {
-            if let Some(hit) = self.blob_from_store(&spec).await? {
-                return Ok(hit);
-            }
-            if self.upstream.is_offline() {
-                return Err(self.offline_miss(&spec.url));
-            }
-            let index = self.store.index.clone();
-            let key = spec.key.clone();
-            let role = self.flights.join_or_lead(&spec.key, || {
-                matches!(index.get::<BlobEntry>(Tree::Blobs, &key), Ok(Some(_)))
-            });
-            let (mut rx, outcome) = match role {
-                Role::Ready => continue,
-                // A flight that already landed (committed and indexed, just not yet out of
-                // the map) is a plain hit: serve it from the store.
-                Role::Joiner(rx) if matches!(*rx.borrow(), Progress::Done { .. }) => continue,
-                Role::Joiner(rx) => {
-                    self.metrics.join();
-                    (rx, CacheOutcome::Joined)
-                }
-                Role::Leader(lead) => {
-                    self.metrics.miss(spec.kind);
-                    let rx = lead.subscribe();
-                    let core = self.clone();
-                    let spec = spec.clone();
-                    tokio::spawn(async move { core.download(spec, lead).await });
-                    (rx, CacheOutcome::Miss)
-                }
-            };
-            // A blob with a validation hook is not visible before it passed: its requesters
-            // wait for the commit instead of streaming the download, so a refused blob is a
-            // clean error response and never a 200 whose body already went out whole.
-            let len = if spec.validate.is_some() {
-                flight::settled(&mut rx).await.map(Some)
-            } else {
-                flight::first_answer(&mut rx).await
-            }
-            .map_err(Error::Shared)?;
-            let body = flight::tail(rx, self.store.blobs.clone());
-            return Ok(BlobHit {
-                body: BlobBody::Stream(Box::pin(body)),
-                len,
-                digest: None,
-                outcome,
-            });
-        }
-    }
-
-    async fn blob_from_store(&self, spec: &BlobSpec) -> Result<Option<BlobHit>, Error> {
-        let Some(entry) = self.store.index.get::<BlobEntry>(Tree::Blobs, &spec.key)? else {
-            return Ok(None);
-        };
-        if entry.size <= HOT_MAX_BLOB {
-            let hot = match self.hot.get(&entry.digest).await {
-                Some(b) => Some(b),
-                None => match self.store.blobs.read(&entry.digest).await? {
-                    Some(b) if b.len() as u64 == entry.size => {
-                        self.hot.insert(entry.digest, b.clone()).await;
-                        Some(b)
-                    }
-                    _ => None,
-                },
-            };
-            if let Some(bytes) = hot {
-                self.metrics.hit(spec.kind);
-                self.touch(entry.digest);
-                return Ok(Some(BlobHit {
-                    len: Some(bytes.len() as u64),
-                    body: BlobBody::Bytes(bytes),
-                    digest: Some(entry.digest),
-                    outcome: CacheOutcome::Hit,
-                }));
-            }
-        }
-        match self.store.blobs.open(&entry.digest).await? {
-            Some((file, len)) => {
-                self.metrics.hit(spec.kind);
-                self.touch(entry.digest);
-                Ok(Some(BlobHit {
-                    body: BlobBody::File(file),
-                    len: Some(len),
-                    digest: Some(entry.digest),
-                    outcome: CacheOutcome::Hit,
-                }))
-            }
-            None => {
-                tracing::warn!(key = %spec.key, digest = %entry.digest, "indexed blob is missing on disk; refetching");
-                self.store.index.remove(Tree::Blobs, &spec.key)?;
-                Ok(None)
-            }
-        }
-    }
-
-    /// The leader's download: stream to a temp file, publishing progress; commit; index.
-    async fn download(self: Arc<Self>, spec: BlobSpec, lead: flight::Lead) {
-        match self.fetch_into_store(&spec, &lead).await {
-            Ok((digest, len)) => lead.finish(Progress::Done { digest, len }),
-            Err(e) => {
-                // Each response that carries the failure logs it (a WARN for a 5xx, once per
-                // request); here only the detail, and a not-found (Go probing versions that do
-                // not exist) is no failure at all.
-                tracing::debug!(key = %spec.key, error = %e, "download failed; nothing cached");
-                lead.finish(Progress::Failed(Arc::new(e)));
-            }
-        }
-    }
-
-    async fn fetch_into_store(
-        &self,
-        spec: &BlobSpec,
-        lead: &flight::Lead,
-    ) -> Result<(Digest, u64), Error> {
-        let mut req = Request::get(spec.url.clone(), &spec.credential, spec.kind);
-        req.forward = spec.forward_name.as_deref().map(upstream::Forward::Tarball);
-        let body = match self.upstream.send(req).await? {
-            Fetched::Body(b) => b,
-            Fetched::NotFound { body } => {
-                return Err(Error::passthrough(StatusCode::NOT_FOUND, body, None))
-            }
-            Fetched::Denied {
-                status,
-                body,
-                www_authenticate,
-            } => return Err(Error::passthrough(status, body, www_authenticate)),
-            Fetched::NotModified { .. } | Fetched::ForwardedToPublic { .. } => {
-                return Err(Error::gitlab(StatusCode::NOT_FOUND, "404 Not Found"))
-            }
-        };
-        let mut expect = spec.expect.clone();
-        if expect.max_size.is_none() {
-            expect.max_size = Some(self.config.storage.max_size);
-        }
-        // Announced as too large: refuse before the first byte, so the requester gets a clean
-        // error response instead of a 200 that is cut at the limit.
-        if let (Some(len), Some(limit)) = (body.len, expect.max_size) {
-            if len > limit {
-                return Err(Error::Store(StoreError::TooLarge { limit }));
-            }
-        }
-        let mut writer = self.store.blobs.create(expect).await?;
-        let tmp = Arc::new(writer.tmp_path().to_path_buf());
-        let total = body.len;
-        lead.progress(Progress::Writing {
-            tmp: tmp.clone(),
-            bytes: 0,
-            total,
-        });
-        let mut stream = body.stream;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            writer.write(&chunk).await?;
-            lead.progress(Progress::Writing {
-                tmp: tmp.clone(),
-                bytes: writer.len(),
-                total,
-            });
-        }
-        if let Some(t) = total {
-            if t != writer.len() {
-                return Err(UpstreamError::Body {
-                    url: upstream::redact(&spec.url),
-                    reason: format!("expected {t} bytes, got {}", writer.len()),
-                }
-                .into());
-            }
-        }
-        if let Some(validate) = spec.validate.clone() {
-            let path = writer.tmp_path().to_path_buf();
-            tokio::task::spawn_blocking(move || validate(&path))
-                .await
-                .map_err(|e| Error::Internal(format!("validation task failed: {e}")))?
-                .map_err(|reason| Error::Store(StoreError::Verify(reason)))?;
-        }
-        let info = writer.commit().await?;
-        self.store.index.put(
-            Tree::Blobs,
-            &spec.key,
-            &BlobEntry {
-                digest: info.digest,
-                size: info.len,
-                content_type: spec.content_type.to_string(),
-                fetched_at: now_ms(),
-                etag: body.etag,
-                origin: spec.origin,
-            },
-        )?;
-        Ok((info.digest, info.len))
     }
 }
 
@@ -1008,7 +447,7 @@ impl Core {
     /// An offline mirror's miss: a fast 404 that names the mirror and what it lacks (the path
     /// as this mirror serves it, never the upstream it was synced from) and says what to do.
     fn offline_miss(&self, upstream_url: &str) -> Error {
-        let redacted = upstream::redact(upstream_url);
+        let redacted = crate::urls::redact(upstream_url);
         let path = redacted
             .split_once("://")
             .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
@@ -1043,9 +482,9 @@ pub(crate) fn undecided(e: &UpstreamError) -> Error {
 }
 
 fn refusal(d: &Decision) -> Error {
-    Error::Remembered(Box::new(Error::Passthrough {
-        status: StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN),
-        body: Bytes::from(d.body.clone().unwrap_or_default()),
-        www_authenticate: d.www_authenticate.clone(),
-    }))
+    Error::Remembered(Box::new(Error::passthrough(
+        StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN),
+        Bytes::from(d.body.clone().unwrap_or_default()),
+        d.www_authenticate.clone(),
+    )))
 }

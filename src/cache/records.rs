@@ -9,9 +9,7 @@
 //!   served to a caller whose last decision allows it (outcome `StaleIfError`);
 //! - refusals (401/403/404) are GitLab's, recorded per credential hash and scope.
 //!
-//! Also here: the local effects of writes that went through (invalidating packuments and Go
-//! lists, forgetting tarballs of deleted versions, committing a published tarball), so the
-//! adapters never touch the index directly.
+//! The local effects of writes live in [`super::effects`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,17 +17,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::gate::{self, Content, Held, Outage, Verdict};
 use super::{refusal, CacheOutcome, Core};
 use crate::auth::Credential;
 use crate::error::Error;
-use crate::store::{now_ms, BlobEntry, Digest, Expect, MetaRecord, Origin, Tree};
+use crate::store::{now_ms, Tree};
 
 /// Aux key of the write epoch: Unix ms of the last write that went through packrat.
-const EPOCH_KEY: &str = "records/epoch";
+pub(super) const EPOCH_KEY: &str = "records/epoch";
 
 /// A record and when the fill that produced it started (Unix ms).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -130,6 +128,7 @@ impl Core {
                 status,
                 body,
                 www_authenticate,
+                ..
             }) => {
                 if matches!(status.as_u16(), 401 | 403 | 404) {
                     self.record_decision(
@@ -260,116 +259,5 @@ impl Core {
             .ok()
             .flatten()
             .unwrap_or(0)
-    }
-
-    /// A write went through: every adapter-filled record is refilled on its next read
-    /// (stored copies stay usable for stale-if-error).
-    pub fn records_written(&self) -> Result<(), Error> {
-        Ok(self.store.index.put(Tree::Aux, EPOCH_KEY, &now_ms())?)
-    }
-
-    /// A stored record without any check (for write paths that only look things up).
-    pub fn peek_record<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Stamped<T>>, Error> {
-        Ok(self.store.index.get(Tree::Aux, key)?)
-    }
-
-    /// Edit every record under `prefix` in place (their age is kept); `edit` returns whether
-    /// it changed the record. Returns how many changed.
-    pub fn edit_records<T, F>(&self, prefix: &str, mut edit: F) -> Result<usize, Error>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnMut(&str, &mut T) -> bool,
-    {
-        let mut changed = 0;
-        for (key, mut rec) in self.store.index.scan::<Stamped<T>>(Tree::Aux, prefix)? {
-            if edit(&key, &mut rec.value) {
-                self.store.index.put(Tree::Aux, &key, &rec)?;
-                changed += 1;
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Remove the adapter records under `prefix` whose key satisfies `matches`.
-    pub fn remove_records(
-        &self,
-        prefix: &str,
-        matches: impl Fn(&str) -> bool,
-    ) -> Result<usize, Error> {
-        let mut removed = 0;
-        for (key, _) in self.store.index.scan::<IgnoredAny>(Tree::Aux, prefix)? {
-            if matches(&key) {
-                self.store.index.remove(Tree::Aux, &key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Make the metadata documents under `prefix` whose key satisfies `matches` stale, so the
-    /// next read revalidates upstream. They stay usable for stale-if-error.
-    pub fn invalidate_metadata(
-        &self,
-        prefix: &str,
-        matches: impl Fn(&str) -> bool,
-    ) -> Result<usize, Error> {
-        let ttl = u64::try_from(self.config.cache.metadata_ttl.as_millis()).unwrap_or(u64::MAX);
-        let stale_at = now_ms().saturating_sub(ttl.saturating_add(1));
-        let mut changed = 0;
-        for (key, mut rec) in self.store.index.scan::<MetaRecord>(Tree::Meta, prefix)? {
-            if matches(&key) && rec.fetched_at > stale_at {
-                rec.fetched_at = stale_at;
-                self.store.index.put(Tree::Meta, &key, &rec)?;
-                changed += 1;
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Forget which blob answers the upstream files under `prefix` whose key satisfies
-    /// `matches` (a deleted version must not be served from the cache; the bytes stay for gc).
-    pub fn forget_blobs(
-        &self,
-        prefix: &str,
-        matches: impl Fn(&str) -> bool,
-    ) -> Result<usize, Error> {
-        let mut removed = 0;
-        for (key, _) in self.store.index.scan::<IgnoredAny>(Tree::Blobs, prefix)? {
-            if matches(&key) {
-                self.store.index.remove(Tree::Blobs, &key)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Commit bytes the client sent (a published tarball, in chunks) as the blob answering `key`,
-    /// verified against `expect` like any download.
-    pub async fn put_blob<C: AsRef<[u8]>>(
-        &self,
-        key: &str,
-        chunks: impl Iterator<Item = Result<C, Error>>,
-        expect: Expect,
-        content_type: &str,
-        origin: Origin,
-    ) -> Result<Digest, Error> {
-        let mut writer = self.store.blobs.create(expect).await?;
-        for chunk in chunks {
-            writer.write(chunk?.as_ref()).await?;
-        }
-        let info = writer.commit().await?;
-        self.store.index.put(
-            Tree::Blobs,
-            key,
-            &BlobEntry {
-                digest: info.digest,
-                size: info.len,
-                content_type: content_type.to_string(),
-                fetched_at: now_ms(),
-                etag: None,
-                origin,
-            },
-        )?;
-        Ok(info.digest)
     }
 }

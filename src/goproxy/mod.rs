@@ -21,12 +21,12 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::Credential;
 use crate::cache::{BlobSpec, Build, Built, BuiltVariant, CacheOutcome, Core, MetaHit, MetaSpec};
+use crate::cache::{Expect, Origin};
 use crate::config::ProjectRef;
+use crate::error::NotFound;
 use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
-use crate::server::reply::Reply;
-use crate::store::{Expect, Origin};
-use crate::upstream::NotFound;
+use crate::reply::Reply;
 pub use escape::{ModulePath, ModuleVersion};
 
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -126,7 +126,7 @@ pub fn not_mapped(core: &Core, module: &ModulePath) -> Error {
 pub fn not_mapped_reason(core: &Core) -> String {
     format!(
         "404 Not Found: this module is not under go.host ({:?}) and no [[go.modules]] prefix maps it to a GitLab project; set go.host or add a [[go.modules]] entry (a public module also needs forwarding.go_proxy and a forward = true rule)",
-        core.config.go.host
+        core.config().go.host
     )
 }
 
@@ -197,7 +197,7 @@ async fn context<'a>(
         GoTarget::Any => resolve_project(core, module, credential).await?,
     };
     let project = match project {
-        Some(p) if core.upstream.is_offline() => Some(offline_spelling(core, p, module)?),
+        Some(p) if core.is_offline() => Some(offline_spelling(core, p, module)?),
         other => other,
     };
     Ok(match project {
@@ -207,7 +207,7 @@ async fn context<'a>(
             credential,
         },
         None => {
-            let verdict = if core.upstream.is_offline() {
+            let verdict = if core.is_offline() {
                 // An offline mirror asks no one, so it blocks nothing: a pinned module it does
                 // not hold is a plain miss; a public one is served as it was synced.
                 if forwarding::is_pinned(core, Kind::Go, module.as_str())? {
@@ -262,7 +262,7 @@ impl Ctx<'_> {
     /// Absolute URL of the module's directory upstream.
     fn upstream_prefix(&self, module: &ModulePath) -> String {
         match &self.source {
-            Source::Gitlab(project) => self.core.upstream.gitlab_url(&format!(
+            Source::Gitlab(project) => self.core.gitlab_url(&format!(
                 "/api/v4/projects/{}/packages/go/{}",
                 utf8_percent_encode(project, SEGMENT),
                 module.escaped()
@@ -411,7 +411,7 @@ async fn resolve_project(
     module: &ModulePath,
     credential: &Credential,
 ) -> Result<Option<String>, Error> {
-    if let Some(m) = core.config.go.lookup(module.as_str()) {
+    if let Some(m) = core.config().go.lookup(module.as_str()) {
         return Ok(Some(match &m.project {
             ProjectRef::Id(id) => id.to_string(),
             ProjectRef::Path(p) => p.clone(),
@@ -446,7 +446,7 @@ async fn resolve_project(
             Some(_) => continue,
             None => {}
         }
-        let spelled = if core.upstream.is_offline() {
+        let spelled = if core.is_offline() {
             offline_spelling(core, candidate.clone(), module)?
         } else {
             candidate.clone()
@@ -458,7 +458,7 @@ async fn resolve_project(
         };
         match ctx.list(module).await {
             Ok(_) => {
-                if !core.upstream.is_offline() {
+                if !core.is_offline() {
                     core.put_aux(&aux_key, &candidate)?;
                 }
                 return Ok(Some(candidate));
@@ -470,7 +470,7 @@ async fn resolve_project(
             Err(e) if matches!(e.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN) => {
                 // Only "no such project" speaks of the candidate as a whole; a missing module
                 // in a project that exists says nothing about that project's other modules.
-                if error_not_found(&e) == Some(NotFound::Project) || e.status() == 403 {
+                if e.not_found() == Some(NotFound::Project) || e.status() == 403 {
                     core.remember_absent(credential, &memo, e.status());
                 }
             }
@@ -500,21 +500,11 @@ fn offline_spelling(core: &Core, project: String, module: &ModulePath) -> Result
 /// Deepest GitLab project path `/go/` considers: 20 levels of groups and the project.
 const MAX_PROJECT_DEPTH: usize = 21;
 
-/// What a GitLab 404 passed on as an error says is missing.
-fn error_not_found(e: &Error) -> Option<NotFound> {
-    match e.inner() {
-        Error::Passthrough { status, body, .. } if *status == StatusCode::NOT_FOUND => {
-            Some(NotFound::of(body))
-        }
-        _ => None,
-    }
-}
-
 /// The rest of `module` after the GitLab module host (`go.host`) and a `/`, if it is under
 /// it.
 fn under_gitlab_host<'m>(core: &Core, module: &'m str) -> Option<&'m str> {
     module
-        .strip_prefix(core.config.go.host.as_str())?
+        .strip_prefix(core.config().go.host.as_str())?
         .strip_prefix('/')
 }
 
@@ -524,10 +514,10 @@ fn under_gitlab_host<'m>(core: &Core, module: &'m str) -> Option<&'m str> {
 /// never reach a public service (the checksum database).
 pub fn is_private(core: &Core, module: &str) -> Result<bool, Error> {
     Ok(forwarding::is_pinned(core, Kind::Go, module)?
-        || core.config.go.lookup(module).is_some()
+        || core.config().go.lookup(module).is_some()
         || under_gitlab_host(core, module).is_some()
         || core
-            .config
+            .config()
             .forwarding
             .first_match(module)
             .is_some_and(|rule| !rule.forward))

@@ -12,9 +12,9 @@ use http::StatusCode;
 use super::not_found;
 use crate::auth::Credential;
 use crate::cache::{BlobSpec, Build, Built, BuiltVariant, Core, MetaSpec};
+use crate::cache::{Expect, Origin};
 use crate::error::Error;
-use crate::server::reply::Reply;
-use crate::store::{Expect, Origin};
+use crate::reply::Reply;
 
 struct Raw;
 
@@ -46,7 +46,7 @@ pub fn served_name(sumdb_url: &str) -> String {
     {
         return segment.to_string();
     }
-    let origin = crate::upstream::origin_of(sumdb_url);
+    let origin = crate::urls::origin_of(sumdb_url);
     let host = origin.split("://").nth(1).unwrap_or("");
     host.split(':').next().unwrap_or(host).to_string()
 }
@@ -74,7 +74,7 @@ fn canonical_rest(raw: &str) -> Option<String> {
 
 pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, Error> {
     let base = core
-        .config
+        .config()
         .forwarding
         .go_sumdb
         .trim_end_matches('/')
@@ -88,7 +88,7 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
     if rest == "supported" {
         return Ok(Reply::new(
             StatusCode::OK,
-            crate::server::reply::ReplyBody::Empty,
+            crate::reply::ReplyBody::Empty,
             crate::cache::CacheOutcome::Bypass,
         ));
     }
@@ -138,7 +138,7 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
                 StatusCode::NOT_FOUND,
                 format!(
                     "404 Not Found: packrat never looks up GitLab's or other private modules in the public checksum database; list them in GONOSUMDB (e.g. GONOSUMDB={})",
-                    core.config.go.host
+                    core.config().go.host
                 ),
             ));
         }

@@ -10,7 +10,6 @@ use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
 use crate::error::Error;
 use crate::gc::MIRROR_PREFIX;
-use crate::npm::sync::drain;
 
 use super::GoTarget;
 
@@ -63,7 +62,12 @@ pub async fn sync_module(
     for kind in kinds {
         let reply = ctx.file(module, version, *kind).await?;
         let fetched = reply.outcome != CacheOutcome::Hit;
-        let n = drain(reply.body).await?;
+        let n = reply.body.drain().await.map_err(|e| {
+            Error::Internal(format!(
+                "{module}@{}: download failed: {e}",
+                version.as_str()
+            ))
+        })?;
         if fetched {
             out.fetched += 1;
             out.bytes += n;
@@ -92,8 +96,8 @@ fn pin(core: &Core, blob_key: &str) -> Result<(), Error> {
 }
 
 /// Serve a checksum database path through the cache; lookups and tiles are pinned.
-async fn fetch_sumdb(core: &Arc<Core>, rest: &str) -> Result<crate::server::reply::Reply, Error> {
-    let name = sumdb::served_name(&core.config.forwarding.go_sumdb);
+async fn fetch_sumdb(core: &Arc<Core>, rest: &str) -> Result<crate::reply::Reply, Error> {
+    let name = sumdb::served_name(&core.config().forwarding.go_sumdb);
     let reply = sumdb::handle(core, &name, rest).await?;
     if rest != "latest" {
         pin(core, &format!("sumdb:{name}/{rest}"))?;
@@ -112,7 +116,12 @@ pub async fn sync_tiles(core: &Arc<Core>, lookups: &[Lookup]) -> Result<u32, Err
         .ok_or_else(|| Error::Internal("unexpected checksum database answer for latest".into()))?;
     let mut n = 0;
     for tile in tile_set(lookups, latest) {
-        drain(fetch_sumdb(core, &tile).await?.body).await?;
+        fetch_sumdb(core, &tile)
+            .await?
+            .body
+            .drain()
+            .await
+            .map_err(|e| Error::Internal(format!("{tile}: download failed: {e}")))?;
         n += 1;
     }
     Ok(n)
@@ -135,28 +144,12 @@ pub fn tile_set(lookups: &[Lookup], latest: u64) -> BTreeSet<String> {
     out
 }
 
-async fn read_reply(reply: crate::server::reply::Reply) -> Result<Vec<u8>, Error> {
-    use crate::server::reply::ReplyBody;
-    use futures_util::StreamExt;
-    Ok(match reply.body {
-        ReplyBody::Empty => Vec::new(),
-        ReplyBody::Bytes(b) => b.to_vec(),
-        ReplyBody::File(mut f, _) => {
-            use tokio::io::AsyncReadExt;
-            let mut v = Vec::new();
-            f.read_to_end(&mut v)
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            v
-        }
-        ReplyBody::Stream(mut s, _) => {
-            let mut v = Vec::new();
-            while let Some(c) = s.next().await {
-                v.extend_from_slice(&c.map_err(|e| Error::Internal(e.to_string()))?);
-            }
-            v
-        }
-    })
+async fn read_reply(reply: crate::reply::Reply) -> Result<Vec<u8>, Error> {
+    reply
+        .body
+        .into_bytes()
+        .await
+        .map_err(|e| Error::Internal(format!("reading a checksum database answer: {e}")))
 }
 
 /// A lookup answer is `<record id>\n<go.sum lines>\n\n<signed note>`, the note's text being

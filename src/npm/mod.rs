@@ -18,16 +18,15 @@ use http::{HeaderMap, Method, StatusCode};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::Credential;
-use crate::cache::{BlobSpec, Core, MetaHit, MetaSpec};
+use crate::cache::request_body::RequestBody;
+use crate::cache::{BlobSpec, Core, Fetched, MetaHit, MetaSpec};
+use crate::cache::{Expect, Origin};
+use crate::error::NotFound;
 use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
-use crate::server::reply::Reply;
-use crate::server::request_body::RequestBody;
-use crate::store::{Expect, Origin};
-use crate::upstream::Fetched;
+use crate::reply::Reply;
 pub use name::PackageName;
 use packument::{PackumentBuilder, TarballRef};
-pub use publish::{forget_tarballs, invalidate};
 
 /// Characters kept as-is when a project or group path is put into a URL segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -309,7 +308,6 @@ async fn unrouted(
         None => None,
     };
     let answer = core
-        .upstream
         .forward(
             method,
             &path,
@@ -329,7 +327,10 @@ async fn unrouted(
             first.to_string()
         };
         if let Ok(name) = PackageName::parse(&candidate) {
-            if let Err(e) = invalidate(core, name.as_str()).and_then(|()| core.records_written()) {
+            if let Err(e) = core
+                .npm_name_written(name.as_str())
+                .and_then(|()| core.records_written())
+            {
                 tracing::warn!(name = %name, error = %e, "a write went through upstream; invalidating the cache failed");
             }
         }
@@ -352,7 +353,7 @@ async fn packument(
     let builder = PackumentBuilder {
         name: name.clone(),
         tarball_base: format!("{}{}", core.public_url(), scope.prefix()),
-        upstream_base: core.upstream.base().to_string(),
+        upstream_base: core.upstream_base().to_string(),
         aux_prefix: format!("npmfile/{}/{}/", scope.key(), name),
         abbreviate: false,
         origin: Origin::Gitlab,
@@ -360,9 +361,7 @@ async fn packument(
     core.metadata(MetaSpec {
         scope: key.clone(),
         key,
-        url: core
-            .upstream
-            .gitlab_url(&format!("{}/{}", scope.prefix(), name.encoded())),
+        url: core.gitlab_url(&format!("{}/{}", scope.prefix(), name.encoded())),
         credential,
         forward_name: Some(name.as_str()),
         kind: "npm_metadata",
@@ -409,12 +408,12 @@ pub(crate) async fn resolve(
         // An offline mirror forwards nothing and blocks nothing: a name it does not hold at
         // this prefix is a plain miss (never a dependency-confusion attempt), unless it holds
         // the public package, which it serves as it was synced.
-        Err(e) if e.status() == StatusCode::NOT_FOUND && core.upstream.is_offline() => {
+        Err(e) if e.status() == StatusCode::NOT_FOUND && core.is_offline() => {
             if forwarding::is_pinned(core, Kind::Npm, name.as_str())? {
                 return Err(e);
             }
             let registry = core
-                .config
+                .config()
                 .forwarding
                 .npm_registry
                 .clone()
@@ -482,11 +481,7 @@ async fn gitlab_lacks(
 
 /// GitLab's npm "the project is visible, the package is not in it" answer.
 fn says_no_such_package(e: &Error) -> bool {
-    match e.inner() {
-        Error::Passthrough { body, .. } => body_mentions(body, "Packages not found"),
-        Error::Gitlab { error, .. } => error.as_deref() == Some("Packages not found"),
-        _ => false,
-    }
+    e.not_found() == Some(NotFound::Package)
 }
 
 /// The public registry's full packument, cached like GitLab's (never merged with it).
@@ -532,7 +527,7 @@ pub(crate) async fn tarball(
     // listed in the document they were allowed to read (at the group and instance prefixes,
     // that caller's own document, see `MetaSpec::per_caller`).
     let mut attempts = 0;
-    let offline = core.upstream.is_offline();
+    let offline = core.is_offline();
     let elsewhere = || offline::file_elsewhere(core, scope, name, file, credential);
     let (origin, tref) = loop {
         attempts += 1;
@@ -570,7 +565,7 @@ pub(crate) async fn tarball(
     // nothing to verify the bytes against, so they are neither cached nor served.
     if origin == Origin::Public && tref.shasum.is_none() && tref.integrity.is_none() {
         return Err(Error::Upstream(crate::error::UpstreamError::Body {
-            url: crate::upstream::redact(&tref.url),
+            url: crate::urls::redact(&tref.url),
             reason: "the public registry's packument gives no shasum or integrity for this tarball; packrat serves only what it can verify".into(),
         }));
     }
@@ -617,37 +612,22 @@ pub(crate) fn blob_key(origin: Origin, url: &str) -> String {
 /// both routes.
 fn tarball_refusal(e: Error, credential: &Credential) -> Error {
     let anonymous_to_gitlab = credential.is_anonymous() || credential.is_basic_only();
-    match e.inner() {
-        Error::Passthrough { status, body, .. } => {
-            if *status == StatusCode::UNAUTHORIZED && anonymous_to_gitlab {
-                Error::npm_not_found("Project")
-            } else if *status == StatusCode::NOT_FOUND && body_mentions(body, "Packages not found")
-            {
-                Error::npm_not_found("Package")
-            } else {
-                e
-            }
-        }
+    match (e.status(), e.not_found()) {
+        (StatusCode::UNAUTHORIZED, _) if anonymous_to_gitlab => Error::npm_not_found("Project"),
+        (_, Some(NotFound::Package)) => Error::npm_not_found("Package"),
         _ => e,
     }
 }
 
+/// A route whose not-found names another thing than the metadata route's (dist-tags say
+/// `Package`): GitLab's "the name is not in the project" answer, renamed.
 fn not_found_as(e: Error, thing: &str) -> Error {
-    match e.inner() {
-        Error::Passthrough { status, body, .. }
-            if *status == StatusCode::NOT_FOUND && body_mentions(body, "Packages not found") =>
-        {
-            Error::npm_not_found(thing)
-        }
-        Error::Gitlab { status, .. } if *status == StatusCode::NOT_FOUND => {
+    match (e.inner(), e.not_found()) {
+        (Error::Passthrough { .. }, Some(NotFound::Package)) | (Error::Gitlab { .. }, Some(_)) => {
             Error::npm_not_found(thing)
         }
         _ => e,
     }
-}
-
-fn body_mentions(body: &Bytes, s: &str) -> bool {
-    std::str::from_utf8(body).is_ok_and(|b| b.contains(s))
 }
 
 /// The two audit POSTs, answered as GitLab does with request forwarding off (API.md §1.9):
@@ -671,33 +651,24 @@ async fn audit(
     };
     // Let GitLab check the credential: it answers 200 `[]`, or 307 to a public registry
     // when its own forwarding is on (which packrat does not follow), or a refusal.
-    let mut up = crate::upstream::Request::get(
-        core.upstream
-            .gitlab_url(&format!("{}/-/npm/v1/security/{path}", scope.prefix())),
-        req.credential,
-        "npm_audit",
-    );
-    up.method = Method::POST;
-    up.body = Some(req.body.unwrap_or_default().bytes().await?);
-    up.content_type = req
+    let body = req.body.unwrap_or_default().bytes().await?;
+    let content_type = req
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    up.follow_redirects = false;
-    match core.upstream.send(up).await? {
-        Fetched::Denied {
-            status,
-            body,
-            www_authenticate,
-        } => Err(Error::passthrough(status, body, www_authenticate)),
-        Fetched::NotFound { body } => Err(Error::passthrough(StatusCode::NOT_FOUND, body, None)),
+    let path = format!("{}/-/npm/v1/security/{path}", scope.prefix());
+    match core
+        .uncached_post(&path, req.credential, body, content_type, "npm_audit")
+        .await?
+    {
         // GitLab's forwarding is on: its 307 is sent before any access check, so whether
         // this caller may read the project's packages is asked another way.
         Fetched::ForwardedToPublic { .. } => {
             audit_read_check(core, scope, req.credential).await?;
             Ok(audit_empty())
         }
-        Fetched::Body(_) | Fetched::NotModified { .. } => Ok(audit_empty()),
+        Fetched::NotModified { .. } => Ok(audit_empty()),
+        other => other.into_body(&path).map(|_| audit_empty()),
     }
 }
 
@@ -715,21 +686,14 @@ async fn audit_read_check(
     let NpmScope::Project(id) = scope else {
         return Err(Error::npm_not_found("Project"));
     };
-    let url = core.upstream.gitlab_url(&format!(
+    let path = format!(
         "/api/v4/projects/{}/packages?per_page=1",
         utf8_percent_encode(id, SEGMENT)
-    ));
-    let up = crate::upstream::Request::get(url, credential, "npm_audit");
-    match core.upstream.send(up).await? {
-        Fetched::Body(_) => Ok(()),
-        Fetched::Denied {
-            status,
-            body,
-            www_authenticate,
-        } => Err(Error::passthrough(status, body, www_authenticate)),
-        Fetched::NotFound { .. }
-        | Fetched::NotModified { .. }
-        | Fetched::ForwardedToPublic { .. } => Err(Error::npm_not_found("Project")),
+    );
+    match core.uncached_get(&path, credential, "npm_audit").await {
+        Ok(_) => Ok(()),
+        Err(e) if e.status() == StatusCode::NOT_FOUND => Err(Error::npm_not_found("Project")),
+        Err(e) => Err(e),
     }
 }
 

@@ -70,7 +70,7 @@ pub fn file_elsewhere(
 
 /// `offline.tokens` for the project that owns a file, by id or by path.
 fn owner_allowed(core: &Core, credential: &Credential, owner: &str) -> Result<bool, Error> {
-    let config = &core.config.offline;
+    let config = &core.config().offline;
     if allows(config, credential, &Owner::Project(owner.to_string())) {
         return Ok(true);
     }

@@ -14,10 +14,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::name::PackageName;
+use crate::cache::Origin;
 use crate::cache::{Build, Built, BuiltVariant, Retired};
 use crate::error::{Error, UpstreamError};
-use crate::store::Origin;
-use crate::upstream::origin_of;
+use crate::urls::origin_of;
 
 /// Where one tarball lives upstream and what it must hash to.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -291,7 +291,7 @@ impl PackumentBuilder {
             // sits in). Such a version is listed, pointing at packrat, and its tarball is a
             // 404: no file record.
             (Origin::Public, _) if origin_of(&url) != origin_of(&self.upstream_base) => {
-                tracing::warn!(name = %self.name, url = %crate::upstream::redact(&url), "public tarball on another host than the registry's; not fetched");
+                tracing::warn!(name = %self.name, url = %crate::urls::redact(&url), "public tarball on another host than the registry's; not fetched");
                 return None;
             }
             // In the form the HTTP client will fetch, so one file has one blob key.

@@ -22,9 +22,9 @@ use super::packument::{PackumentBuilder, TarballRef};
 use super::{NpmRequest, NpmScope, SEGMENT};
 use crate::auth::Credential;
 use crate::cache::Core;
+use crate::cache::{Expect, Origin};
 use crate::error::{Error, RequestError};
-use crate::server::reply::Reply;
-use crate::store::{Expect, Origin};
+use crate::reply::Reply;
 
 /// A publish body that passed the checks; it borrows the body (the tarball's base64 is never
 /// copied: it is decoded in chunks, once to check it and once into the blob store).
@@ -163,7 +163,6 @@ pub(super) async fn publish(
     };
     let path = format!("{}/{}", scope.prefix(), name.encoded());
     let answer = core
-        .upstream
         .forward(
             Method::PUT,
             &path,
@@ -193,7 +192,7 @@ async fn after_publish(
     credential: &Credential,
     checked: Checked<'_>,
 ) -> Result<(), Error> {
-    invalidate(core, name.as_str())?;
+    core.npm_name_written(name.as_str())?;
     core.records_written()?;
     let Checked::New(p) = checked else {
         return Ok(());
@@ -201,7 +200,7 @@ async fn after_publish(
     // GitLab stores the package under the body's name, whatever the URL said.
     let stored = match PackageName::parse(&p.name) {
         Ok(n) if n != *name => {
-            invalidate(core, n.as_str())?;
+            core.npm_name_written(n.as_str())?;
             n
         }
         _ => name.clone(),
@@ -256,7 +255,6 @@ pub(super) async fn dist_tag(
         (false, _) => None,
     };
     let answer = core
-        .upstream
         .forward(
             method,
             &path,
@@ -267,7 +265,10 @@ pub(super) async fn dist_tag(
         )
         .await?;
     if answer.status.is_success() {
-        if let Err(e) = invalidate(core, name.as_str()).and_then(|()| core.records_written()) {
+        if let Err(e) = core
+            .npm_name_written(name.as_str())
+            .and_then(|()| core.records_written())
+        {
             tracing::warn!(name = %name, error = %e, "dist-tag changed upstream; invalidating the cache failed");
         }
     }
@@ -276,37 +277,6 @@ pub(super) async fn dist_tag(
         answer.headers,
         answer.body,
     ))
-}
-
-/// Every prefix's packument (and so dist-tags) of `name` revalidates on its next read, and
-/// no remembered "not found" for it stands: the next read by anyone sees the write.
-pub fn invalidate(core: &Core, name: &str) -> Result<(), Error> {
-    let suffix = format!("/{name}");
-    core.invalidate_metadata("npm/", |k| k.ends_with(&suffix))?;
-    core.decisions
-        .forget_not_found(|scope| scope.starts_with("npm") && scope.ends_with(&suffix))?;
-    Ok(())
-}
-
-/// Cached tarballs of `name` (one file, or all when `file` is `None`) are no longer served
-/// from the cache: the next request asks the upstream, which knows whether they still exist
-/// (a version deleted and published again must never be served from the old bytes). A file
-/// known to be deleted also loses its tarball record at every prefix, so the tarball route
-/// answers 404 even while a download of it is still landing in the cache.
-pub fn forget_tarballs(core: &Core, name: &str, file: Option<&str>) -> Result<(), Error> {
-    match file {
-        Some(f) => {
-            let suffix = format!("/{name}/-/{f}");
-            core.forget_blobs("npm-tgz:", |k| k.ends_with(&suffix))?;
-            let aux_suffix = format!("/{name}/{f}");
-            core.remove_records("npmfile/", |k| k.ends_with(&aux_suffix))?;
-        }
-        None => {
-            let infix = format!("/{name}/-/");
-            core.forget_blobs("npm-tgz:", |k| k.contains(&infix))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

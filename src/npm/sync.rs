@@ -4,18 +4,15 @@
 
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::packument::{PackumentBuilder, TarballRef, JSON};
 use super::{blob_key, resolve, tarball, NpmScope, PackageName, Resolved};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core, Payload};
+use crate::cache::{Expect, Hasher, Origin};
 use crate::error::Error;
 use crate::gc::MIRROR_PREFIX;
-use crate::server::reply::ReplyBody;
-use crate::store::digest::Hasher;
-use crate::store::{Expect, Origin};
 
 /// Which version of a package to mirror.
 pub enum Want<'a> {
@@ -86,13 +83,21 @@ pub async fn sync_version(
         Some(sri) => {
             let expect = Expect::lockfile(sri);
             let mut hasher = Hasher::new(&expect);
-            let n = drain_hashed(reply.body, &mut hasher).await?;
+            let n = reply
+                .body
+                .for_each_chunk(|c| hasher.update(c))
+                .await
+                .map_err(|e| bad(name, format!("reading the tarball: {e}")))?;
             expect
                 .verify_lockfile(hasher, n, name, &version)
                 .map_err(Error::Internal)?;
             n
         }
-        None => drain(reply.body).await?,
+        None => reply
+            .body
+            .drain()
+            .await
+            .map_err(|e| bad(name, format!("downloading the tarball: {e}")))?,
     };
     // Keep it through gc: the mirror needs it.
     let prefix = match origin {
@@ -112,59 +117,6 @@ pub async fn sync_version(
         outcome,
         bytes,
     })
-}
-
-/// Read a reply body to the end into `hasher`; returns its length.
-async fn drain_hashed(body: ReplyBody, hasher: &mut Hasher) -> Result<u64, Error> {
-    use tokio::io::AsyncReadExt;
-    let mut n = 0u64;
-    match body {
-        ReplyBody::Empty => {}
-        ReplyBody::Bytes(b) => {
-            hasher.update(&b);
-            n = b.len() as u64;
-        }
-        ReplyBody::File(mut f, _) => {
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let k = f
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| Error::Internal(format!("reading a stored tarball: {e}")))?;
-                if k == 0 {
-                    break;
-                }
-                hasher.update(&buf[..k]);
-                n += k as u64;
-            }
-        }
-        ReplyBody::Stream(mut s, _) => {
-            while let Some(chunk) = s.next().await {
-                let chunk = chunk.map_err(|e| Error::Internal(format!("download failed: {e}")))?;
-                hasher.update(&chunk);
-                n += chunk.len() as u64;
-            }
-        }
-    }
-    Ok(n)
-}
-
-/// Read a reply body to the end (a download in flight completes into the store).
-pub(crate) async fn drain(body: ReplyBody) -> Result<u64, Error> {
-    match body {
-        ReplyBody::Empty => Ok(0),
-        ReplyBody::Bytes(b) => Ok(b.len() as u64),
-        ReplyBody::File(_, n) => Ok(n),
-        ReplyBody::Stream(mut s, _) => {
-            let mut n = 0u64;
-            while let Some(chunk) = s.next().await {
-                n += chunk
-                    .map_err(|e| Error::Internal(format!("download failed: {e}")))?
-                    .len() as u64;
-            }
-            Ok(n)
-        }
-    }
 }
 
 /// The version `want` names in a packument: exact, a dist-tag, or the highest in a range.

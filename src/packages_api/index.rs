@@ -28,7 +28,6 @@ use crate::auth::Credential;
 use crate::cache::records::{Filled, RecordHit, RecordSpec};
 use crate::cache::Core;
 use crate::error::{Error, UpstreamError};
-use crate::upstream::{self, Fetched, Request};
 
 /// Largest single page accepted from the upstream.
 const MAX_PAGE_BYTES: u64 = 64 << 20;
@@ -204,7 +203,7 @@ pub async fn list(
             credential,
             kind: "packages_list",
             key,
-            url: core.upstream.gitlab_url(&path),
+            url: core.gitlab_url(&path),
             offline_any: Some((
                 format!("pkgidx/{}/", target.key()),
                 format!("/{}", slice.name()),
@@ -303,7 +302,7 @@ pub async fn files(
             credential,
             kind: "packages_files",
             key: Some(files_key(target, package_id)),
-            url: core.upstream.gitlab_url(&path),
+            url: core.gitlab_url(&path),
             offline_any: None,
         },
         || async move {
@@ -331,7 +330,7 @@ pub async fn pipelines(
             credential,
             kind: "packages_pipelines",
             key: Some(pipelines_key(target, package_id)),
-            url: core.upstream.gitlab_url(&path),
+            url: core.gitlab_url(&path),
             offline_any: None,
         },
         || async move {
@@ -414,37 +413,19 @@ async fn fetch_one(
     path_and_query: &str,
     credential: &Credential,
 ) -> Result<(Vec<Value>, http::HeaderMap), Error> {
-    let url = core.upstream.gitlab_url(path_and_query);
-    let mut req = Request::get(url.clone(), credential, "packages_api");
-    req.accept = Some("application/json");
-    match core.upstream.send(req).await? {
-        Fetched::Body(body) => {
-            let headers = body.headers.clone();
-            let raw = upstream::read_all(body.stream, MAX_PAGE_BYTES, &url).await?;
-            let items: Vec<Value> = serde_json::from_slice(&raw).map_err(|e| {
-                Error::Upstream(UpstreamError::Body {
-                    url: upstream::redact(&url),
-                    reason: format!("not a JSON array of records: {e}"),
-                })
-            })?;
-            Ok((items, headers))
-        }
-        Fetched::NotFound { body } => {
-            Err(Error::passthrough(http::StatusCode::NOT_FOUND, body, None))
-        }
-        Fetched::Denied {
-            status,
-            body,
-            www_authenticate,
-        } => Err(Error::passthrough(status, body, www_authenticate)),
-        Fetched::NotModified { .. } | Fetched::ForwardedToPublic { .. } => {
-            Err(Error::Upstream(UpstreamError::Status {
-                url: upstream::redact(&url),
-                status: 502,
-                setting: "upstream.url",
-            }))
-        }
-    }
+    let body = core
+        .uncached_get(path_and_query, credential, "packages_api")
+        .await?;
+    let headers = body.headers.clone();
+    let url = body.url.clone();
+    let raw = body.read_all(MAX_PAGE_BYTES).await?;
+    let items: Vec<Value> = serde_json::from_slice(&raw).map_err(|e| {
+        Error::Upstream(UpstreamError::Body {
+            url,
+            reason: format!("not a JSON array of records: {e}"),
+        })
+    })?;
+    Ok((items, headers))
 }
 
 /// A package as the local index last saw it, wherever it was listed (ids are global).

@@ -18,11 +18,11 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use crate::auth::Credential;
+use crate::cache::Forwarded;
 use crate::cache::{BlobSpec, CacheOutcome, Core};
+use crate::cache::{Digest, Expect, Origin};
 use crate::error::{Error, RequestError};
-use crate::server::reply::Reply;
-use crate::store::{Digest, Expect, Origin};
-use crate::upstream::{self, Fetched, Forwarded, Request};
+use crate::reply::Reply;
 use index::{Slice, Target};
 use params::{id_of, str_field, FilesQuery, ListKind, ListQuery, PipelinesQuery, Query};
 
@@ -192,7 +192,7 @@ async fn access_first(
     req: &PkgRequest<'_>,
     invalid: Error,
 ) -> Result<Reply, Error> {
-    if core.upstream.is_offline() || core.allowed(req.credential, &target.scope())? {
+    if core.is_offline() || core.allowed(req.credential, &target.scope())? {
         return Err(invalid);
     }
     let answer = forward(core, req.method.clone(), req, "packages_invalid").await?;
@@ -299,7 +299,7 @@ fn versions_of(item: &Value, all: &[Value]) -> Vec<Value> {
 }
 
 async fn show_upstream(core: &Arc<Core>, req: &PkgRequest<'_>) -> Result<Reply, Error> {
-    if core.upstream.is_offline() {
+    if core.is_offline() {
         // What the mirror does not list, it does not have.
         return Err(Error::gitlab(StatusCode::NOT_FOUND, "404 Not found"));
     }
@@ -307,38 +307,14 @@ async fn show_upstream(core: &Arc<Core>, req: &PkgRequest<'_>) -> Result<Reply, 
         Some(q) => format!("{}?{q}", req.raw_path),
         None => req.raw_path.to_string(),
     };
-    let url = core.upstream.gitlab_url(&path);
-    let mut up = Request::get(url.clone(), req.credential, "packages_show");
-    up.accept = Some("application/json");
-    match core.upstream.send(up).await? {
-        Fetched::Body(body) => {
-            let raw = upstream::read_all(body.stream, 16 << 20, &url).await?;
-            let doc: Value = serde_json::from_slice(&raw).map_err(|e| {
-                Error::Upstream(crate::error::UpstreamError::Body {
-                    url: upstream::redact(&url),
-                    reason: format!("not a JSON record: {e}"),
-                })
-            })?;
-            Ok(json_reply(
-                &public_links(core, doc),
-                CacheOutcome::Bypass,
-                &[],
-            ))
-        }
-        Fetched::NotFound { body } => Err(Error::passthrough(StatusCode::NOT_FOUND, body, None)),
-        Fetched::Denied {
-            status,
-            body,
-            www_authenticate,
-        } => Err(Error::passthrough(status, body, www_authenticate)),
-        Fetched::NotModified { .. } | Fetched::ForwardedToPublic { .. } => {
-            Err(Error::Upstream(crate::error::UpstreamError::Status {
-                url: upstream::redact(&url),
-                status: 502,
-                setting: "upstream.url",
-            }))
-        }
-    }
+    let doc = core
+        .uncached_json(&path, req.credential, "packages_show", 16 << 20)
+        .await?;
+    Ok(json_reply(
+        &public_links(core, doc),
+        CacheOutcome::Bypass,
+        &[],
+    ))
 }
 
 async fn files(
@@ -452,7 +428,7 @@ async fn download(
     }
     if expect.sha256.is_none() && expect.sha1.is_none() {
         return Err(Error::Upstream(crate::error::UpstreamError::Body {
-            url: upstream::redact(&core.upstream.gitlab_url(req.raw_path)),
+            url: crate::urls::redact(&core.gitlab_url(req.raw_path)),
             reason: "the package file listing gives no sha256 or sha1 to verify it against".into(),
         }));
     }
@@ -464,7 +440,7 @@ async fn download(
     let blob = core
         .blob(BlobSpec {
             key: format!("pkgfile:{path}"),
-            url: core.upstream.gitlab_url(&path),
+            url: core.gitlab_url(&path),
             credential: req.credential.clone(),
             expect,
             content_type: "application/octet-stream",
@@ -526,16 +502,9 @@ async fn delete_file(
 
 /// Best effort: what the package is, asked upstream with the caller's credential.
 async fn lookup_upstream(core: &Arc<Core>, path: &str, credential: &Credential) -> Option<Value> {
-    let url = core.upstream.gitlab_url(path);
-    let mut up = Request::get(url.clone(), credential, "packages_show");
-    up.accept = Some("application/json");
-    match core.upstream.send(up).await {
-        Ok(Fetched::Body(body)) => upstream::read_all(body.stream, 16 << 20, &url)
-            .await
-            .ok()
-            .and_then(|raw| serde_json::from_slice(&raw).ok()),
-        _ => None,
-    }
+    core.uncached_json(path, credential, "packages_show", 16 << 20)
+        .await
+        .ok()
 }
 
 /// The format-specific metadata that listed a deleted package (or one of its files):
@@ -553,17 +522,16 @@ fn forget_format_metadata(
     }
     match str_field(item, "package_type") {
         "npm" => {
-            crate::npm::invalidate(core, name)?;
+            core.npm_name_written(name)?;
             let version = str_field(item, "version");
             let file_name = match file {
                 None => Some(format!("{name}-{version}.tgz")),
                 Some(f) => f.map(str::to_string),
             };
-            crate::npm::forget_tarballs(core, name, file_name.as_deref())?;
+            core.npm_files_gone(name, file_name.as_deref())?;
         }
         "golang" => {
-            let suffix = format!("/{name}/list");
-            core.invalidate_metadata("go/", |k| k.ends_with(&suffix))?;
+            core.go_module_written(name)?;
         }
         _ => {}
     }
@@ -580,10 +548,8 @@ async fn forward(
         Some(q) => format!("{}?{q}", req.raw_path),
         None => req.raw_path.to_string(),
     };
-    Ok(core
-        .upstream
-        .forward(method, &path, req.credential, req.headers, None, kind)
-        .await?)
+    core.forward(method, &path, req.credential, req.headers, None, kind)
+        .await
 }
 
 /// GitLab's answer to a write, as it sent it.

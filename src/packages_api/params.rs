@@ -5,6 +5,8 @@
 
 use std::cmp::Ordering;
 
+use base64::Engine as _;
+
 use serde_json::Value;
 
 use crate::error::{Error, RequestError};
@@ -427,7 +429,7 @@ impl PipelinesQuery {
         }
         let before = match q.get("cursor").filter(|c| !c.is_empty()) {
             None => None,
-            Some(c) => match super::paginate::decode_cursor(c) {
+            Some(c) => match decode_cursor(c) {
                 Some(id) => Some(id),
                 None => {
                     errors.0.push("cursor is invalid".to_string());
@@ -447,6 +449,23 @@ impl PipelinesQuery {
             request_params: link.0,
         })
     }
+}
+
+/// `Base64.urlsafe_encode64({"id":"<id>","_kd":"n"}.to_json)`, GitLab's keyset cursor.
+pub fn encode_cursor(id: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE.encode(format!("{{\"id\":\"{id}\",\"_kd\":\"n\"}}"))
+}
+
+/// The id a keyset cursor continues after (only "next" cursors are ever handed out).
+pub fn decode_cursor(cursor: &str) -> Option<i64> {
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(cursor.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor.trim()))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    let id = v.get("id")?;
+    id.as_i64()
+        .or_else(|| id.as_str().and_then(|s| s.parse().ok()))
 }
 
 /// Params for a `Link` header, replacing values by key.

@@ -5,8 +5,6 @@
 pub mod body;
 pub mod conn;
 pub mod ops;
-pub mod reply;
-pub mod request_body;
 pub mod respond;
 pub mod router;
 
@@ -70,15 +68,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     })?;
     core.set_public_url(config.public_url_for(bound));
     let scheme = if tls.is_some() { "https" } else { "http" };
-    {
-        let blobs = core.store.blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.scan_size());
-    }
+    core.start_size_scan();
     tokio::spawn(housekeeping(core.clone()));
     tracing::info!(
         listen = %bound,
         public_url = core.public_url(),
-        upstream = core.upstream.base(),
+        upstream = core.upstream_base(),
         offline = config.cache.offline,
         data = %config.storage.dir.display(),
         "packrat started"
@@ -207,7 +202,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if let Err(e) = core.flush_atimes() {
         tracing::warn!(error = %e, "could not record blob access times");
     }
-    core.store.index.flush().await?;
+    core.flush().await?;
     tracing::info!("index flushed; bye");
     Ok(())
 }
@@ -222,7 +217,7 @@ async fn housekeeping(core: Arc<Core>) {
         tick.tick().await;
         if n % 20 == 0 {
             let c = core.clone();
-            match tokio::task::spawn_blocking(move || c.decisions.expire()).await {
+            match tokio::task::spawn_blocking(move || c.expire_decisions()).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(removed)) => tracing::debug!(removed, "deleted expired access decisions"),
                 Ok(Err(e)) => {
@@ -234,19 +229,17 @@ async fn housekeeping(core: Arc<Core>) {
         if let Err(e) = core.flush_atimes() {
             tracing::warn!(error = %e, "could not record blob access times");
         }
-        let max = core.config.storage.max_size;
-        if core.store.blobs.bytes_on_disk() > max {
-            let store = core.store.clone();
-            match tokio::task::spawn_blocking(move || crate::gc::run(&store, max, false)).await {
-                Ok(Ok(r)) => tracing::info!(
-                    evicted = r.evicted.len(),
-                    before = r.before,
-                    after = r.after,
-                    "evicted least-recently-used blobs"
-                ),
-                Ok(Err(e)) => tracing::warn!(error = %e, "background eviction failed"),
-                Err(e) => tracing::warn!(error = %e, "background eviction task failed"),
-            }
+        let c = core.clone();
+        match tokio::task::spawn_blocking(move || c.evict_over_max_size()).await {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some(r))) => tracing::info!(
+                evicted = r.evicted.len(),
+                before = r.before,
+                after = r.after,
+                "evicted least-recently-used blobs"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "background eviction failed"),
+            Err(e) => tracing::warn!(error = %e, "background eviction task failed"),
         }
     }
 }

@@ -14,16 +14,17 @@ pub fn health() -> Response<Body> {
 
 pub fn ready(core: &Core) -> Response<Body> {
     // The index is open once a Core exists; report it with the in-flight downloads.
-    let body = format!("ready\nin_flight_downloads {}\n", core.flights.in_flight());
+    let body = format!(
+        "ready\nin_flight_downloads {}\n",
+        core.downloads_in_flight()
+    );
     text(StatusCode::OK, body, "text/plain")
 }
 
 /// Prometheus text 0.0.4, or OpenMetrics when the scraper's `Accept` asks for it.
 pub fn metrics(core: &Core, accept: Option<&str>) -> Response<Body> {
     let format = Exposition::from_accept(accept);
-    let body = core
-        .metrics
-        .render(core.store.blobs.bytes_on_disk(), format);
+    let body = core.metrics().render(core.blob_bytes(), format);
     text(StatusCode::OK, body, format.content_type())
 }
 
@@ -31,7 +32,7 @@ pub fn metrics(core: &Core, accept: Option<&str>) -> Response<Body> {
 /// looks at to see whether a dependency-confusion attempt happened. The names themselves
 /// are private, so only a `server.ops_tokens` token may read them.
 pub fn pins(core: &Core, credential: &Credential) -> Result<Response<Body>, Error> {
-    let tokens = &core.config.server.ops_tokens;
+    let tokens = &core.config().server.ops_tokens;
     if tokens.is_empty() {
         return Err(Error::gitlab(
             StatusCode::NOT_FOUND,

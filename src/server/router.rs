@@ -17,16 +17,17 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use super::body::{self, Body};
-use super::reply::{Reply, ReplyBody};
-use super::{ops, request_body, respond};
+use super::{ops, respond};
 use crate::auth::credential::strip_query_credentials;
 use crate::auth::offline::{self, Owner};
 use crate::auth::Credential;
+use crate::cache::request_body;
 use crate::cache::{CacheOutcome, Core};
 use crate::error::{Error, RequestError};
 use crate::goproxy::{self, GoEntry, GoRoute, GoTarget};
 use crate::npm::{self, NpmRoute, NpmScope};
 use crate::packages_api::{self, index::Target, PkgRoute};
+use crate::reply::{Reply, ReplyBody};
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
@@ -46,7 +47,7 @@ pub enum Route {
 /// offline.tokens for `owner`; a project is covered by a scope naming it by id or by path
 /// (the other name as the cached Packages API listings tell it).
 fn offline_allows(core: &Core, credential: &Credential, owner: &Owner) -> bool {
-    let config = &core.config.offline;
+    let config = &core.config().offline;
     if offline::allows(config, credential, owner) {
         return true;
     }
@@ -181,7 +182,7 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", id, %method, path = %path);
     let (label, outcome, mut resp) = async {
-        if core.upstream.is_offline() && is_write(&method, &path) {
+        if core.is_offline() && is_write(&method, &path) {
             let e = Error::gitlab(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "503 Service Unavailable: this packrat is an offline mirror (cache.offline = true); writes cannot reach GitLab from here",
@@ -207,7 +208,7 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
         resp.headers_mut().insert("x-request-id", v);
     }
     let status = resp.status().as_u16();
-    core.metrics.request(label, status, outcome.as_str());
+    core.metrics().request(label, status, outcome.as_str());
     // Hits are the high-volume path (metrics count them); everything else is worth a line.
     let ms = started.elapsed().as_millis() as u64;
     if outcome == CacheOutcome::Hit && status < 400 {
@@ -223,7 +224,7 @@ async fn dispatch(
     route: Route,
     req: Request<Incoming>,
 ) -> (CacheOutcome, Response<Body>) {
-    if core.upstream.is_offline() {
+    if core.is_offline() {
         if let Some(owner) = route.owner() {
             let credential = Credential::from_request(req.headers(), req.uri().query());
             if !offline_allows(core, &credential, &owner) {
@@ -289,20 +290,15 @@ async fn dispatch(
                 // Every other body is small JSON, refused as it arrives past a small limit.
                 let (limit, spool_above) = match r {
                     NpmRoute::Publish(_) | NpmRoute::Unrouted(..) => {
-                        (core.config.server.max_body, request_body::SPOOL_ABOVE)
+                        (core.config().server.max_body, request_body::SPOOL_ABOVE)
                     }
                     NpmRoute::Audit(_) => (request_body::SMALL_BODY_AUDIT, u64::MAX),
                     _ => (request_body::SMALL_BODY, u64::MAX),
                 };
-                let limit = limit.min(core.config.server.max_body);
-                match request_body::receive(
-                    &parts.headers,
-                    incoming,
-                    limit,
-                    spool_above,
-                    &core.store.blobs,
-                )
-                .await
+                let limit = limit.min(core.config().server.max_body);
+                match core
+                    .receive_body(&parts.headers, incoming, limit, spool_above)
+                    .await
                 {
                     Ok(b) => Some(b),
                     Err(e) => return (CacheOutcome::Bypass, respond::error_response(&e)),
@@ -399,7 +395,7 @@ fn render(
             .unwrap_or_else(|_| respond::fallback());
     }
     let head = *method == Method::HEAD;
-    let metrics = core.metrics.clone();
+    let metrics = core.metrics().clone();
     let (len, body) = match reply.body {
         ReplyBody::Empty => (Some(0), body::empty()),
         ReplyBody::Bytes(b) => {

@@ -20,20 +20,10 @@ use tokio::io::AsyncWriteExt;
 use super::digest::{Digest, Expect, Hasher};
 use super::layout::blob_path;
 use super::spool::Spool;
+use super::tmp::create_new_tmp;
 use crate::error::StoreError;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Create a temp file that must not exist yet (names come from [`BlobStore::tmp_name`]), for
-/// writing.
-pub(super) async fn create_new_tmp(path: &Path) -> Result<tokio::fs::File, StoreError> {
-    tokio::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .await
-        .map_err(|e| StoreError::io(path, e))
-}
 
 #[derive(Clone)]
 pub struct BlobStore {

@@ -6,6 +6,7 @@ pub mod digest;
 pub mod index;
 pub mod layout;
 pub mod spool;
+mod tmp;
 
 use std::sync::Arc;
 

@@ -17,7 +17,7 @@ pub struct Spool {
 
 impl Spool {
     pub(super) async fn create(path: PathBuf) -> Result<Self, StoreError> {
-        let file = super::blob::create_new_tmp(&path).await?;
+        let file = super::tmp::create_new_tmp(&path).await?;
         Ok(Spool {
             path,
             file: Some(file),

@@ -53,7 +53,7 @@ pub(crate) enum Done {
 
 /// Parse all inputs and fetch everything they name.
 pub async fn run(core: Arc<Core>, inputs: &[PathBuf]) -> Summary {
-    let credential = match &core.config.upstream.token {
+    let credential = match &core.config().upstream.token {
         Some(t) => Credential::private_token(t),
         None => Credential::anonymous(),
     };

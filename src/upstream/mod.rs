@@ -19,8 +19,10 @@ use http::{HeaderMap, Method, StatusCode};
 
 use crate::auth::Credential;
 use crate::config::Config;
+pub use crate::error::NotFound;
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
+pub use crate::urls::{origin_of, redact};
 
 const MAX_REDIRECTS: usize = 5;
 
@@ -97,34 +99,14 @@ pub struct Body {
     pub content_type: Option<String>,
     pub headers: HeaderMap,
     pub stream: ByteStream,
+    /// Where it came from (redacted), for messages.
+    pub url: String,
 }
 
-/// What a GitLab 404 says is missing, read from GitLab's body once, here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotFound {
-    /// The package (or module, file) is not there; the project or group is visible.
-    Package,
-    /// `404 Project Not Found`: no such project, or one the caller may not see.
-    Project,
-    /// `404 Group Not Found`.
-    Group,
-    /// Anything else (`404 Not Found`, a catch-all route).
-    Other,
-}
-
-impl NotFound {
-    /// Classify a GitLab 404 body (API.md §6: `{"message": "404 <Thing> Not Found", "error": …}`).
-    pub fn of(body: &[u8]) -> NotFound {
-        let text = String::from_utf8_lossy(body).to_ascii_lowercase();
-        if text.contains("project not found") {
-            NotFound::Project
-        } else if text.contains("group not found") {
-            NotFound::Group
-        } else if text.contains("packages not found") || text.contains("package not found") {
-            NotFound::Package
-        } else {
-            NotFound::Other
-        }
+impl Body {
+    /// The whole body in memory, refusing more than `limit` bytes.
+    pub async fn read_all(self, limit: u64) -> Result<Bytes, UpstreamError> {
+        read_all(self.stream, limit, &self.url).await
     }
 }
 
@@ -136,6 +118,8 @@ pub enum Fetched {
     },
     NotFound {
         body: Bytes,
+        /// What GitLab says is missing (classified here, once).
+        what: NotFound,
     },
     /// Any other 4xx: a refusal to pass on unchanged (401, 403, 400, …).
     Denied {
@@ -146,6 +130,34 @@ pub enum Fetched {
     ForwardedToPublic {
         location: String,
     },
+}
+
+impl Fetched {
+    /// A successful body, or what a client gets instead: GitLab's refusal or not-found as it
+    /// sent it, a 404 for GitLab's forwarding to a public registry, an error for a 304 to a
+    /// request that was not conditional.
+    pub fn into_body(self, url: &str) -> Result<Body, crate::error::Error> {
+        use crate::error::Error;
+        match self {
+            Fetched::Body(b) => Ok(b),
+            Fetched::NotFound { body, .. } => {
+                Err(Error::passthrough(StatusCode::NOT_FOUND, body, None))
+            }
+            Fetched::Denied {
+                status,
+                body,
+                www_authenticate,
+            } => Err(Error::passthrough(status, body, www_authenticate)),
+            Fetched::ForwardedToPublic { .. } => {
+                Err(Error::gitlab(StatusCode::NOT_FOUND, "404 Not Found"))
+            }
+            Fetched::NotModified { .. } => Err(Error::Upstream(UpstreamError::Status {
+                url: redact(url),
+                status: 304,
+                setting: "upstream.url",
+            })),
+        }
+    }
 }
 
 /// A write's answer from the upstream, for the client as GitLab sent it.
@@ -547,6 +559,7 @@ impl Upstream {
                 content_type,
                 headers,
                 stream,
+                url: redact(url),
             });
         }
         let www_authenticate = header_str(&headers, http::header::WWW_AUTHENTICATE);
@@ -565,7 +578,8 @@ impl Upstream {
         .await;
         let body = body.freeze();
         if status == StatusCode::NOT_FOUND {
-            Fetched::NotFound { body }
+            let what = NotFound::of(&body);
+            Fetched::NotFound { body, what }
         } else {
             Fetched::Denied {
                 status,
@@ -671,12 +685,6 @@ fn classify(
     }
 }
 
-/// `scheme://host[:port]` of a URL as the HTTP client parses it (WHATWG: lower-cased, default
-/// port dropped, `\\` ending the authority), for same-origin checks. Not a URL: empty.
-pub fn origin_of(url: &str) -> String {
-    url::Url::parse(url).map_or_else(|_| String::new(), |u| u.origin().ascii_serialization())
-}
-
 /// [`follow`] on text: where `location` leads from `base` (for tools and the fuzzer).
 pub fn follow_location(base: &str, location: &str) -> Option<String> {
     follow(&url::Url::parse(base).ok()?, location).map(String::from)
@@ -694,22 +702,6 @@ fn follow(base: &url::Url, location: &str) -> Option<url::Url> {
     next.set_username("").ok()?;
     next.set_password(None).ok()?;
     Some(next)
-}
-
-/// A URL fit for logs and error messages: no userinfo, no query string.
-pub fn redact(url: &str) -> String {
-    let no_query = url.split(['?', '#']).next().unwrap_or(url);
-    match no_query.split_once("://") {
-        Some((scheme, rest)) => {
-            let (host, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
-            };
-            let host = host.rsplit('@').next().unwrap_or(host);
-            format!("{scheme}://{host}{path}")
-        }
-        None => no_query.to_string(),
-    }
 }
 
 /// Is a cross-origin redirect of a GitLab npm fetch GitLab forwarding it to a public

@@ -19,6 +19,54 @@ pub enum ReplyBody {
     ),
 }
 
+impl ReplyBody {
+    /// Read the body to its end, handing each chunk to `each`; returns its length. A download
+    /// in flight completes into the store meanwhile (what `sync` relies on).
+    pub async fn for_each_chunk(self, mut each: impl FnMut(&[u8])) -> std::io::Result<u64> {
+        use futures_util::StreamExt as _;
+        use tokio::io::AsyncReadExt as _;
+        let mut n = 0u64;
+        match self {
+            ReplyBody::Empty => {}
+            ReplyBody::Bytes(b) => {
+                each(&b);
+                n = b.len() as u64;
+            }
+            ReplyBody::File(mut f, _) => {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let k = f.read(&mut buf).await?;
+                    if k == 0 {
+                        break;
+                    }
+                    each(&buf[..k]);
+                    n += k as u64;
+                }
+            }
+            ReplyBody::Stream(mut s, _) => {
+                while let Some(chunk) = s.next().await {
+                    let chunk = chunk?;
+                    each(&chunk);
+                    n += chunk.len() as u64;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Read the body to its end, discarding it; returns its length.
+    pub async fn drain(self) -> std::io::Result<u64> {
+        self.for_each_chunk(|_| {}).await
+    }
+
+    /// The whole body in memory (small bodies only: checksum database answers, lists).
+    pub async fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.for_each_chunk(|c| out.extend_from_slice(c)).await?;
+        Ok(out)
+    }
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,

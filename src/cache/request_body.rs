@@ -1,11 +1,11 @@
-//! Request bodies (npm writes), bounded by `server.max_body` while they arrive: a declared
+//! Request bodies on their way to the upstream (npm writes), bounded by a limit while they
+//! arrive (`server.max_body` for publish, small ones for everything else): a declared
 //! `Content-Length` over the limit is refused before reading, and a chunked body is refused
 //! as soon as it passes the limit (413, nothing sent upstream). Bodies above a small
 //! threshold are spooled to a temp file in the store instead of growing in memory.
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use crate::error::{Error, RequestError};
 use crate::store::{BlobStore, Spool};
@@ -63,13 +63,17 @@ impl RequestBody {
 
 /// Receive a body, refusing more than `limit` bytes (413) before or while reading, spooling
 /// it through `blobs` once it is larger than `spool_above`.
-pub async fn receive(
+pub(super) async fn receive<B>(
     headers: &http::HeaderMap,
-    mut body: Incoming,
+    mut body: B,
     limit: u64,
     spool_above: u64,
     blobs: &BlobStore,
-) -> Result<RequestBody, Error> {
+) -> Result<RequestBody, Error>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let too_large = || Error::Request(RequestError::BodyTooLarge { limit });
     let declared = headers
         .get(http::header::CONTENT_LENGTH)

@@ -1,0 +1,250 @@
+//! The blob path: immutable content (tarballs, Go files, package files) served from the hot
+//! tier or the store, by joining a download in flight, or by leading one (single-flight,
+//! [`super::flight`]) that streams to every requester while it is written, verified and
+//! committed. The caller passed the gate for the metadata that names the blob first.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::StatusCode;
+
+use super::flight::{self, Progress, Role};
+use super::{CacheOutcome, Core};
+use crate::auth::Credential;
+use crate::error::{Error, StoreError, UpstreamError};
+use crate::store::{now_ms, BlobEntry, Digest, Expect, Origin, Tree};
+use crate::upstream::{self, Fetched, Request};
+
+/// Blobs (tarballs, zips) up to this size are also served from the hot tier (bounded as a
+/// whole by `storage.memory_cache`): no file open and no blocking reads per request.
+const HOT_MAX_BLOB: u64 = 8 << 20;
+
+/// Checks a completed download (its temp file) before it may be committed.
+pub type Validate = Arc<dyn Fn(&std::path::Path) -> Result<(), String> + Send + Sync>;
+
+/// A blob read; the caller has already passed the gate for the scope that names it.
+#[derive(Clone)]
+pub struct BlobSpec {
+    pub key: String,
+    pub url: String,
+    pub credential: Credential,
+    pub expect: Expect,
+    pub content_type: &'static str,
+    pub kind: &'static str,
+    pub origin: Origin,
+    /// Format checks beyond digests (e.g. a Go module zip's layout); a failure means the
+    /// bytes are refused and nothing is cached. Such a blob is served only once committed
+    /// (no streaming of the first download).
+    pub validate: Option<Validate>,
+    /// For a GitLab npm tarball: its package name, so that GitLab forwarding the fetch to a
+    /// public registry is a not-found, never content cached as GitLab's.
+    pub forward_name: Option<String>,
+}
+
+pub enum BlobBody {
+    Bytes(Bytes),
+    File(tokio::fs::File),
+    Stream(std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>),
+}
+
+pub struct BlobHit {
+    pub body: BlobBody,
+    pub len: Option<u64>,
+    pub digest: Option<Digest>,
+    pub outcome: CacheOutcome,
+}
+
+impl Core {
+    /// Serve a blob: from the store, by joining a download in flight, or by starting one.
+    pub async fn blob(self: &Arc<Self>, spec: BlobSpec) -> Result<BlobHit, Error> {
+        loop {
+            if let Some(hit) = self.blob_from_store(&spec).await? {
+                return Ok(hit);
+            }
+            if self.upstream.is_offline() {
+                return Err(self.offline_miss(&spec.url));
+            }
+            let index = self.store.index.clone();
+            let key = spec.key.clone();
+            let role = self.flights.join_or_lead(&spec.key, || {
+                matches!(index.get::<BlobEntry>(Tree::Blobs, &key), Ok(Some(_)))
+            });
+            let (mut rx, outcome) = match role {
+                Role::Ready => continue,
+                // A flight that already landed (committed and indexed, just not yet out of
+                // the map) is a plain hit: serve it from the store.
+                Role::Joiner(rx) if matches!(*rx.borrow(), Progress::Done { .. }) => continue,
+                Role::Joiner(rx) => {
+                    self.metrics.join();
+                    (rx, CacheOutcome::Joined)
+                }
+                Role::Leader(lead) => {
+                    self.metrics.miss(spec.kind);
+                    let rx = lead.subscribe();
+                    let core = self.clone();
+                    let spec = spec.clone();
+                    tokio::spawn(async move { core.download(spec, lead).await });
+                    (rx, CacheOutcome::Miss)
+                }
+            };
+            // A blob with a validation hook is not visible before it passed: its requesters
+            // wait for the commit instead of streaming the download, so a refused blob is a
+            // clean error response and never a 200 whose body already went out whole.
+            let len = if spec.validate.is_some() {
+                flight::settled(&mut rx).await.map(Some)
+            } else {
+                flight::first_answer(&mut rx).await
+            }
+            .map_err(Error::Shared)?;
+            let body = flight::tail(rx, self.store.blobs.clone());
+            return Ok(BlobHit {
+                body: BlobBody::Stream(Box::pin(body)),
+                len,
+                digest: None,
+                outcome,
+            });
+        }
+    }
+
+    pub(super) async fn blob_from_store(&self, spec: &BlobSpec) -> Result<Option<BlobHit>, Error> {
+        let Some(entry) = self.store.index.get::<BlobEntry>(Tree::Blobs, &spec.key)? else {
+            return Ok(None);
+        };
+        if entry.size <= HOT_MAX_BLOB {
+            let hot = match self.hot.get(&entry.digest).await {
+                Some(b) => Some(b),
+                None => match self.store.blobs.read(&entry.digest).await? {
+                    Some(b) if b.len() as u64 == entry.size => {
+                        self.hot.insert(entry.digest, b.clone()).await;
+                        Some(b)
+                    }
+                    _ => None,
+                },
+            };
+            if let Some(bytes) = hot {
+                self.metrics.hit(spec.kind);
+                self.touch(entry.digest);
+                return Ok(Some(BlobHit {
+                    len: Some(bytes.len() as u64),
+                    body: BlobBody::Bytes(bytes),
+                    digest: Some(entry.digest),
+                    outcome: CacheOutcome::Hit,
+                }));
+            }
+        }
+        match self.store.blobs.open(&entry.digest).await? {
+            Some((file, len)) => {
+                self.metrics.hit(spec.kind);
+                self.touch(entry.digest);
+                Ok(Some(BlobHit {
+                    body: BlobBody::File(file),
+                    len: Some(len),
+                    digest: Some(entry.digest),
+                    outcome: CacheOutcome::Hit,
+                }))
+            }
+            None => {
+                tracing::warn!(key = %spec.key, digest = %entry.digest, "indexed blob is missing on disk; refetching");
+                self.store.index.remove(Tree::Blobs, &spec.key)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The leader's download: stream to a temp file, publishing progress; commit; index.
+    pub(super) async fn download(self: Arc<Self>, spec: BlobSpec, lead: flight::Lead) {
+        match self.fetch_into_store(&spec, &lead).await {
+            Ok((digest, len)) => lead.finish(Progress::Done { digest, len }),
+            Err(e) => {
+                // Each response that carries the failure logs it (a WARN for a 5xx, once per
+                // request); here only the detail, and a not-found (Go probing versions that do
+                // not exist) is no failure at all.
+                tracing::debug!(key = %spec.key, error = %e, "download failed; nothing cached");
+                lead.finish(Progress::Failed(Arc::new(e)));
+            }
+        }
+    }
+
+    pub(super) async fn fetch_into_store(
+        &self,
+        spec: &BlobSpec,
+        lead: &flight::Lead,
+    ) -> Result<(Digest, u64), Error> {
+        let mut req = Request::get(spec.url.clone(), &spec.credential, spec.kind);
+        req.forward = spec.forward_name.as_deref().map(upstream::Forward::Tarball);
+        let body = match self.upstream.send(req).await? {
+            Fetched::Body(b) => b,
+            Fetched::NotFound { body, .. } => {
+                return Err(Error::passthrough(StatusCode::NOT_FOUND, body, None))
+            }
+            Fetched::Denied {
+                status,
+                body,
+                www_authenticate,
+            } => return Err(Error::passthrough(status, body, www_authenticate)),
+            Fetched::NotModified { .. } | Fetched::ForwardedToPublic { .. } => {
+                return Err(Error::gitlab(StatusCode::NOT_FOUND, "404 Not Found"))
+            }
+        };
+        let mut expect = spec.expect.clone();
+        if expect.max_size.is_none() {
+            expect.max_size = Some(self.config.storage.max_size);
+        }
+        // Announced as too large: refuse before the first byte, so the requester gets a clean
+        // error response instead of a 200 that is cut at the limit.
+        if let (Some(len), Some(limit)) = (body.len, expect.max_size) {
+            if len > limit {
+                return Err(Error::Store(StoreError::TooLarge { limit }));
+            }
+        }
+        let mut writer = self.store.blobs.create(expect).await?;
+        let tmp = Arc::new(writer.tmp_path().to_path_buf());
+        let total = body.len;
+        lead.progress(Progress::Writing {
+            tmp: tmp.clone(),
+            bytes: 0,
+            total,
+        });
+        let mut stream = body.stream;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            writer.write(&chunk).await?;
+            lead.progress(Progress::Writing {
+                tmp: tmp.clone(),
+                bytes: writer.len(),
+                total,
+            });
+        }
+        if let Some(t) = total {
+            if t != writer.len() {
+                return Err(UpstreamError::Body {
+                    url: crate::urls::redact(&spec.url),
+                    reason: format!("expected {t} bytes, got {}", writer.len()),
+                }
+                .into());
+            }
+        }
+        if let Some(validate) = spec.validate.clone() {
+            let path = writer.tmp_path().to_path_buf();
+            tokio::task::spawn_blocking(move || validate(&path))
+                .await
+                .map_err(|e| Error::Internal(format!("validation task failed: {e}")))?
+                .map_err(|reason| Error::Store(StoreError::Verify(reason)))?;
+        }
+        let info = writer.commit().await?;
+        self.store.index.put(
+            Tree::Blobs,
+            &spec.key,
+            &BlobEntry {
+                digest: info.digest,
+                size: info.len,
+                content_type: spec.content_type.to_string(),
+                fetched_at: now_ms(),
+                etag: body.etag,
+                origin: spec.origin,
+            },
+        )?;
+        Ok((info.digest, info.len))
+    }
+}

@@ -1,0 +1,28 @@
+//! The hot tier's bookkeeping: blob access times gathered in memory and written to the index in
+//! one batch (for least-recently-used eviction), never an index write per request.
+
+use super::Core;
+use crate::error::Error;
+use crate::store::{now_ms, Digest, Tree};
+
+impl Core {
+    /// Note a blob read (for LRU eviction); written to the index by [`Core::flush_atimes`].
+    pub(super) fn touch(&self, digest: Digest) {
+        if let Ok(mut m) = self.atimes.lock() {
+            m.insert(digest, now_ms());
+        }
+    }
+
+    /// Write the access times gathered since the last call, in one batch.
+    pub fn flush_atimes(&self) -> Result<usize, Error> {
+        let batch: Vec<(String, serde_json::Value)> = match self.atimes.lock() {
+            Ok(mut m) => m
+                .drain()
+                .map(|(d, t)| (d.hex(), serde_json::Value::from(t)))
+                .collect(),
+            Err(_) => return Ok(0),
+        };
+        self.store.index.apply(Tree::Atime, &batch)?;
+        Ok(batch.len())
+    }
+}
