@@ -15,6 +15,7 @@
 //! - [`metrics`]: Prometheus counters and histograms.
 //! - [`sync`]: the inputs of `packrat sync` (lockfiles, go.mod/go.sum, packrat.list) parsed into items.
 //! - [`error`]: typed errors per layer.
+//! - [`gitlab`]: GitLab namespaces (project, group, instance): URL segments, API prefixes, keys.
 //! - [`urls`]: origins and redaction of URLs, parsed as the HTTP client parses them.
 //! - [`reply`]: what an adapter answers (status, headers, body source, cache outcome); the
 //!   server renders it.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod forwarding;
 pub mod gc;
+pub mod gitlab;
 pub mod goproxy;
 pub mod integrity;
 pub mod metrics;

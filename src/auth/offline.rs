@@ -7,14 +7,9 @@ use sha2::{Digest, Sha256};
 use super::credential::{CredKind, Credential};
 use crate::config::OfflineConfig;
 
-/// What a request reads: a project (id or path), a group path, or the instance/public level.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Owner {
-    Project(String),
-    Group(String),
-    /// Instance-level npm, `/go/`, the sumdb: only `"*"` covers these.
-    Instance,
-}
+/// What a request reads, for scopes: a project (id or path), a group path, or the instance
+/// (instance-level npm, `/go/`, the sumdb: only `"*"` covers those).
+pub use crate::gitlab::Namespace as Owner;
 
 /// Does any configured token in the request cover `owner`?
 pub fn allows(config: &OfflineConfig, credential: &Credential, owner: &Owner) -> bool {

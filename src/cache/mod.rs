@@ -70,13 +70,6 @@ use flight::Flights;
 use gate::{Content, Verdict};
 pub use meta::{Build, Built, BuiltVariant, MetaHit, MetaSpec, Payload, Retired, AUX_REVISION};
 
-/// Characters kept as-is when a project or group path is put into a URL segment.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 /// How a read was answered (a metric label and the `X-Packrat-Cache` header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheOutcome {

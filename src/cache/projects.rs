@@ -72,7 +72,7 @@ impl Core {
                 return;
             }
         }
-        let segment = percent_encoding::utf8_percent_encode(id_or_path, super::SEGMENT);
+        let segment = crate::gitlab::segment(id_or_path);
         let url = self
             .upstream
             .gitlab_url(&format!("/api/v4/projects/{segment}"));

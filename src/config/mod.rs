@@ -21,11 +21,9 @@ mod tests;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
-
+pub use crate::gitlab::ProjectRef;
 use raw::{RawConfig, RawNumber, RawProject, SchemaError};
 
 // ---------------------------------------------------------------------------
@@ -237,79 +235,6 @@ impl GoConfig {
 pub struct GoModuleMapping {
     pub prefix: String,
     pub project: ProjectRef,
-}
-
-/// A GitLab project: numeric id or full path (`group/sub/proj`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ProjectRef {
-    Id(u64),
-    Path(String),
-}
-
-/// Characters kept as-is in a path segment: RFC 3986 unreserved.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-impl ProjectRef {
-    /// Parses an id (`"42"`) or a full path, plain (`group/sub/proj`) or
-    /// URL-encoded (`group%2Fsub%2Fproj`).
-    pub fn parse(s: &str) -> Result<ProjectRef, String> {
-        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-            return match s.parse::<u64>() {
-                Ok(0) => Err(format!("invalid project id {s}: must be positive")),
-                Ok(id) => Ok(ProjectRef::Id(id)),
-                Err(_) => Err(format!("invalid project id {s}: too large")),
-            };
-        }
-        let path = percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .map_err(|_| format!("invalid project path {s:?}: not UTF-8 once decoded"))?;
-        let why = if path.is_empty() {
-            Some("must not be empty")
-        } else if path.starts_with('/') || path.ends_with('/') {
-            Some("must not start or end with '/'")
-        } else if path.contains("//") {
-            Some("must not contain an empty segment")
-        } else if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            Some("must not contain whitespace")
-        } else {
-            None
-        };
-        match why {
-            Some(why) => Err(format!(
-                "invalid project {s:?}: {why} (expected a numeric id or a full path such as \"group/sub/project\")"
-            )),
-            None => Ok(ProjectRef::Path(path.into_owned())),
-        }
-    }
-
-    /// The form used in `/api/v4/projects/<seg>`: the id, or the path with
-    /// `/` (and anything else outside the unreserved set) percent-encoded.
-    pub fn url_segment(&self) -> String {
-        match self {
-            ProjectRef::Id(id) => id.to_string(),
-            ProjectRef::Path(p) => percent_encoding::utf8_percent_encode(p, SEGMENT).to_string(),
-        }
-    }
-}
-
-impl FromStr for ProjectRef {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ProjectRef::parse(s)
-    }
-}
-
-impl fmt::Display for ProjectRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProjectRef::Id(id) => write!(f, "{id}"),
-            ProjectRef::Path(p) => f.write_str(p),
-        }
-    }
 }
 
 /// `[offline]`: who may read the mirror when `cache.offline` (`[[offline.tokens]]`), and whose

@@ -17,32 +17,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::Credential;
 use crate::cache::{BlobSpec, Build, Built, BuiltVariant, CacheOutcome, Core, MetaHit, MetaSpec};
 use crate::cache::{Expect, Origin};
-use crate::config::ProjectRef;
 use crate::error::NotFound;
 use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
+use crate::gitlab::Namespace;
 use crate::reply::Reply;
 pub use escape::{ModulePath, ModuleVersion};
-
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Which project a Go request is for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GoTarget {
-    /// `/api/v4/projects/:id/packages/go/...` (id or full path, decoded).
-    Project(String),
-    /// `/go/...`: resolved by `[[go.modules]]` or the module path.
-    Any,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
@@ -132,7 +116,7 @@ pub fn not_mapped_reason(core: &Core) -> String {
 
 pub async fn handle(
     core: &Arc<Core>,
-    target: &GoTarget,
+    target: &Namespace,
     route: GoRoute,
     credential: &Credential,
 ) -> Result<Reply, Error> {
@@ -187,14 +171,17 @@ enum Source {
 /// that are not GitLab's) the public Go proxy as the forwarding rules and pins allow.
 async fn context<'a>(
     core: &'a Arc<Core>,
-    target: &GoTarget,
+    target: &Namespace,
     module: &ModulePath,
     credential: &'a Credential,
     anonymous: &'a Credential,
 ) -> Result<Ctx<'a>, Error> {
     let project = match target {
-        GoTarget::Project(p) => Some(p.clone()),
-        GoTarget::Any => resolve_project(core, module, credential).await?,
+        Namespace::Project(p) => Some(p.clone()),
+        // `/go/` (GitLab has no group-level Go proxy: never routed here).
+        Namespace::Instance | Namespace::Group(_) => {
+            resolve_project(core, module, credential).await?
+        }
     };
     let project = match project {
         Some(p) if core.is_offline() => Some(offline_spelling(core, p, module)?),
@@ -264,7 +251,7 @@ impl Ctx<'_> {
         match &self.source {
             Source::Gitlab(project) => self.core.gitlab_url(&format!(
                 "/api/v4/projects/{}/packages/go/{}",
-                utf8_percent_encode(project, SEGMENT),
+                crate::gitlab::segment(project),
                 module.escaped()
             )),
             Source::Public(base) => format!("{base}/{}", module.escaped()),
@@ -412,10 +399,7 @@ async fn resolve_project(
     credential: &Credential,
 ) -> Result<Option<String>, Error> {
     if let Some(m) = core.config().go.lookup(module.as_str()) {
-        return Ok(Some(match &m.project {
-            ProjectRef::Id(id) => id.to_string(),
-            ProjectRef::Path(p) => p.clone(),
-        }));
+        return Ok(Some(m.project.to_id()));
     }
     let Some(rest) = under_gitlab_host(core, module.as_str()) else {
         // Not GitLab's: a candidate for the public Go proxy.

@@ -11,7 +11,7 @@ use crate::cache::{CacheOutcome, Core};
 use crate::error::Error;
 use crate::gc::MIRROR_PREFIX;
 
-use super::GoTarget;
+use crate::gitlab::Namespace;
 
 pub struct Synced {
     /// Files fetched now (the rest were already present).
@@ -36,7 +36,7 @@ pub struct Lookup {
 /// would fail `GOSUMDB` verification offline.
 pub async fn sync_module(
     core: &Arc<Core>,
-    target: &GoTarget,
+    target: &Namespace,
     module: &ModulePath,
     version: &ModuleVersion,
     mod_only: bool,

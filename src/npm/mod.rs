@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::Credential;
 use crate::cache::request_body::RequestBody;
@@ -24,77 +23,10 @@ use crate::cache::{Expect, Origin};
 use crate::error::NotFound;
 use crate::error::{Error, RequestError};
 use crate::forwarding::{self, Kind, Verdict};
+use crate::gitlab::Namespace;
 use crate::reply::Reply;
 pub use name::PackageName;
 use packument::{PackumentBuilder, TarballRef};
-
-/// Characters kept as-is when a project or group path is put into a URL segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Which GitLab npm prefix a request came in on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NpmScope {
-    /// `/api/v4/projects/:id/packages/npm` (id: number or full path, decoded).
-    Project(String),
-    /// `/api/v4/groups/:id/-/packages/npm`.
-    Group(String),
-    /// `/api/v4/packages/npm`.
-    Instance,
-}
-
-impl NpmScope {
-    /// Parse a decoded project/group id: a number or a full path.
-    pub fn id(raw_segment: &str) -> Option<String> {
-        let id = percent_encoding::percent_decode_str(raw_segment)
-            .decode_utf8()
-            .ok()?
-            .into_owned();
-        let ok = !id.is_empty()
-            && id.len() <= 255
-            && !id.starts_with('/')
-            && !id.ends_with('/')
-            && id.split('/').all(|seg| {
-                !seg.is_empty()
-                    && seg != "."
-                    && seg != ".."
-                    && seg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-            });
-        ok.then_some(id)
-    }
-
-    pub(crate) fn key(&self) -> String {
-        match self {
-            NpmScope::Project(id) => format!("p:{id}"),
-            NpmScope::Group(id) => format!("g:{id}"),
-            NpmScope::Instance => "i".to_string(),
-        }
-    }
-
-    /// The URL path prefix, as GitLab routes it (and as packrat serves it).
-    pub fn prefix(&self) -> String {
-        match self {
-            NpmScope::Project(id) => {
-                format!(
-                    "/api/v4/projects/{}/packages/npm",
-                    utf8_percent_encode(id, SEGMENT)
-                )
-            }
-            NpmScope::Group(id) => {
-                format!(
-                    "/api/v4/groups/{}/-/packages/npm",
-                    utf8_percent_encode(id, SEGMENT)
-                )
-            }
-            NpmScope::Instance => "/api/v4/packages/npm".to_string(),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuditKind {
@@ -224,7 +156,7 @@ pub struct NpmRequest<'a> {
 
 pub async fn handle(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     route: NpmRoute,
     req: NpmRequest<'_>,
 ) -> Result<Reply, Error> {
@@ -297,12 +229,12 @@ pub async fn handle(
 /// GitLab accept it, the name it concerns revalidates everywhere.
 async fn unrouted(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     method: Method,
     rest: &str,
     req: NpmRequest<'_>,
 ) -> Result<Reply, Error> {
-    let path = format!("{}/{rest}", scope.prefix());
+    let path = format!("{}/{rest}", scope.npm_prefix());
     let body = match req.body {
         Some(b) => Some(b.outgoing().await?),
         None => None,
@@ -345,14 +277,14 @@ async fn unrouted(
 /// The packument for `name` as seen at `scope`, through the cache core's gate.
 async fn packument(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     credential: &Credential,
 ) -> Result<MetaHit, Error> {
     let key = format!("npm/{}/{}", scope.key(), name);
     let builder = PackumentBuilder {
         name: name.clone(),
-        tarball_base: format!("{}{}", core.public_url(), scope.prefix()),
+        tarball_base: format!("{}{}", core.public_url(), scope.npm_prefix()),
         upstream_base: core.upstream_base().to_string(),
         aux_prefix: format!("npmfile/{}/{}/", scope.key(), name),
         abbreviate: false,
@@ -361,7 +293,7 @@ async fn packument(
     core.metadata(MetaSpec {
         scope: key.clone(),
         key,
-        url: core.gitlab_url(&format!("{}/{}", scope.prefix(), name.encoded())),
+        url: core.gitlab_url(&format!("{}/{}", scope.npm_prefix(), name.encoded())),
         credential,
         forward_name: Some(name.as_str()),
         kind: "npm_metadata",
@@ -370,7 +302,7 @@ async fn packument(
         origin: Origin::Gitlab,
         // GitLab merges the group and instance documents from the projects the caller may
         // read (`npm_allow_packages_in_multiple_projects`, API.md 1.3); a project's is one.
-        per_caller: !matches!(scope, NpmScope::Project(_)),
+        per_caller: !matches!(scope, Namespace::Project(_)),
     })
     .await
 }
@@ -393,7 +325,7 @@ pub(crate) struct Resolved {
 /// unchanged, never forwarded and never counted as a blocked attempt.
 pub(crate) async fn resolve(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     credential: &Credential,
 ) -> Result<Resolved, Error> {
@@ -465,7 +397,7 @@ pub(crate) async fn resolve(
 ///   holds the name; 401 means it exists in a private project this caller cannot read.
 async fn gitlab_lacks(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     credential: &Credential,
     e: &Error,
@@ -488,14 +420,14 @@ fn says_no_such_package(e: &Error) -> bool {
 /// Public packages are readable by anyone who may use the route: one shared decision.
 async fn public_packument(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     registry: &str,
 ) -> Result<MetaHit, Error> {
     let key = format!("npmpub/{}/{}", scope.key(), name);
     let builder = PackumentBuilder {
         name: name.clone(),
-        tarball_base: format!("{}{}", core.public_url(), scope.prefix()),
+        tarball_base: format!("{}{}", core.public_url(), scope.npm_prefix()),
         upstream_base: registry.trim_end_matches('/').to_string(),
         aux_prefix: format!("npmpubfile/{}/{}/", scope.key(), name),
         abbreviate: true,
@@ -518,7 +450,7 @@ async fn public_packument(
 
 pub(crate) async fn tarball(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     file: &str,
     credential: &Credential,
@@ -635,14 +567,14 @@ fn not_found_as(e: Error, thing: &str) -> Error {
 /// and instance prefixes answer 404; anonymous callers get 401.
 async fn audit(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     kind: AuditKind,
     req: NpmRequest<'_>,
 ) -> Result<Reply, Error> {
     if req.credential.is_anonymous() {
         return Err(Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized"));
     }
-    if !matches!(scope, NpmScope::Project(_)) {
+    if !matches!(scope, Namespace::Project(_)) {
         return Err(Error::npm_not_found("Project"));
     }
     let path = match kind {
@@ -656,7 +588,7 @@ async fn audit(
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let path = format!("{}/-/npm/v1/security/{path}", scope.prefix());
+    let path = format!("{}/-/npm/v1/security/{path}", scope.npm_prefix());
     match core
         .uncached_post(&path, req.credential, body, content_type, "npm_audit")
         .await?
@@ -680,15 +612,15 @@ fn audit_empty() -> Reply {
 /// Packages API (same permission): a denial becomes the audit route's own answer.
 async fn audit_read_check(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     credential: &Credential,
 ) -> Result<(), Error> {
-    let NpmScope::Project(id) = scope else {
+    let Namespace::Project(id) = scope else {
         return Err(Error::npm_not_found("Project"));
     };
     let path = format!(
         "/api/v4/projects/{}/packages?per_page=1",
-        utf8_percent_encode(id, SEGMENT)
+        crate::gitlab::segment(id)
     );
     match core.uncached_get(&path, credential, "npm_audit").await {
         Ok(_) => Ok(()),
@@ -797,17 +729,6 @@ mod tests {
             get("-/v1/search"),
             Err(Error::Request(RequestError::NoRoute))
         ));
-    }
-
-    #[test]
-    fn scope_ids_and_prefixes() {
-        assert_eq!(NpmScope::id("42").as_deref(), Some("42"));
-        assert_eq!(NpmScope::id("acme%2Fweb").as_deref(), Some("acme/web"));
-        assert_eq!(NpmScope::id("acme%2F..%2Fx"), None);
-        assert_eq!(
-            NpmScope::Project("acme/web".into()).prefix(),
-            "/api/v4/projects/acme%2Fweb/packages/npm"
-        );
     }
 
     #[test]

@@ -14,27 +14,28 @@
 //! prefix.
 
 use super::packument::{TarballRef, OWNER_PREFIX};
-use super::{NpmScope, PackageName};
+use super::PackageName;
 use crate::auth::offline::{allows, Owner};
 use crate::auth::Credential;
 use crate::cache::Core;
 use crate::error::Error;
+use crate::gitlab::Namespace;
 
 /// Whether GitLab would serve a file of project `owner` (numeric id) at `scope`.
 pub fn inside(
     core: &Core,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     owner: &str,
 ) -> Result<bool, Error> {
     let path = core.project_path(owner)?;
     let lower = |s: &str| s.to_ascii_lowercase();
     Ok(match scope {
-        NpmScope::Project(p) => p == owner || path.is_some_and(|path| lower(&path) == lower(p)),
-        NpmScope::Group(g) => {
+        Namespace::Project(p) => p == owner || path.is_some_and(|path| lower(&path) == lower(p)),
+        Namespace::Group(g) => {
             path.is_some_and(|path| lower(&path).starts_with(&format!("{}/", lower(g))))
         }
-        NpmScope::Instance => match (path, name.scope()) {
+        Namespace::Instance => match (path, name.scope()) {
             (Some(path), Some(s)) => path
                 .split('/')
                 .next()
@@ -47,7 +48,7 @@ pub fn inside(
 /// A synced file of `name` that `scope` may answer with, whichever prefix synced it.
 pub fn file_elsewhere(
     core: &Core,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     file: &str,
     credential: &Credential,

@@ -19,11 +19,12 @@ use serde_json::Value;
 
 use super::name::PackageName;
 use super::packument::{PackumentBuilder, TarballRef};
-use super::{NpmRequest, NpmScope, SEGMENT};
+use super::NpmRequest;
 use crate::auth::Credential;
 use crate::cache::Core;
 use crate::cache::{Expect, Origin};
 use crate::error::{Error, RequestError};
+use crate::gitlab::Namespace;
 use crate::reply::Reply;
 
 /// A publish body that passed the checks; it borrows the body (the tarball's base64 is never
@@ -136,12 +137,12 @@ fn check<'a>(
 /// `PUT {P}/:package_name`: publish, or deprecate with `Npm-Command: deprecate`.
 pub(super) async fn publish(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     req: NpmRequest<'_>,
 ) -> Result<Reply, Error> {
     // GitLab publishes at the project prefix only (UNCONFIRMED: 404 or 405 elsewhere).
-    if !matches!(scope, NpmScope::Project(_)) {
+    if !matches!(scope, Namespace::Project(_)) {
         return Err(RequestError::NoRoute.into());
     }
     let body = req.body.unwrap_or_default();
@@ -161,7 +162,7 @@ pub(super) async fn publish(
         }
         Err(e) => return Err(e),
     };
-    let path = format!("{}/{}", scope.prefix(), name.encoded());
+    let path = format!("{}/{}", scope.npm_prefix(), name.encoded());
     let answer = core
         .forward(
             Method::PUT,
@@ -187,7 +188,7 @@ pub(super) async fn publish(
 
 async fn after_publish(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     credential: &Credential,
     checked: Checked<'_>,
@@ -238,7 +239,7 @@ async fn after_publish(
 /// `PUT`/`DELETE {prefix}/-/package/:package_name/dist-tags/:tag`.
 pub(super) async fn dist_tag(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     tag: &str,
     method: Method,
@@ -246,9 +247,9 @@ pub(super) async fn dist_tag(
 ) -> Result<Reply, Error> {
     let path = format!(
         "{}/-/package/{}/dist-tags/{}",
-        scope.prefix(),
+        scope.npm_prefix(),
         name.encoded(),
-        percent_encoding::utf8_percent_encode(tag, SEGMENT)
+        crate::gitlab::segment(tag)
     );
     let body = match (method == Method::PUT, req.body) {
         (true, body) => Some(body.unwrap_or_default().outgoing().await?),

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::packument::{PackumentBuilder, TarballRef, JSON};
-use super::{blob_key, resolve, tarball, NpmScope, PackageName, Resolved};
+use super::{blob_key, resolve, tarball, PackageName, Resolved};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core, Payload};
 use crate::cache::{Expect, Hasher, Origin};
 use crate::error::Error;
 use crate::gc::MIRROR_PREFIX;
+use crate::gitlab::Namespace;
 
 /// Which version of a package to mirror.
 pub enum Want<'a> {
@@ -36,7 +37,7 @@ fn bad(name: &PackageName, why: String) -> Error {
 /// offline with EINTEGRITY).
 pub async fn sync_version(
     core: &Arc<Core>,
-    scope: &NpmScope,
+    scope: &Namespace,
     name: &PackageName,
     want: Want<'_>,
     integrity: Option<&str>,

@@ -28,45 +28,16 @@ use crate::auth::Credential;
 use crate::cache::records::{Filled, RecordHit, RecordSpec};
 use crate::cache::Core;
 use crate::error::{Error, UpstreamError};
+use crate::gitlab::Namespace;
 
 /// Largest single page accepted from the upstream.
 const MAX_PAGE_BYTES: u64 = 64 << 20;
 /// A safety stop for runaway pagination (10,000 pages of 100 = a million packages).
 const MAX_PAGES: u64 = 10_000;
 
-/// The project or group a Packages API request names (id or full path, decoded).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    Project(String),
-    Group(String),
-}
-
-impl Target {
-    pub fn id(&self) -> &str {
-        match self {
-            Target::Project(id) | Target::Group(id) => id,
-        }
-    }
-
-    pub fn key(&self) -> String {
-        match self {
-            Target::Project(id) => format!("p:{id}"),
-            Target::Group(id) => format!("g:{id}"),
-        }
-    }
-
-    /// `/api/v4/projects/<id>` or `/api/v4/groups/<id>`, the id URL-encoded.
-    pub fn api_path(&self) -> String {
-        let enc = |id: &str| percent_encoding::utf8_percent_encode(id, super::SEGMENT).to_string();
-        match self {
-            Target::Project(id) => format!("/api/v4/projects/{}", enc(id)),
-            Target::Group(id) => format!("/api/v4/groups/{}", enc(id)),
-        }
-    }
-
-    pub fn scope(&self) -> String {
-        format!("pkgapi/{}", self.key())
-    }
+/// The authorization scope of a Packages API target: whoever the upstream let list it.
+pub fn scope_of(target: &Namespace) -> String {
+    format!("pkgapi/{}", target.key())
 }
 
 /// Which upstream sweep a list query needs.
@@ -126,7 +97,7 @@ impl Slice {
     }
 }
 
-fn class_key(credential: &Credential, target: &Target) -> String {
+fn class_key(credential: &Credential, target: &Namespace) -> String {
     format!("pkgcls/{}/{}", credential.hash().hex(), target.key())
 }
 
@@ -167,39 +138,42 @@ pub fn bundle_key(key: &str) -> Option<Cow<'_, str>> {
     }
 }
 
-fn list_key(target: &Target, owner: &str, slice: Slice) -> String {
+fn list_key(target: &Namespace, owner: &str, slice: Slice) -> String {
     format!("pkgidx/{}/{owner}/{}", target.key(), slice.name())
 }
 
-pub fn files_key(target: &Target, package_id: i64) -> String {
+pub fn files_key(target: &Namespace, package_id: i64) -> String {
     format!("pkgfiles/{}/{package_id}", target.key())
 }
 
-pub fn pipelines_key(target: &Target, package_id: i64) -> String {
+pub fn pipelines_key(target: &Namespace, package_id: i64) -> String {
     format!("pkgpipes/{}/{package_id}", target.key())
 }
 
-pub fn package_scope(target: &Target, package_id: i64) -> String {
-    format!("{}/package/{package_id}", target.scope())
+pub fn package_scope(target: &Namespace, package_id: i64) -> String {
+    format!("{}/package/{package_id}", scope_of(target))
 }
 
 /// The items of one slice of a project's or group's packages, as this caller may see them.
 pub async fn list(
     core: &Core,
-    target: &Target,
+    target: &Namespace,
     slice: Slice,
     credential: &Credential,
 ) -> Result<RecordHit<Vec<Value>>, Error> {
     let key = match target {
-        Target::Group(_) => Some(list_key(target, &credential.hash().hex(), slice)),
-        Target::Project(_) => core
+        // A group's list is per caller (GitLab shows each caller the projects they may read).
+        Namespace::Group(_) | Namespace::Instance => {
+            Some(list_key(target, &credential.hash().hex(), slice))
+        }
+        Namespace::Project(_) => core
             .aux::<String>(&class_key(credential, target))?
             .map(|class| list_key(target, &class, slice)),
     };
     let path = format!("{}/packages", target.api_path());
     core.record(
         RecordSpec {
-            scope: target.scope(),
+            scope: scope_of(target),
             credential,
             kind: "packages_list",
             key,
@@ -215,8 +189,8 @@ pub async fn list(
                 core.learn_project(&id, &full_path)?;
             }
             let owner = match target {
-                Target::Group(_) => credential.hash().hex(),
-                Target::Project(_) => {
+                Namespace::Group(_) | Namespace::Instance => credential.hash().hex(),
+                Namespace::Project(_) => {
                     let class = class_of(&items)
                         .map_or_else(|| format!("c-{}", credential.hash().hex()), str::to_string);
                     core.put_aux(&class_key(credential, target), &class)?;
@@ -235,7 +209,7 @@ pub async fn list(
 /// (id, full path) pairs a listing reveals: a group listing's `project_id`/`project_path`;
 /// in a project's own listing, its path from `_links.web_path` (`/<path>/-/packages/<id>`)
 /// and its id from `_links.delete_api_path` (`.../projects/<id>/packages/<id>`).
-fn project_names(target: &Target, items: &[Value]) -> Vec<(String, String)> {
+fn project_names(target: &Namespace, items: &[Value]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut add = |id: String, path: String| {
         if !id.is_empty() && !path.is_empty() && !out.contains(&(id.clone(), path.clone())) {
@@ -244,7 +218,7 @@ fn project_names(target: &Target, items: &[Value]) -> Vec<(String, String)> {
     };
     for item in items {
         match target {
-            Target::Group(_) => {
+            Namespace::Group(_) | Namespace::Instance => {
                 if let (Some(id), Some(path)) = (
                     item.get("project_id").and_then(Value::as_i64),
                     item.get("project_path").and_then(Value::as_str),
@@ -252,7 +226,7 @@ fn project_names(target: &Target, items: &[Value]) -> Vec<(String, String)> {
                     add(id.to_string(), path.to_string());
                 }
             }
-            Target::Project(p) => {
+            Namespace::Project(p) => {
                 let path = item
                     .pointer("/_links/web_path")
                     .and_then(Value::as_str)
@@ -291,7 +265,7 @@ fn class_of(items: &[Value]) -> Option<&'static str> {
 /// A package's files, filled on first use.
 pub async fn files(
     core: &Core,
-    target: &Target,
+    target: &Namespace,
     package_id: i64,
     credential: &Credential,
 ) -> Result<RecordHit<Vec<Value>>, Error> {
@@ -319,7 +293,7 @@ pub async fn files(
 /// A package's pipelines, filled on first use by following the upstream's keyset links.
 pub async fn pipelines(
     core: &Core,
-    target: &Target,
+    target: &Namespace,
     package_id: i64,
     credential: &Credential,
 ) -> Result<RecordHit<Vec<Value>>, Error> {
@@ -483,16 +457,19 @@ mod tests {
     fn listings_name_projects_both_ways() {
         let item = serde_json::json!({"id": 7, "_links": {"web_path": "/acme/web/-/packages/7"}});
         assert_eq!(
-            project_names(&Target::Project("42".into()), std::slice::from_ref(&item)),
+            project_names(
+                &Namespace::Project("42".into()),
+                std::slice::from_ref(&item)
+            ),
             vec![("42".to_string(), "acme/web".to_string())]
         );
         // By path: the id comes only with delete_api_path (a maintainer's listing).
-        assert!(project_names(&Target::Project("acme/web".into()), &[item]).is_empty());
+        assert!(project_names(&Namespace::Project("acme/web".into()), &[item]).is_empty());
         let item = serde_json::json!({"id": 7, "_links": {
             "web_path": "/acme/web/-/packages/7",
             "delete_api_path": "https://gitlab.example.com/api/v4/projects/42/packages/7"}});
         assert_eq!(
-            project_names(&Target::Project("acme/web".into()), &[item]),
+            project_names(&Namespace::Project("acme/web".into()), &[item]),
             vec![("42".to_string(), "acme/web".to_string())]
         );
         let items = [
@@ -501,7 +478,7 @@ mod tests {
             serde_json::json!({"id": 3, "project_id": 42, "project_path": "acme/web"}),
         ];
         assert_eq!(
-            project_names(&Target::Group("acme".into()), &items),
+            project_names(&Namespace::Group("acme".into()), &items),
             vec![
                 ("42".to_string(), "acme/web".to_string()),
                 ("43".to_string(), "acme/sub/tools".to_string())
@@ -513,8 +490,8 @@ mod tests {
     fn bundle_keys_carry_no_credential_hash() {
         let cred = Credential::private_token(&crate::config::Secret::new("glpat-secret".into()));
         let h = cred.hash().hex();
-        let project = Target::Project("acme/web".into());
-        let group = Target::Group("acme".into());
+        let project = Namespace::Project("acme/web".into());
+        let group = Namespace::Group("acme".into());
         assert_eq!(bundle_key(&class_key(&cred, &project)), None);
         let rekeyed = |k: String| bundle_key(&k).map(Cow::into_owned);
         assert_eq!(
@@ -570,9 +547,9 @@ mod tests {
 
     #[test]
     fn targets() {
-        let p = Target::Project("acme/web".into());
+        let p = Namespace::Project("acme/web".into());
         assert_eq!(p.api_path(), "/api/v4/projects/acme%2Fweb");
-        assert_eq!(p.scope(), "pkgapi/p:acme/web");
+        assert_eq!(scope_of(&p), "pkgapi/p:acme/web");
         assert_eq!(class_of(&[]), None);
         assert_eq!(
             class_of(&[serde_json::json!({"_links": {"delete_api_path": "x"}})]),

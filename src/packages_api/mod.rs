@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde_json::Value;
 
 use crate::auth::Credential;
@@ -22,16 +21,10 @@ use crate::cache::Forwarded;
 use crate::cache::{BlobSpec, CacheOutcome, Core};
 use crate::cache::{Digest, Expect, Origin};
 use crate::error::{Error, RequestError};
+use crate::gitlab::Namespace;
 use crate::reply::Reply;
-use index::{Slice, Target};
+use index::Slice;
 use params::{id_of, str_field, FilesQuery, ListKind, ListQuery, PipelinesQuery, Query};
-
-/// Characters kept as-is when an id or path goes into a URL segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 /// Statuses whose package can be shown on its own (`GET .../packages/:package_id`).
 const DETAILED: &[&str] = &["default", "deprecated"];
@@ -56,7 +49,11 @@ impl PkgRoute {
     /// Parse the raw path below `packages` (`""`, `/7`, `/7/package_files`, ...). Returns
     /// `None` for paths that are not Packages API routes (other formats' routes, e.g.
     /// `packages/go/...`, are longer). Grape checks integer params before anything else.
-    pub fn parse(method: &Method, target: &Target, rest: &str) -> Option<Result<PkgRoute, Error>> {
+    pub fn parse(
+        method: &Method,
+        target: &Namespace,
+        rest: &str,
+    ) -> Option<Result<PkgRoute, Error>> {
         let read = *method == Method::GET || *method == Method::HEAD;
         let delete = *method == Method::DELETE;
         let segs: Vec<&str> = if rest.is_empty() {
@@ -69,7 +66,7 @@ impl PkgRoute {
         if segs.len() > 1 && !segs[0].bytes().all(|b| b.is_ascii_digit() || b == b'-') {
             return None;
         }
-        let group = matches!(target, Target::Group(_));
+        let group = matches!(target, Namespace::Group(_));
         let route = match (segs.as_slice(), group) {
             ([], _) => {
                 if !read {
@@ -159,7 +156,7 @@ pub struct PkgRequest<'a> {
 
 pub async fn handle(
     core: &Arc<Core>,
-    target: &Target,
+    target: &Namespace,
     route: PkgRoute,
     req: PkgRequest<'_>,
 ) -> Result<Reply, Error> {
@@ -188,11 +185,11 @@ pub async fn handle(
 /// anyone at an offline mirror, whose tokens were checked already) gets the 400 from here.
 async fn access_first(
     core: &Arc<Core>,
-    target: &Target,
+    target: &Namespace,
     req: &PkgRequest<'_>,
     invalid: Error,
 ) -> Result<Reply, Error> {
-    if core.is_offline() || core.allowed(req.credential, &target.scope())? {
+    if core.is_offline() || core.allowed(req.credential, &index::scope_of(target))? {
         return Err(invalid);
     }
     let answer = forward(core, req.method.clone(), req, "packages_invalid").await?;
@@ -201,13 +198,13 @@ async fn access_first(
 
 async fn list(
     core: &Arc<Core>,
-    target: &Target,
+    target: &Namespace,
     query: &Query,
     req: &PkgRequest<'_>,
 ) -> Result<Reply, Error> {
     let kind = match target {
-        Target::Project(_) => ListKind::Project,
-        Target::Group(_) => ListKind::Group,
+        Namespace::Project(_) => ListKind::Project,
+        Namespace::Group(_) | Namespace::Instance => ListKind::Group,
     };
     let q = ListQuery::parse(query, kind, target.id())?;
     let hit = index::list(core, target, Slice::for_query(&q), req.credential).await?;
@@ -231,7 +228,7 @@ async fn list(
 /// than the index), so it goes upstream.
 async fn show(
     core: &Arc<Core>,
-    target: &Target,
+    target: &Namespace,
     id: i64,
     req: &PkgRequest<'_>,
 ) -> Result<Reply, Error> {
@@ -319,7 +316,7 @@ async fn show_upstream(core: &Arc<Core>, req: &PkgRequest<'_>) -> Result<Reply, 
 
 async fn files(
     core: &Arc<Core>,
-    target: &Target,
+    target: &Namespace,
     id: i64,
     query: &Query,
     req: &PkgRequest<'_>,
@@ -343,7 +340,7 @@ async fn files(
 
 async fn pipelines(
     core: &Arc<Core>,
-    target: &Target,
+    target: &Namespace,
     id: i64,
     query: &Query,
     req: &PkgRequest<'_>,
@@ -407,7 +404,7 @@ async fn delete_package(core: &Arc<Core>, id: i64, req: &PkgRequest<'_>) -> Resu
 /// listing's `file_sha256` (else `file_sha1`), for every package type.
 async fn download(
     core: &Arc<Core>,
-    target: &Target,
+    target: &Namespace,
     package_id: i64,
     file_id: i64,
     req: &PkgRequest<'_>,
@@ -593,14 +590,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn parse(method: Method, target: &Target, rest: &str) -> Option<Result<PkgRoute, Error>> {
+    fn parse(method: Method, target: &Namespace, rest: &str) -> Option<Result<PkgRoute, Error>> {
         PkgRoute::parse(&method, target, rest)
     }
 
     #[test]
     fn routes() {
-        let p = Target::Project("42".into());
-        let g = Target::Group("acme".into());
+        let p = Namespace::Project("42".into());
+        let g = Namespace::Group("acme".into());
         assert_eq!(parse(Method::GET, &p, "").unwrap().unwrap(), PkgRoute::List);
         assert_eq!(parse(Method::GET, &g, "").unwrap().unwrap(), PkgRoute::List);
         assert!(parse(Method::GET, &g, "/7").is_none());

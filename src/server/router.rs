@@ -24,9 +24,10 @@ use crate::auth::Credential;
 use crate::cache::request_body;
 use crate::cache::{CacheOutcome, Core};
 use crate::error::{Error, RequestError};
-use crate::goproxy::{self, GoEntry, GoRoute, GoTarget};
-use crate::npm::{self, NpmRoute, NpmScope};
-use crate::packages_api::{self, index::Target, PkgRoute};
+use crate::gitlab::Namespace;
+use crate::goproxy::{self, GoEntry, GoRoute};
+use crate::npm::{self, NpmRoute};
+use crate::packages_api::{self, PkgRoute};
 use crate::reply::{Reply, ReplyBody};
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -38,10 +39,10 @@ pub enum Route {
     Ready,
     Metrics,
     Pins,
-    Npm(NpmScope, NpmRoute),
-    Go(GoTarget, GoRoute),
+    Npm(Namespace, NpmRoute),
+    Go(Namespace, GoRoute),
     SumDb { name: String, rest: String },
-    Packages(Target, PkgRoute),
+    Packages(Namespace, PkgRoute),
 }
 
 /// offline.tokens for `owner`; a project is covered by a scope naming it by id or by path
@@ -69,15 +70,8 @@ impl Route {
     fn owner(&self) -> Option<Owner> {
         match self {
             Route::Health | Route::Ready | Route::Metrics | Route::Pins => None,
-            Route::Npm(NpmScope::Project(p), _) | Route::Go(GoTarget::Project(p), _) => {
-                Some(Owner::Project(p.clone()))
-            }
-            Route::Npm(NpmScope::Group(g), _) => Some(Owner::Group(g.clone())),
-            Route::Packages(Target::Project(p), _) => Some(Owner::Project(p.clone())),
-            Route::Packages(Target::Group(g), _) => Some(Owner::Group(g.clone())),
-            Route::Npm(NpmScope::Instance, _)
-            | Route::Go(GoTarget::Any, _)
-            | Route::SumDb { .. } => Some(Owner::Instance),
+            Route::Npm(ns, _) | Route::Go(ns, _) | Route::Packages(ns, _) => Some(ns.clone()),
+            Route::SumDb { .. } => Some(Owner::Instance),
         }
     }
 
@@ -116,7 +110,7 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
             return Err(RequestError::MethodNotAllowed.into());
         }
         return Ok(match goproxy::parse_go_entry(rest)? {
-            GoEntry::Module(r) => Route::Go(GoTarget::Any, r),
+            GoEntry::Module(r) => Route::Go(Namespace::Instance, r),
             GoEntry::SumDb { name, rest } => Route::SumDb { name, rest },
         });
     }
@@ -125,7 +119,7 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
     };
     if let Some(rest) = api.strip_prefix("packages/npm/") {
         return Ok(Route::Npm(
-            NpmScope::Instance,
+            Namespace::Instance,
             NpmRoute::parse(method, rest)?,
         ));
     }
@@ -135,20 +129,20 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
             if !(*method == Method::GET || *method == Method::HEAD) {
                 return Err(RequestError::MethodNotAllowed.into());
             }
-            let id = NpmScope::id(id)
+            let id = Namespace::parse_id(id)
                 .ok_or_else(|| Error::gitlab(StatusCode::NOT_FOUND, "404 Project Not Found"))?;
-            return Ok(Route::Go(GoTarget::Project(id), GoRoute::parse(rest)?));
+            return Ok(Route::Go(Namespace::Project(id), GoRoute::parse(rest)?));
         }
         if let Some(rest) = rest.strip_prefix("packages/npm/") {
-            let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Project"))?;
+            let id = Namespace::parse_id(id).ok_or_else(|| Error::npm_not_found("Project"))?;
             return Ok(Route::Npm(
-                NpmScope::Project(id),
+                Namespace::Project(id),
                 NpmRoute::parse(method, rest)?,
             ));
         }
         if let Some(below) = rest.strip_prefix("packages") {
-            let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Project"))?;
-            let target = Target::Project(id);
+            let id = Namespace::parse_id(id).ok_or_else(|| Error::npm_not_found("Project"))?;
+            let target = Namespace::Project(id);
             if let Some(r) = PkgRoute::parse(method, &target, below) {
                 return Ok(Route::Packages(target, r?));
             }
@@ -157,16 +151,16 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
     if let Some(after) = api.strip_prefix("groups/") {
         let (id, rest) = after.split_once('/').ok_or(RequestError::NoRoute)?;
         if let Some(rest) = rest.strip_prefix("-/packages/npm/") {
-            let id = NpmScope::id(id).ok_or_else(|| Error::npm_not_found("Group"))?;
+            let id = Namespace::parse_id(id).ok_or_else(|| Error::npm_not_found("Group"))?;
             return Ok(Route::Npm(
-                NpmScope::Group(id),
+                Namespace::Group(id),
                 NpmRoute::parse(method, rest)?,
             ));
         }
         if let Some(below) = rest.strip_prefix("packages") {
-            let id = NpmScope::id(id)
+            let id = Namespace::parse_id(id)
                 .ok_or_else(|| Error::gitlab(StatusCode::NOT_FOUND, "404 Group Not Found"))?;
-            let target = Target::Group(id);
+            let target = Namespace::Group(id);
             if let Some(r) = PkgRoute::parse(method, &target, below) {
                 return Ok(Route::Packages(target, r?));
             }
@@ -473,23 +467,23 @@ mod tests {
         assert!(matches!(parse(&g, "/-/health"), Ok(Route::Health)));
         assert!(matches!(
             parse(&g, "/api/v4/projects/42/packages/npm/@acme%2fui"),
-            Ok(Route::Npm(NpmScope::Project(_), NpmRoute::Metadata(_)))
+            Ok(Route::Npm(Namespace::Project(_), NpmRoute::Metadata(_)))
         ));
         assert!(matches!(
             parse(&g, "/api/v4/groups/acme%2Fsub/-/packages/npm/@acme/ui"),
-            Ok(Route::Npm(NpmScope::Group(_), NpmRoute::Metadata(_)))
+            Ok(Route::Npm(Namespace::Group(_), NpmRoute::Metadata(_)))
         ));
         assert!(matches!(
             parse(&g, "/api/v4/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"),
-            Ok(Route::Npm(NpmScope::Instance, NpmRoute::Tarball(..)))
+            Ok(Route::Npm(Namespace::Instance, NpmRoute::Tarball(..)))
         ));
         assert!(matches!(
             parse(&g, "/api/v4/projects/42/packages/go/gitlab.example.com/acme/web/@v/list"),
-            Ok(Route::Go(GoTarget::Project(ref id), GoRoute::List(_))) if id == "42"
+            Ok(Route::Go(Namespace::Project(ref id), GoRoute::List(_))) if id == "42"
         ));
         assert!(matches!(
             parse(&g, "/api/v4/projects/acme%2FUtils/packages/go/gitlab.example.com/acme/!utils/@v/v1.0.0.zip"),
-            Ok(Route::Go(GoTarget::Project(ref id), GoRoute::File(..))) if id == "acme/Utils"
+            Ok(Route::Go(Namespace::Project(ref id), GoRoute::File(..))) if id == "acme/Utils"
         ));
         assert_eq!(
             parse(

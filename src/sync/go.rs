@@ -40,7 +40,7 @@ struct Require {
     version: String,
 }
 
-enum Target {
+enum Namespace {
     Local(String),
     Module(String, String),
 }
@@ -48,7 +48,7 @@ enum Target {
 struct Replace {
     module: String,
     version: Option<String>,
-    target: Target,
+    target: Namespace,
     line: usize,
 }
 
@@ -113,11 +113,11 @@ pub(crate) fn parse_mod(text: &str, origin: &str) -> Result<Parsed, ParseError> 
                     .find(|r| r.module == module && r.version.is_none())
             });
         match replacement.map(|r| (&r.target, r.line)) {
-            Some((Target::Local(dir), line)) => out.skip(
+            Some((Namespace::Local(dir), line)) => out.skip(
                 format!("{module} {version}"),
                 format!("replaced by the local directory {dir} (line {line}): local source"),
             ),
-            Some((Target::Module(new, new_version), _)) => out.item(go(new, new_version, false)),
+            Some((Namespace::Module(new, new_version), _)) => out.item(go(new, new_version, false)),
             None => out.item(go(&module, &version, false)),
         }
     }
@@ -141,7 +141,7 @@ fn replace(args: &[String], line: usize) -> Result<Replace, String> {
         _ => return Err(USAGE.to_owned()),
     };
     let target = match right {
-        [dir] if is_local(dir) => Target::Local(dir.clone()),
+        [dir] if is_local(dir) => Namespace::Local(dir.clone()),
         [other] => {
             return Err(format!(
                 "replacement {other} without a version must be a local directory \
@@ -150,7 +150,7 @@ fn replace(args: &[String], line: usize) -> Result<Replace, String> {
         }
         [new, new_version] => {
             check_version(new_version)?;
-            Target::Module(new.clone(), new_version.clone())
+            Namespace::Module(new.clone(), new_version.clone())
         }
         _ => return Err(USAGE.to_owned()),
     };

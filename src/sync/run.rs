@@ -11,13 +11,13 @@ use futures_util::StreamExt;
 use super::{Item, Resolved, Skipped};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
-use crate::config::ProjectRef;
 use crate::error::Error;
+use crate::gitlab::Namespace;
 use crate::goproxy::sync::Lookup;
-use crate::goproxy::{self, GoTarget, ModulePath, ModuleVersion};
+use crate::goproxy::{self, ModulePath, ModuleVersion};
 use crate::npm::sync::{sync_version, Want};
-use crate::npm::{NpmScope, PackageName};
-use crate::packages_api::index::{self, Slice, Target};
+use crate::npm::PackageName;
+use crate::packages_api::index::{self, Slice};
 use crate::progress::Progress;
 
 /// Downloads at once.
@@ -140,7 +140,7 @@ async fn fetch(
             let name = PackageName::parse(name)?;
             let scope = match resolved {
                 Some(Resolved::Gitlab { path }) => scope_of(path),
-                _ => NpmScope::Instance,
+                _ => Namespace::Instance,
             };
             let s = sync_version(
                 core,
@@ -160,8 +160,8 @@ async fn fetch(
         } => {
             let name = PackageName::parse(name)?;
             let scope = match project {
-                Some(p) => NpmScope::Project(project_id(p)),
-                None => NpmScope::Instance,
+                Some(p) => p.namespace(),
+                None => Namespace::Instance,
             };
             let s = sync_version(core, &scope, &name, Want::Range(range), None, credential).await?;
             Ok(done(s.outcome, s.bytes))
@@ -176,8 +176,8 @@ async fn fetch(
             let version = ModuleVersion::parse(version)
                 .ok_or_else(|| Error::Internal(format!("{version} is not a semantic version")))?;
             let target = match project {
-                Some(p) => GoTarget::Project(project_id(p)),
-                None => GoTarget::Any,
+                Some(p) => p.namespace(),
+                None => Namespace::Instance,
             };
             let s =
                 goproxy::sync::sync_module(core, &target, &module, &version, *mod_only, credential)
@@ -194,7 +194,7 @@ async fn fetch(
         Item::Packages { project } => {
             // The project's package list (GitLab's default view) and every package's files
             // and pipelines, so the offline mirror answers the Packages API for it.
-            let target = Target::Project(project_id(project));
+            let target = project.namespace();
             let list = index::list(core, &target, Slice::DISPLAYABLE, credential).await?;
             let mut fetched = list.outcome != CacheOutcome::Hit;
             for item in &list.value {
@@ -223,21 +223,14 @@ fn done(outcome: CacheOutcome, bytes: u64) -> Done {
     }
 }
 
-fn project_id(p: &ProjectRef) -> String {
-    match p {
-        ProjectRef::Id(id) => id.to_string(),
-        ProjectRef::Path(path) => path.clone(),
-    }
-}
-
 /// The npm prefix a lockfile's `resolved` path was made through (GitLab's or packrat's).
-fn scope_of(path: &str) -> NpmScope {
+fn scope_of(path: &str) -> Namespace {
     let rest = path.trim_start_matches("/api/v4/");
     if let Some(after) = rest.strip_prefix("projects/") {
         if let Some((id, tail)) = after.split_once('/') {
             if tail.starts_with("packages/npm/") {
-                if let Some(id) = NpmScope::id(id) {
-                    return NpmScope::Project(id);
+                if let Some(id) = Namespace::parse_id(id) {
+                    return Namespace::Project(id);
                 }
             }
         }
@@ -245,13 +238,13 @@ fn scope_of(path: &str) -> NpmScope {
     if let Some(after) = rest.strip_prefix("groups/") {
         if let Some((id, tail)) = after.split_once('/') {
             if tail.starts_with("-/packages/npm/") {
-                if let Some(id) = NpmScope::id(id) {
-                    return NpmScope::Group(id);
+                if let Some(id) = Namespace::parse_id(id) {
+                    return Namespace::Group(id);
                 }
             }
         }
     }
-    NpmScope::Instance
+    Namespace::Instance
 }
 
 #[cfg(test)]
@@ -262,19 +255,19 @@ mod tests {
     fn resolved_paths_map_to_prefixes() {
         assert_eq!(
             scope_of("/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.0.0.tgz"),
-            NpmScope::Project("42".into())
+            Namespace::Project("42".into())
         );
         assert_eq!(
             scope_of("/api/v4/projects/acme%2Fweb/packages/npm/@acme/ui/-/x.tgz"),
-            NpmScope::Project("acme/web".into())
+            Namespace::Project("acme/web".into())
         );
         assert_eq!(
             scope_of("/api/v4/groups/acme/-/packages/npm/@acme/ui/-/x.tgz"),
-            NpmScope::Group("acme".into())
+            Namespace::Group("acme".into())
         );
         assert_eq!(
             scope_of("/api/v4/packages/npm/@acme/ui/-/x.tgz"),
-            NpmScope::Instance
+            Namespace::Instance
         );
     }
 }
