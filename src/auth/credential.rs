@@ -45,6 +45,8 @@ impl CredKind {
 #[derive(Clone, Default)]
 pub struct Credential {
     parts: Vec<(CredKind, Secret)>,
+    /// Its hash, computed once (a request asks for it at every gate it passes).
+    hash: std::sync::OnceLock<CredentialHash>,
 }
 
 /// sha256 over the credential's parts: the only identity packrat keeps of a token.
@@ -84,7 +86,10 @@ impl Credential {
                 }
             }
         }
-        Credential { parts }
+        Credential {
+            parts,
+            hash: std::sync::OnceLock::new(),
+        }
     }
 
     /// The credential of a request: its headers, and the `?private_token=` / `?job_token=`
@@ -105,6 +110,7 @@ impl Credential {
     pub fn private_token(token: &Secret) -> Self {
         Credential {
             parts: vec![(CredKind::PrivateToken, token.clone())],
+            hash: std::sync::OnceLock::new(),
         }
     }
 
@@ -125,14 +131,16 @@ impl Credential {
     }
 
     pub fn hash(&self) -> CredentialHash {
-        let mut h = Sha256::new();
-        for (k, s) in &self.parts {
-            h.update(k.label().as_bytes());
-            h.update([0]);
-            h.update(s.expose().as_bytes());
-            h.update([0]);
-        }
-        CredentialHash(h.finalize().into())
+        *self.hash.get_or_init(|| {
+            let mut h = Sha256::new();
+            for (k, s) in &self.parts {
+                h.update(k.label().as_bytes());
+                h.update([0]);
+                h.update(s.expose().as_bytes());
+                h.update([0]);
+            }
+            CredentialHash(h.finalize().into())
+        })
     }
 
     /// The raw secrets, for the offline token check only (never logged, never stored).

@@ -75,6 +75,12 @@ impl Core {
                 // A flight that already landed (committed and indexed, just not yet out of
                 // the map) is a plain hit: serve it from the store.
                 Role::Joiner(rx) if matches!(*rx.borrow(), Progress::Done { .. }) => continue,
+                // Verified and being committed: the bytes are all there and checked, so this
+                // is a hit, served from the temp file until the commit lands.
+                Role::Joiner(rx) if matches!(*rx.borrow(), Progress::Verified { .. }) => {
+                    self.metrics.hit(spec.kind);
+                    (rx, CacheOutcome::Hit)
+                }
                 Role::Joiner(rx) => {
                     self.metrics.join();
                     (rx, CacheOutcome::Joined)
@@ -108,7 +114,11 @@ impl Core {
     }
 
     pub(super) async fn blob_from_store(&self, spec: &BlobSpec) -> Result<Option<BlobHit>, Error> {
-        let Some(entry) = self.store.index.get::<BlobEntry>(Tree::Blobs, &spec.key)? else {
+        let Some(entry) = self
+            .store
+            .index
+            .get_shared::<BlobEntry>(Tree::Blobs, &spec.key)?
+        else {
             return Ok(None);
         };
         if entry.size <= HOT_MAX_BLOB {
@@ -232,7 +242,15 @@ impl Core {
                 .map_err(|e| Error::Internal(format!("validation task failed: {e}")))?
                 .map_err(|reason| Error::Store(StoreError::Verify(reason)))?;
         }
+        // Verified: every requester may have the whole body now; the commit (fsync, rename,
+        // directory fsync) that makes it durable and visible to new requests follows.
+        let digest = writer.verify()?;
+        lead.progress(Progress::Verified {
+            tmp: tmp.clone(),
+            len: writer.len(),
+        });
         let info = writer.commit().await?;
+        debug_assert_eq!(info.digest, digest);
         self.store.index.put(
             Tree::Blobs,
             &spec.key,

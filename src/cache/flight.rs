@@ -39,6 +39,9 @@ pub enum Progress {
         bytes: u64,
         total: Option<u64>,
     },
+    /// Complete and verified in the temp file (every byte may go out), not yet durable or
+    /// visible to new requests: the commit (fsync, rename) runs after this.
+    Verified { tmp: Arc<PathBuf>, len: u64 },
     /// Committed: verified, fsynced, renamed into the store.
     Done { digest: Digest, len: u64 },
     /// Nothing was cached; joiners must fail their responses.
@@ -149,7 +152,7 @@ pub async fn first_answer(rx: &mut watch::Receiver<Progress>) -> Result<Option<u
         match p {
             Progress::Starting => {}
             Progress::Writing { total, .. } => return Ok(total),
-            Progress::Done { len, .. } => return Ok(Some(len)),
+            Progress::Verified { len, .. } | Progress::Done { len, .. } => return Ok(Some(len)),
             Progress::Failed(e) => return Err(e),
         }
         if rx.changed().await.is_err() {
@@ -160,13 +163,14 @@ pub async fn first_answer(rx: &mut watch::Receiver<Progress>) -> Result<Option<u
     }
 }
 
-/// Wait until the flight is over: `Ok(length)` once the blob is committed, or the failure.
+/// Wait until the flight's bytes are known good: `Ok(length)` once the blob is verified (and
+/// so checked: validation runs before), or the failure.
 pub async fn settled(rx: &mut watch::Receiver<Progress>) -> Result<u64, Arc<Error>> {
     loop {
         let p = rx.borrow_and_update().clone();
         match p {
             Progress::Starting | Progress::Writing { .. } => {}
-            Progress::Done { len, .. } => return Ok(len),
+            Progress::Verified { len, .. } | Progress::Done { len, .. } => return Ok(len),
             Progress::Failed(e) => return Err(e),
         }
         if rx.changed().await.is_err() {
@@ -216,27 +220,29 @@ async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
             Progress::Starting => {}
             Progress::Writing { tmp, bytes, total } => {
                 // With a known length the client's body is complete at its last byte, so
-                // that byte is held back until the blob is verified and committed: a body
-                // that fails verification always ends broken, never as a complete 200.
+                // that byte is held back until the blob is verified: a body that fails
+                // verification always ends broken, never as a complete 200.
                 let readable = match total {
                     Some(t) if t > 0 => bytes.min(t - 1),
                     _ => bytes,
                 };
                 if st.pos < readable {
-                    if st.file.is_none() {
-                        match open_at(&tmp, st.pos).await {
-                            Ok(f) => st.file = Some(f),
-                            // Renamed or removed between our look and our open: wait for
-                            // the next state (Done or Failed) and go from there.
-                            Err(_) => {
-                                if st.rx.changed().await.is_err() {
-                                    return Some(Err(abandoned()));
-                                }
-                                continue;
-                            }
-                        }
+                    match read_tmp(st, &tmp, readable).await {
+                        Some(chunk) => return Some(chunk),
+                        None => continue,
                     }
-                    return Some(read_some(st, readable).await);
+                }
+            }
+            Progress::Verified { tmp, len } => {
+                // Every byte is verified: all of it may go out (the commit that makes it
+                // durable and visible to new requests no longer matters to this client).
+                if st.pos >= len {
+                    st.done = true;
+                    return None;
+                }
+                match read_tmp(st, &tmp, len).await {
+                    Some(chunk) => return Some(chunk),
+                    None => continue,
                 }
             }
             Progress::Done { digest, len } => {
@@ -272,6 +278,23 @@ async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
             }
         }
     }
+}
+
+/// The next chunk of the temp file below `limit`; `None` when the file was renamed or removed
+/// under us (the caller then waits for the next state).
+async fn read_tmp(st: &mut Tail, tmp: &PathBuf, limit: u64) -> Option<io::Result<Bytes>> {
+    if st.file.is_none() {
+        match open_at(tmp, st.pos).await {
+            Ok(f) => st.file = Some(f),
+            Err(_) => {
+                if st.rx.changed().await.is_err() {
+                    return Some(Err(abandoned()));
+                }
+                return None;
+            }
+        }
+    }
+    Some(read_some(st, limit).await)
 }
 
 fn abandoned() -> io::Error {

@@ -263,8 +263,12 @@ impl Core {
         &self,
         spec: &MetaSpec<'_>,
     ) -> Result<Option<MetaHit>, Error> {
-        let rec: Option<MetaRecord> = self.store.index.get(Tree::Meta, &spec.key)?;
-        match self.gate(spec.credential, &spec.scope, spec.content(rec.as_ref())) {
+        // The hot path of every cached read: the record decoded once and shared.
+        let rec = self
+            .store
+            .index
+            .get_shared::<MetaRecord>(Tree::Meta, &spec.key)?;
+        match self.gate(spec.credential, &spec.scope, spec.content(rec.as_deref())) {
             Verdict::Refuse(d) => {
                 self.metrics.hit(spec.kind);
                 Err(refusal(&d))
@@ -320,15 +324,16 @@ impl Core {
     pub(super) async fn ready(
         &self,
         spec: &MetaSpec<'_>,
-        rec: MetaRecord,
+        rec: impl Into<Arc<MetaRecord>>,
         outcome: CacheOutcome,
     ) -> Result<MetaHit, Error> {
+        let rec: Arc<MetaRecord> = rec.into();
         let base = spec.builder.base();
         // A per-caller record from before revisions existed is rebuilt too: that gives it a
         // revision and stamps its aux records with it.
         if rec.built_for == base && !(spec.per_caller && rec.revision.is_none()) {
             return Ok(MetaHit {
-                record: Arc::new(rec),
+                record: rec,
                 outcome,
                 per_caller: spec.per_caller,
             });
@@ -484,7 +489,11 @@ impl Core {
         hit: &MetaHit,
         key: &str,
     ) -> Result<Option<T>, Error> {
-        let Some(value) = self.store.index.get::<serde_json::Value>(Tree::Aux, key)? else {
+        let Some(value) = self
+            .store
+            .index
+            .get_shared::<serde_json::Value>(Tree::Aux, key)?
+        else {
             return Ok(None);
         };
         let stamp = value.get(AUX_REVISION).and_then(serde_json::Value::as_str);
@@ -499,7 +508,7 @@ impl Core {
         if !listed_here {
             return Ok(None);
         }
-        match serde_json::from_value(value) {
+        match T::deserialize(&*value) {
             Ok(v) => Ok(Some(v)),
             // As the index treats a record that does not decode: absent.
             Err(e) => {

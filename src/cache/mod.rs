@@ -207,6 +207,19 @@ impl Core {
         self.flights.in_flight()
     }
 
+    /// Wait (up to `within`) until no download is in flight: the ones whose clients were
+    /// served at verification may still be committing. `false` if some are left.
+    pub async fn downloads_landed(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.flights.in_flight() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
     /// Bytes of committed blobs in the store.
     pub fn blob_bytes(&self) -> u64 {
         self.store.blobs.bytes_on_disk()

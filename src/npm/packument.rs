@@ -178,7 +178,7 @@ impl Build for PackumentBuilder {
         };
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity(json.len() / 4),
-            flate2::Compression::default(),
+            flate2::Compression::fast(),
         );
         gz.write_all(&json).map_err(|e| bad(&e.to_string()))?;
         let gz = gz.finish().map_err(|e| bad(&e.to_string()))?;
@@ -206,7 +206,7 @@ impl Build for PackumentBuilder {
             doc.insert("dist-tags".into(), dist_tags.clone());
             doc.insert("versions".into(), Value::Object(abbrev_versions));
             let abbrev = serde_json::to_vec(&doc).map_err(|e| bad(&e.to_string()))?;
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gz.write_all(&abbrev).map_err(|e| bad(&e.to_string()))?;
             let abbrev_gz = gz.finish().map_err(|e| bad(&e.to_string()))?;
             variants.push(BuiltVariant {

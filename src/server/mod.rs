@@ -199,6 +199,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             tracing::warn!("in-flight requests did not finish within {}s", SHUTDOWN_GRACE.as_secs());
         }
     }
+    // Downloads whose clients are served may still be committing (fsync, rename, index):
+    // let them land before the index is flushed.
+    if !core.downloads_landed(SHUTDOWN_GRACE).await {
+        tracing::warn!(
+            "downloads still committing after {}s; they will be fetched again",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
     if let Err(e) = core.flush_atimes() {
         tracing::warn!(error = %e, "could not record blob access times");
     }

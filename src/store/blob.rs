@@ -198,6 +198,7 @@ impl BlobStore {
             path,
             len: 0,
             committed: false,
+            verified: None,
         })
     }
 
@@ -255,6 +256,8 @@ pub struct BlobWriter {
     path: PathBuf,
     len: u64,
     committed: bool,
+    /// Set once the hashes and size checked out ([`BlobWriter::verify`]).
+    verified: Option<Digest>,
 }
 
 impl BlobWriter {
@@ -298,11 +301,13 @@ impl BlobWriter {
     }
 
     /// Steps 1–3 of the protocol: check the hashes and size, then fsync the temp file.
-    async fn verify_and_sync(&mut self) -> Result<Digest, StoreError> {
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
+    /// Steps 1–2: check the hashes and the size. The bytes written are then complete and
+    /// correct (a requester may have them all), though neither durable nor visible yet:
+    /// [`BlobWriter::commit`] does that, off the requester's path.
+    pub fn verify(&mut self) -> Result<Digest, StoreError> {
+        if let Some(d) = self.verified {
+            return Ok(d);
+        }
         let hasher = self
             .hasher
             .take()
@@ -310,6 +315,16 @@ impl BlobWriter {
         let digest = hasher
             .verify(&self.expect, self.len)
             .map_err(StoreError::Verify)?;
+        self.verified = Some(digest);
+        Ok(digest)
+    }
+
+    async fn verify_and_sync(&mut self) -> Result<Digest, StoreError> {
+        let digest = self.verify()?;
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
         file.sync_all()
             .await
             .map_err(|e| StoreError::io(&self.path, e))?;

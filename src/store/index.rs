@@ -7,9 +7,15 @@
 //!
 //! Values are JSON behind a one-byte format version. A record that fails to decode is logged,
 //! counted and treated as absent: the caller refetches and overwrites it.
+//!
+//! Hot reads ([`Index::get_shared`]) keep the decoded record in a bounded memory memo, so a
+//! cache hit does not decode JSON; every write of a key through this type drops its memo
+//! entry, and nothing else writes the index while a process holds the data directory.
 
+use std::any::Any;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -22,7 +28,7 @@ const FORMAT: u8 = 1;
 /// Records that failed to decode since start (exported as a metric).
 pub static CORRUPT_RECORDS: AtomicU64 = AtomicU64::new(0);
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Tree {
     Meta,
     Blobs,
@@ -119,7 +125,14 @@ impl Decision {
 /// A full scan: decoded records, and the keys of records that do not decode.
 pub type Scanned<T> = (Vec<(String, T)>, Vec<String>);
 
+/// Decoded records by (tree, key), for [`Index::get_shared`].
+type Memo = moka::sync::Cache<(Tree, Box<str>), Arc<dyn Any + Send + Sync>>;
+
+/// Records memoised at most.
+const MEMO_ENTRIES: u64 = 100_000;
+
 pub struct Index {
+    memo: Memo,
     db: sled::Db,
     meta: sled::Tree,
     blobs: sled::Tree,
@@ -137,6 +150,7 @@ impl Index {
             .flush_every_ms(Some(500))
             .open()?;
         Ok(Index {
+            memo: moka::sync::Cache::new(MEMO_ENTRIES),
             meta: db.open_tree("meta")?,
             blobs: db.open_tree("blobs")?,
             aux: db.open_tree("aux")?,
@@ -170,6 +184,30 @@ impl Index {
         }
     }
 
+    /// A record, decoded once and shared: repeated reads of an unchanged key cost a memory
+    /// lookup. A key read as another type than it was memoised as is decoded again.
+    pub fn get_shared<T>(&self, t: Tree, key: &str) -> Result<Option<Arc<T>>, StoreError>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        let memo_key = (t, Box::<str>::from(key));
+        if let Some(hit) = self.memo.get(&memo_key) {
+            if let Ok(v) = hit.downcast::<T>() {
+                return Ok(Some(v));
+            }
+        }
+        let Some(v) = self.get::<T>(t, key)? else {
+            return Ok(None);
+        };
+        let v = Arc::new(v);
+        self.memo.insert(memo_key, v.clone());
+        Ok(Some(v))
+    }
+
+    fn forget(&self, t: Tree, key: &str) {
+        self.memo.invalidate(&(t, Box::<str>::from(key)));
+    }
+
     pub fn put<T: Serialize>(&self, t: Tree, key: &str, value: &T) -> Result<(), StoreError> {
         let mut buf = vec![FORMAT];
         serde_json::to_writer(&mut buf, value).map_err(|e| StoreError::Decode {
@@ -177,11 +215,13 @@ impl Index {
             reason: e.to_string(),
         })?;
         self.tree(t).insert(key.as_bytes(), buf)?;
+        self.forget(t, key);
         Ok(())
     }
 
     pub fn remove(&self, t: Tree, key: &str) -> Result<(), StoreError> {
         self.tree(t).remove(key.as_bytes())?;
+        self.forget(t, key);
         Ok(())
     }
 
@@ -247,6 +287,9 @@ impl Index {
             batch.insert(k.as_bytes(), buf);
         }
         self.tree(t).apply_batch(batch)?;
+        for (k, _) in entries {
+            self.forget(t, k);
+        }
         Ok(())
     }
 

@@ -73,6 +73,16 @@ pub async fn run(core: Arc<Core>, inputs: &[PathBuf]) -> Summary {
     if let Err(e) = goproxy::sync::sync_tiles(&core, &lookups).await {
         summary.errors.push(format!("{TILES}: {e}"));
     }
+    // What was fetched is served at verification and committed right after: it must have
+    // landed in the store before the index is flushed and the command ends.
+    if !core
+        .downloads_landed(std::time::Duration::from_secs(120))
+        .await
+    {
+        summary
+            .errors
+            .push("some downloads were still being committed to the store when sync ended".into());
+    }
     summary
 }
 
