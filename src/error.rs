@@ -52,6 +52,10 @@ pub enum StoreError {
     Verify(String),
     #[error("content is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
+    /// A download started before its checksums were known, and they never came (the
+    /// metadata that names the file was refused or lists another file): nothing is cached.
+    #[error("no checksum arrived to verify the download against; nothing was cached")]
+    Unconfirmed,
     #[error("index record {key} could not be decoded: {reason}")]
     Decode { key: String, reason: String },
     #[error("the data directory {dir} is in use by another packrat process ({reason})")]
@@ -185,7 +189,9 @@ impl Error {
             },
             Error::Upstream(u) => u.status(),
             Error::Store(StoreError::Verify(_)) => StatusCode::BAD_GATEWAY,
-            Error::Store(StoreError::TooLarge { .. }) => StatusCode::BAD_GATEWAY,
+            Error::Store(StoreError::TooLarge { .. } | StoreError::Unconfirmed) => {
+                StatusCode::BAD_GATEWAY
+            }
             Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Passthrough { status, .. } | Error::Gitlab { status, .. } => *status,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -40,6 +40,22 @@ pub struct BlobSpec {
     /// For a GitLab npm tarball: its package name, so that GitLab forwarding the fetch to a
     /// public registry is a not-found, never content cached as GitLab's.
     pub forward_name: Option<String>,
+    /// The checksums, when they arrive while the download runs (a tarball fetched at once
+    /// with its packument): the download hashes everything and waits for them before it
+    /// verifies; `expect` then only gives limits.
+    pub expect_later: Option<ExpectLater>,
+}
+
+/// Checksums that arrive while a download runs: `None` until known, then the expectation,
+/// or `None` inside when it cannot be had (nothing is then cached).
+pub type ExpectLater = tokio::sync::watch::Receiver<Option<Option<Expect>>>;
+
+/// The sending side of an [`ExpectLater`].
+pub type ExpectSender = tokio::sync::watch::Sender<Option<Option<Expect>>>;
+
+/// A channel for checksums that arrive while their download runs.
+pub fn expect_later() -> (ExpectSender, ExpectLater) {
+    tokio::sync::watch::channel(None)
 }
 
 pub enum BlobBody {
@@ -103,11 +119,16 @@ impl Core {
                 flight::first_answer(&mut rx).await
             }
             .map_err(Error::Shared)?;
+            // Verified already (a hit on a blob being committed): its digest is known.
+            let digest = match &*rx.borrow() {
+                Progress::Verified { digest, .. } | Progress::Done { digest, .. } => Some(*digest),
+                _ => None,
+            };
             let body = flight::tail(rx, self.store.blobs.clone());
             return Ok(BlobHit {
                 body: BlobBody::Stream(Box::pin(body)),
                 len,
-                digest: None,
+                digest,
                 outcome,
             });
         }
@@ -208,7 +229,11 @@ impl Core {
                 return Err(Error::Store(StoreError::TooLarge { limit }));
             }
         }
-        let mut writer = self.store.blobs.create(expect).await?;
+        let mut writer = if spec.expect_later.is_some() {
+            self.store.blobs.create_deferred(expect).await?
+        } else {
+            self.store.blobs.create(expect).await?
+        };
         let tmp = Arc::new(writer.tmp_path().to_path_buf());
         let total = body.len;
         lead.progress(Progress::Writing {
@@ -242,12 +267,30 @@ impl Core {
                 .map_err(|e| Error::Internal(format!("validation task failed: {e}")))?
                 .map_err(|reason| Error::Store(StoreError::Verify(reason)))?;
         }
+        if let Some(mut later) = spec.expect_later.clone() {
+            // The last byte is held until the checksums are in and checked.
+            let known = tokio::time::timeout(
+                self.config.upstream.timeout,
+                later.wait_for(Option::is_some),
+            )
+            .await;
+            match known
+                .ok()
+                .and_then(Result::ok)
+                .and_then(|v| v.clone())
+                .flatten()
+            {
+                Some(expect) => writer.expect(expect),
+                None => return Err(Error::Store(StoreError::Unconfirmed)),
+            }
+        }
         // Verified: every requester may have the whole body now; the commit (fsync, rename,
         // directory fsync) that makes it durable and visible to new requests follows.
         let digest = writer.verify()?;
         lead.progress(Progress::Verified {
             tmp: tmp.clone(),
             len: writer.len(),
+            digest,
         });
         let info = writer.commit().await?;
         debug_assert_eq!(info.digest, digest);

@@ -41,7 +41,11 @@ pub enum Progress {
     },
     /// Complete and verified in the temp file (every byte may go out), not yet durable or
     /// visible to new requests: the commit (fsync, rename) runs after this.
-    Verified { tmp: Arc<PathBuf>, len: u64 },
+    Verified {
+        tmp: Arc<PathBuf>,
+        len: u64,
+        digest: Digest,
+    },
     /// Committed: verified, fsynced, renamed into the store.
     Done { digest: Digest, len: u64 },
     /// Nothing was cached; joiners must fail their responses.
@@ -233,7 +237,7 @@ async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
                     }
                 }
             }
-            Progress::Verified { tmp, len } => {
+            Progress::Verified { tmp, len, .. } => {
                 // Every byte is verified: all of it may go out (the commit that makes it
                 // durable and visible to new requests no longer matters to this client).
                 if st.pos >= len {

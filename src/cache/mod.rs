@@ -65,7 +65,7 @@ use crate::store::{now_ms, Decision, MetaRecord, Store, Tree};
 pub use crate::store::{Digest, Expect, Origin};
 use crate::upstream::{self, Request, Upstream};
 pub use crate::upstream::{Fetched, Forwarded, OutBody};
-pub use blob::{BlobBody, BlobHit, BlobSpec, Validate};
+pub use blob::{expect_later, BlobBody, BlobHit, BlobSpec, ExpectLater, ExpectSender, Validate};
 use flight::Flights;
 use gate::{Content, Verdict};
 pub use meta::{Build, Built, BuiltVariant, MetaHit, MetaSpec, Payload, Retired, AUX_REVISION};
@@ -424,6 +424,15 @@ impl Core {
             .into_iter()
             .map(|(_, v)| v)
             .collect())
+    }
+
+    /// Whether the index has a blob under `key` (a file already fetched).
+    pub fn has_blob(&self, key: &str) -> Result<bool, Error> {
+        Ok(self
+            .store
+            .index
+            .get_shared::<crate::store::BlobEntry>(Tree::Blobs, key)?
+            .is_some())
     }
 
     /// Whether the index holds a metadata document under `key` (any age).

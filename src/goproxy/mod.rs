@@ -355,6 +355,7 @@ impl Ctx<'_> {
                 origin: self.origin(),
                 validate,
                 forward_name: None,
+                expect_later: None,
             })
             .await?;
         let visibility = if self.credential.is_anonymous() {

@@ -157,6 +157,7 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
             origin: Origin::Public,
             validate: None,
             forward_name: None,
+            expect_later: None,
         })
         .await?;
     let ct = if rest.starts_with("tile/") {

@@ -18,7 +18,7 @@ use http::{HeaderMap, Method, StatusCode};
 
 use crate::auth::Credential;
 use crate::cache::request_body::RequestBody;
-use crate::cache::{BlobSpec, Core, Fetched, MetaHit, MetaSpec};
+use crate::cache::{expect_later, BlobSpec, Core, Fetched, MetaHit, MetaSpec};
 use crate::cache::{Expect, Origin};
 use crate::error::NotFound;
 use crate::error::{Error, RequestError};
@@ -455,19 +455,126 @@ pub(crate) async fn tarball(
     file: &str,
     credential: &Credential,
 ) -> Result<Reply, Error> {
-    // The gate: whoever may read the package's metadata at this prefix may read the files
-    // listed in the document they were allowed to read (at the group and instance prefixes,
-    // that caller's own document, see `MetaSpec::per_caller`).
+    if let Some(reply) = tarball_at_once(core, scope, name, file, credential).await? {
+        return Ok(reply);
+    }
+    let (origin, tref) = locate(core, scope, name, file, credential).await?;
+    fetch_tarball(core, origin, &tref, name, credential).await
+}
+
+/// A cold tarball at a project prefix: GitLab's URL for it is known before its packument
+/// is, so both are fetched at once and a miss costs one round trip, not two. GitLab's answer
+/// to the tarball request, made with the caller's credential, is its own access decision; the
+/// gate (the packument this caller may read, listing the file) still decides before the
+/// first byte goes out, and the download is verified against the packument's checksums
+/// before its last byte (its hashes are all computed as it streams in; see
+/// `BlobSpec::expect_later`). `None`: not such a case, take the ordinary path.
+async fn tarball_at_once(
+    core: &Arc<Core>,
+    scope: &Namespace,
+    name: &PackageName,
+    file: &str,
+    credential: &Credential,
+) -> Result<Option<Reply>, Error> {
+    // GitLab writes tarball URLs with the project's numeric id, the name and the file plain.
+    let Namespace::Project(id) = scope else {
+        return Ok(None);
+    };
+    if core.is_offline() || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let url = core.gitlab_url(&format!("{}/{name}/-/{file}", scope.npm_prefix()));
+    let key = blob_key(Origin::Gitlab, &url);
+    // Already fetched: served only once the gate has passed, the ordinary way.
+    if core.has_blob(&key)? {
+        return Ok(None);
+    }
+    let (checksums, later) = expect_later();
+    // Its own task: the download waits on it, whether or not this request stays.
+    let located = tokio::spawn({
+        let (core, scope, name, file) =
+            (core.clone(), scope.clone(), name.clone(), file.to_string());
+        let (credential, key) = (credential.clone(), key.clone());
+        async move {
+            let located = locate(&core, &scope, &name, &file, &credential).await;
+            let expect = match &located {
+                Ok((Origin::Gitlab, tref)) if blob_key(Origin::Gitlab, &tref.url) == key => Some(
+                    Expect::npm(tref.shasum.as_deref(), tref.integrity.as_deref()),
+                ),
+                // Refused, public, or the packument names another URL: nothing to confirm.
+                _ => None,
+            };
+            let _ = checksums.send(Some(expect));
+            located
+        }
+    });
+    let fetched = core
+        .blob(BlobSpec {
+            key: key.clone(),
+            url,
+            credential: credential.clone(),
+            expect: Expect::default(),
+            content_type: "application/octet-stream",
+            kind: "npm_tarball",
+            origin: Origin::Gitlab,
+            validate: None,
+            forward_name: Some(name.to_string()),
+            expect_later: Some(later),
+        })
+        .await;
+    let (origin, tref) = located
+        .await
+        .map_err(|e| Error::Internal(format!("tarball lookup task failed: {e}")))??;
+    match fetched {
+        Ok(hit) if origin == Origin::Gitlab && blob_key(origin, &tref.url) == key => {
+            Ok(Some(tarball_reply(hit, origin, credential)))
+        }
+        // The download this request joined was led by a caller GitLab refused, or never
+        // confirmed: with the gate passed, fetch as this caller.
+        Err(e) if retry_alone(&e) => fetch_tarball(core, origin, &tref, name, credential)
+            .await
+            .map(Some),
+        Err(e) => Err(tarball_refusal(e, credential)),
+        // The packument lists the file under another URL: fetch that one.
+        Ok(_) => fetch_tarball(core, origin, &tref, name, credential)
+            .await
+            .map(Some),
+    }
+}
+
+/// Whether a download started at once failed for a reason that may be another caller's (a
+/// refusal of the credential that led it, or checksums its own lookup never confirmed).
+fn retry_alone(e: &Error) -> bool {
+    matches!(
+        e.inner(),
+        Error::Store(crate::error::StoreError::Unconfirmed)
+    ) || matches!(
+        e.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+    )
+}
+
+/// The gate for a tarball: whoever may read the package's metadata at this prefix may read
+/// the files listed in the document they were allowed to read (at the group and instance
+/// prefixes, that caller's own document, see `MetaSpec::per_caller`). Where the file lives
+/// and what it must hash to, or the refusal as GitLab's tarball route words it.
+async fn locate(
+    core: &Arc<Core>,
+    scope: &Namespace,
+    name: &PackageName,
+    file: &str,
+    credential: &Credential,
+) -> Result<(Origin, TarballRef), Error> {
     let mut attempts = 0;
     let offline = core.is_offline();
     let elsewhere = || offline::file_elsewhere(core, scope, name, file, credential);
-    let (origin, tref) = loop {
+    loop {
         attempts += 1;
         let Resolved { hit, origin } = match resolve(core, scope, name, credential).await {
             Ok(r) => r,
             // Offline, a file synced through another prefix answers here too.
             Err(e) if offline && e.status() == StatusCode::NOT_FOUND => match elsewhere()? {
-                Some(tref) => break (Origin::Gitlab, tref),
+                Some(tref) => return Ok((Origin::Gitlab, tref)),
                 None => return Err(tarball_refusal(e, credential)),
             },
             Err(e) => return Err(tarball_refusal(e, credential)),
@@ -478,17 +585,28 @@ pub(crate) async fn tarball(
         };
         let key = PackumentBuilder::file_key(&aux_prefix, file);
         match core.listed::<TarballRef>(&hit, &key)? {
-            Some(tref) => break (origin, tref),
+            Some(tref) => return Ok((origin, tref)),
             // Another caller's document may have replaced this one's between the two
             // reads (its files then carry the other revision): resolve once more.
             None if hit.per_caller && attempts < 2 => continue,
             None if offline && origin == Origin::Gitlab => match elsewhere()? {
-                Some(tref) => break (Origin::Gitlab, tref),
+                Some(tref) => return Ok((Origin::Gitlab, tref)),
                 None => return Err(Error::npm_not_found("Package")),
             },
             None => return Err(Error::npm_not_found("Package")),
         }
-    };
+    }
+}
+
+/// Serve a located tarball: from the store, or fetched as the caller (anonymously from a
+/// public registry) and verified against its packument's checksums.
+async fn fetch_tarball(
+    core: &Arc<Core>,
+    origin: Origin,
+    tref: &TarballRef,
+    name: &PackageName,
+    credential: &Credential,
+) -> Result<Reply, Error> {
     let fetch_as = match origin {
         Origin::Gitlab => credential.clone(),
         Origin::Public => Credential::anonymous(),
@@ -512,17 +630,18 @@ pub(crate) async fn tarball(
             origin,
             validate: None,
             forward_name: (origin == Origin::Gitlab).then(|| name.to_string()),
+            expect_later: None,
         })
         .await
         .map_err(|e| tarball_refusal(e, credential))?;
-    let visibility = if credential.is_anonymous() || origin == Origin::Public {
-        "public"
-    } else {
-        "private"
-    };
-    Ok(Reply::blob(hit)
+    Ok(tarball_reply(hit, origin, credential))
+}
+
+fn tarball_reply(hit: crate::cache::BlobHit, origin: Origin, credential: &Credential) -> Reply {
+    let public = credential.is_anonymous() || origin == Origin::Public;
+    Reply::blob(hit)
         .header(http::header::CONTENT_TYPE, "application/octet-stream")
-        .immutable(visibility == "public"))
+        .immutable(public)
 }
 
 /// The index key of a tarball's blob: GitLab's by API path (whatever host GitLab wrote),

@@ -445,6 +445,7 @@ async fn download(
             origin: Origin::Gitlab,
             validate: None,
             forward_name: None,
+            expect_later: None,
         })
         .await?;
     let name = str_field(file, "file_name");

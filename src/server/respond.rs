@@ -64,6 +64,9 @@ pub fn error_response(err: &Error) -> Response<Body> {
                 .to_string()
                 .into()
         }
+        Error::Store(s @ StoreError::Unconfirmed) => {
+            json!({ "message": format!("502 Bad Gateway: {s}") }).to_string().into()
+        }
         Error::Store(_) | Error::Internal(_) => {
             json!({ "message": "500 Internal Server Error" }).to_string().into()
         }

@@ -188,12 +188,31 @@ impl BlobStore {
 
     /// Start writing a new blob into a fresh temp file.
     pub async fn create(&self, expect: Expect) -> Result<BlobWriter, StoreError> {
+        self.create_with(expect, false).await
+    }
+
+    /// Start writing a blob whose checksums are only known later ([`BlobWriter::expect`]
+    /// before verifying): every hash is computed as it is written.
+    pub async fn create_deferred(&self, limits: Expect) -> Result<BlobWriter, StoreError> {
+        self.create_with(limits, true).await
+    }
+
+    async fn create_with(
+        &self,
+        expect: Expect,
+        all_hashes: bool,
+    ) -> Result<BlobWriter, StoreError> {
         let path = self.tmp_name();
         let file = create_new_tmp(&path).await?;
+        let hasher = if all_hashes {
+            Hasher::all()
+        } else {
+            Hasher::new(&expect)
+        };
         Ok(BlobWriter {
             store: self.clone(),
             file: Some(file),
-            hasher: Some(Hasher::new(&expect)),
+            hasher: Some(hasher),
             expect,
             path,
             len: 0,
@@ -301,6 +320,13 @@ impl BlobWriter {
     }
 
     /// Steps 1–3 of the protocol: check the hashes and size, then fsync the temp file.
+    /// What the content must hash to, now that it is known (a writer from
+    /// [`BlobStore::create_deferred`]); its size limit stays.
+    pub fn expect(&mut self, mut expect: Expect) {
+        expect.max_size = expect.max_size.or(self.expect.max_size);
+        self.expect = expect;
+    }
+
     /// Steps 1–2: check the hashes and the size. The bytes written are then complete and
     /// correct (a requester may have them all), though neither durable nor visible yet:
     /// [`BlobWriter::commit`] does that, off the requester's path.
