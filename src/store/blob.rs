@@ -384,20 +384,9 @@ impl BlobWriter {
             .unwrap_or_else(|| self.store.inner.blobs.clone());
         let src = self.path.clone();
         let len = self.len;
-        let existed = tokio::task::spawn_blocking(move || -> Result<bool, StoreError> {
-            std::fs::create_dir_all(&parent).map_err(|e| StoreError::io(&parent, e))?;
-            if dest.is_file() {
-                // Content-addressed: the same bytes are already there.
-                let _ = std::fs::remove_file(&src);
-                return Ok(true);
-            }
-            std::fs::rename(&src, &dest).map_err(|e| StoreError::io(&dest, e))?;
-            let dir = std::fs::File::open(&parent).map_err(|e| StoreError::io(&parent, e))?;
-            dir.sync_all().map_err(|e| StoreError::io(&parent, e))?;
-            Ok(false)
-        })
-        .await
-        .map_err(|e| StoreError::Verify(format!("commit task failed: {e}")))??;
+        let existed = tokio::task::spawn_blocking(move || place(&src, &dest, &parent))
+            .await
+            .map_err(|e| StoreError::Verify(format!("commit task failed: {e}")))??;
         self.committed = true;
         if !existed {
             self.store
@@ -407,6 +396,34 @@ impl BlobWriter {
         }
         Ok(BlobInfo { digest, len })
     }
+}
+
+/// Steps 4–5: rename the fsynced temp file `src` to `dest` in `parent` and fsync `parent`;
+/// `true` if the content was already there (content-addressed: the same bytes). A shard
+/// directory created on the way is made durable in its own parent too.
+#[allow(clippy::disallowed_methods)] // store/ owns the data directory
+fn place(src: &Path, dest: &Path, parent: &Path) -> Result<bool, StoreError> {
+    if dest.is_file() {
+        let _ = std::fs::remove_file(src);
+        return Ok(true);
+    }
+    if !parent.is_dir() {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        // `ab/cd/`: both levels may be new.
+        for dir in parent.ancestors().skip(1).take(2) {
+            sync_dir(dir)?;
+        }
+    }
+    std::fs::rename(src, dest).map_err(|e| StoreError::io(dest, e))?;
+    sync_dir(parent)?;
+    Ok(false)
+}
+
+#[allow(clippy::disallowed_methods)] // store/ owns the data directory
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
 }
 
 /// A verified, fsynced blob waiting to be published.
@@ -431,13 +448,7 @@ impl StagedBlob {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.store.inner.blobs.clone());
-        std::fs::create_dir_all(&parent).map_err(|e| StoreError::io(&parent, e))?;
-        if dest.is_file() {
-            let _ = std::fs::remove_file(&self.path);
-        } else {
-            std::fs::rename(&self.path, &dest).map_err(|e| StoreError::io(&dest, e))?;
-            let dir = std::fs::File::open(&parent).map_err(|e| StoreError::io(&parent, e))?;
-            dir.sync_all().map_err(|e| StoreError::io(&parent, e))?;
+        if !place(&self.path, &dest, &parent)? {
             self.store
                 .inner
                 .bytes_on_disk
