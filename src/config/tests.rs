@@ -4,7 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::{Field, Kind, SCHEMA};
+use super::keys::{self, Kind, SCALARS, TABLE_ARRAYS};
+use super::values::{parse_duration, Invalid};
 use super::*;
 
 const KIB: u64 = 1 << 10;
@@ -155,7 +156,7 @@ fn sizes_reject() {
     for (input, want) in cases {
         assert_eq!(
             parse_size(input),
-            Err((*want).to_owned()),
+            Err(Invalid((*want).to_owned())),
             "input {input:?}"
         );
     }
@@ -191,17 +192,21 @@ fn durations_reject() {
     for input in ["5x", "", "abc", "5 minutes please", "1.5.2h"] {
         assert_eq!(
             parse_duration(input),
-            Err(expected(input)),
+            Err(Invalid(expected(input))),
             "input {input:?}"
         );
     }
     assert_eq!(
         parse_duration("-5s"),
-        Err("invalid duration \"-5s\": must not be negative".to_owned())
+        Err(Invalid(
+            "invalid duration \"-5s\": must not be negative".to_owned()
+        ))
     );
     assert_eq!(
         parse_duration("99999999999999999999"),
-        Err("invalid duration \"99999999999999999999\": too large".to_owned())
+        Err(Invalid(
+            "invalid duration \"99999999999999999999\": too large".to_owned()
+        ))
     );
 }
 
@@ -284,38 +289,30 @@ fn example_file_documents_every_key() {
         Err(e) => panic!("{e}"),
     };
     let mut missing = Vec::new();
-    fn walk(fields: &[Field], prefix: &str, text: &str, missing: &mut Vec<String>) {
-        for f in fields {
-            let dotted = format!("{prefix}{}", f.name);
-            match f.kind {
-                Kind::Table(inner) => {
-                    // `[go]` itself may only appear as `[[go.modules]]`.
-                    if !text.contains(&format!("[{dotted}]"))
-                        && !text.contains(&format!("[{dotted}."))
-                    {
-                        missing.push(dotted.clone());
-                    }
-                    walk(inner, &format!("{dotted}."), text, missing);
-                }
-                Kind::TableArray(inner) => {
-                    if !text.contains(&format!("# [[{dotted}]]")) {
-                        missing.push(dotted.clone());
-                    }
-                    walk(inner, &format!("{dotted}."), text, missing);
-                }
-                _ => {
-                    let set = text.lines().any(|l| {
-                        let l = l.trim_start_matches("# ");
-                        l.starts_with(&format!("{} = ", f.name))
-                    });
-                    if !set {
-                        missing.push(dotted);
-                    }
-                }
+    let set_or_commented = |name: &str| {
+        text.lines().any(|l| {
+            let l = l.trim_start_matches("# ");
+            l.starts_with(&format!("{name} = "))
+        })
+    };
+    for key in SCALARS {
+        let (section, name) = key.name.rsplit_once('.').unwrap_or(("", key.name));
+        let header =
+            text.contains(&format!("[{section}]")) || text.contains(&format!("[[{section}."));
+        if !header || !set_or_commented(name) {
+            missing.push(key.name.to_owned());
+        }
+    }
+    for array in TABLE_ARRAYS {
+        if !text.contains(&format!("# [[{}]]", array.name)) {
+            missing.push(array.name.to_owned());
+        }
+        for (field, _) in array.fields {
+            if !set_or_commented(field) {
+                missing.push(format!("{}.{field}", array.name));
             }
         }
     }
-    walk(SCHEMA, "", &text, &mut missing);
     assert!(
         missing.is_empty(),
         "not in config.example.toml: {missing:?}"
@@ -460,30 +457,25 @@ fn full_fixture_parses() {
 
 #[test]
 fn env_var_names_follow_the_pattern_and_cover_every_scalar_key() {
-    let mut scalar_keys = Vec::new();
-    for section in SCHEMA {
-        if let Kind::Table(fields) = section.kind {
-            for f in fields {
-                if !matches!(f.kind, Kind::Table(_) | Kind::TableArray(_)) {
-                    scalar_keys.push(format!("{}.{}", section.name, f.name));
-                }
-            }
-        }
-    }
-    let listed: Vec<String> = env::OVERRIDES
-        .iter()
-        .map(|(_, k)| (*k).to_owned())
-        .collect();
+    let scalar_keys: Vec<&str> = SCALARS.iter().map(|k| k.name).collect();
+    let overrides = keys::overrides();
+    let listed: Vec<&str> = overrides.iter().map(|(_, k)| *k).collect();
     assert_eq!(listed, scalar_keys);
-    for (var, key) in env::OVERRIDES {
+    let all = env::all();
+    for (var, key) in &overrides {
         assert_eq!(
             *var,
             format!("PACKRAT_{}", key.replace('.', "_").to_uppercase())
         );
-        assert!(env::ALL.contains(var), "{var} missing from env::ALL");
+        assert!(all.contains(var), "{var} missing from env::all()");
     }
-    assert!(env::ALL.contains(&"PACKRAT_CONFIG"));
-    assert_eq!(env::ALL.len(), env::OVERRIDES.len() + 2);
+    assert!(all.contains(&"PACKRAT_CONFIG".to_owned()));
+    assert_eq!(all.len(), overrides.len() + 2);
+    // Scalars only: an array of tables has no environment form.
+    assert!(SCALARS
+        .iter()
+        .all(|k| !TABLE_ARRAYS.iter().any(|t| t.name == k.name)));
+    assert!(SCALARS.iter().any(|k| k.kind == Kind::StrArray));
 }
 
 #[test]
@@ -498,7 +490,7 @@ fn every_override_is_consulted_and_nothing_else() {
     }
     let mut asked = asked.into_inner();
     asked.sort();
-    let mut want: Vec<String> = env::ALL.iter().map(|s| (*s).to_owned()).collect();
+    let mut want: Vec<String> = env::all();
     want.sort();
     assert_eq!(asked, want);
 }
@@ -506,32 +498,38 @@ fn every_override_is_consulted_and_nothing_else() {
 #[test]
 fn env_overrides_every_scalar_key() {
     let vars: &[(&str, &str)] = &[
-        (env::SERVER_LISTEN, "[::1]:9000"),
-        (env::SERVER_PUBLIC_URL, "https://cache.example.com/npm/"),
-        (env::SERVER_MAX_BODY, "1MiB"),
-        (env::SERVER_TLS_CERT, "c.pem"),
-        (env::SERVER_TLS_KEY, "k.pem"),
+        ("PACKRAT_SERVER_LISTEN", "[::1]:9000"),
         (
-            env::SERVER_OPS_TOKENS,
+            "PACKRAT_SERVER_PUBLIC_URL",
+            "https://cache.example.com/npm/",
+        ),
+        ("PACKRAT_SERVER_MAX_BODY", "1MiB"),
+        ("PACKRAT_SERVER_TLS_CERT", "c.pem"),
+        ("PACKRAT_SERVER_TLS_KEY", "k.pem"),
+        (
+            "PACKRAT_SERVER_OPS_TOKENS",
             " 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08 ,",
         ),
-        (env::STORAGE_DIR, "/data"),
-        (env::STORAGE_MAX_SIZE, "1TB"),
-        (env::STORAGE_MEMORY_CACHE, "0"),
-        (env::UPSTREAM_URL, "http://gitlab.internal:8080"),
-        (env::UPSTREAM_TOKEN_ENV, "MY_TOKEN"),
+        ("PACKRAT_STORAGE_DIR", "/data"),
+        ("PACKRAT_STORAGE_MAX_SIZE", "1TB"),
+        ("PACKRAT_STORAGE_MEMORY_CACHE", "0"),
+        ("PACKRAT_UPSTREAM_URL", "http://gitlab.internal:8080"),
+        ("PACKRAT_UPSTREAM_TOKEN_ENV", "MY_TOKEN"),
         ("MY_TOKEN", "  tok  "),
-        (env::UPSTREAM_TIMEOUT, "2m"),
-        (env::UPSTREAM_CONNECT_TIMEOUT, "1"),
-        (env::CACHE_METADATA_TTL, "0"),
-        (env::CACHE_AUTH_TTL, "1h"),
-        (env::CACHE_STALE_IF_ERROR, "30d"),
-        (env::CACHE_NEGATIVE_TTL, "10s"),
-        (env::CACHE_OFFLINE, "true"),
-        (env::FORWARDING_NPM_REGISTRY, "https://registry.npmjs.org"),
-        (env::FORWARDING_GO_PROXY, "https://proxy.golang.org/"),
-        (env::FORWARDING_GO_SUMDB, "https://sumdb.example.com"),
-        (env::GO_HOST, "git.example.com"),
+        ("PACKRAT_UPSTREAM_TIMEOUT", "2m"),
+        ("PACKRAT_UPSTREAM_CONNECT_TIMEOUT", "1"),
+        ("PACKRAT_CACHE_METADATA_TTL", "0"),
+        ("PACKRAT_CACHE_AUTH_TTL", "1h"),
+        ("PACKRAT_CACHE_STALE_IF_ERROR", "30d"),
+        ("PACKRAT_CACHE_NEGATIVE_TTL", "10s"),
+        ("PACKRAT_CACHE_OFFLINE", "true"),
+        (
+            "PACKRAT_FORWARDING_NPM_REGISTRY",
+            "https://registry.npmjs.org",
+        ),
+        ("PACKRAT_FORWARDING_GO_PROXY", "https://proxy.golang.org/"),
+        ("PACKRAT_FORWARDING_GO_SUMDB", "https://sumdb.example.com"),
+        ("PACKRAT_GO_HOST", "git.example.com"),
     ];
     let c = load_env(None, vars);
     assert_eq!(
@@ -605,7 +603,10 @@ fn env_beats_file_and_file_beats_defaults() {
     let c = ok(text);
     assert_eq!(c.upstream.url, "https://file.example.com");
     assert_eq!(c.upstream.timeout, Duration::from_secs(10));
-    assert_eq!(c.upstream.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+    assert_eq!(
+        c.upstream.connect_timeout,
+        (keys::UPSTREAM_CONNECT_TIMEOUT.default)()
+    );
     assert!(c.cache.offline);
 
     let env = env_of(&[
@@ -636,19 +637,23 @@ fn env_booleans() {
         ("on", true),
     ] {
         assert_eq!(
-            load_env(None, &[(env::CACHE_OFFLINE, v)]).cache.offline,
+            load_env(None, &[("PACKRAT_CACHE_OFFLINE", v)])
+                .cache
+                .offline,
             want,
             "{v}"
         );
     }
     for v in ["false", "0", "no", "off", "False"] {
         assert!(
-            !load_env(None, &[(env::CACHE_OFFLINE, v)]).cache.offline,
+            !load_env(None, &[("PACKRAT_CACHE_OFFLINE", v)])
+                .cache
+                .offline,
             "{v}"
         );
     }
     assert_eq!(
-        env_err(&[(env::CACHE_OFFLINE, "maybe")]),
+        env_err(&[("PACKRAT_CACHE_OFFLINE", "maybe")]),
         "environment: PACKRAT_CACHE_OFFLINE: invalid boolean \"maybe\" (expected true or false)"
     );
 }
@@ -967,7 +972,7 @@ fn unknown_keys_are_named() {
             ("PACKRAT_UPSTREAM_TOKEN", "t"),
         ],
     );
-    assert_eq!(c.server.listen, DEFAULT_LISTEN);
+    assert_eq!(c.server.listen, (keys::SERVER_LISTEN.default)());
 }
 
 #[test]
@@ -1129,7 +1134,7 @@ fn first_match_wins_in_file_order() {
     let fwd = ForwardingConfig {
         npm_registry: None,
         go_proxy: None,
-        go_sumdb: DEFAULT_GO_SUMDB.into(),
+        go_sumdb: (keys::FORWARDING_GO_SUMDB.default)(),
         rules: vec![
             rule("@acme/public-*", true),
             rule("@acme/*", false),
