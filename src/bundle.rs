@@ -110,7 +110,11 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> BundleError + '_ {
 
 /// [`crate::integrity`] over a bundle's records, reading blobs from where they are staged (or
 /// already stored).
-fn check_content(store: &Store, lines: &[Line], staged: &[StagedBlob]) -> Result<(), String> {
+fn check_content(
+    store: &Store,
+    lines: &[Line],
+    staged: &[StagedBlob],
+) -> Result<(), crate::integrity::Disagreement> {
     let staged_at: HashMap<Digest, &Path> =
         staged.iter().map(|s| (s.info.digest, s.path())).collect();
     let path_of = |d: &Digest| -> std::path::PathBuf {
@@ -509,7 +513,7 @@ pub async fn import(
     }
     // Content against metadata: a blob whose name is its digest may still not be what its
     // packument or the checksum database says (a forged, self-consistent bundle).
-    check_content(store, &lines, &staged).map_err(damaged)?;
+    check_content(store, &lines, &staged).map_err(|d| damaged(d.0))?;
 
     // Everything checked out: publish blobs, then the records that point at them.
     for s in staged {

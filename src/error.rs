@@ -22,7 +22,8 @@ pub enum NotFound {
 }
 
 impl NotFound {
-    /// Classify a GitLab 404 body (API.md §6: `{"message": "404 <Thing> Not Found", "error": …}`).
+    /// Classify a GitLab 404 body (`{"message": "404 <Thing> Not Found", "error": …}`; GitLab's
+    /// error bodies: <https://docs.gitlab.com/api/rest/>).
     pub fn of(body: &[u8]) -> NotFound {
         let text = String::from_utf8_lossy(body).to_ascii_lowercase();
         if text.contains("project not found") {
@@ -49,7 +50,21 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error("downloaded content failed verification: {0}")]
-    Verify(String),
+    Verify(#[from] crate::store::Mismatch),
+    /// A format check beyond digests refused the content (e.g. a Go module zip's layout).
+    #[error("downloaded content failed its format check: {reason}")]
+    Rejected { reason: String },
+    /// A blob the index names is not in the store (deleted or lost on disk).
+    #[error("blob {digest} is missing from the store; run `packrat verify`")]
+    Missing { digest: String },
+    /// An index record lacks a part it is always written with.
+    #[error("index record {key} has no {what}; it is refetched on the next request")]
+    Incomplete { key: String, what: &'static str },
+    /// A blob writer used after it finished (a bug, never input).
+    #[error("the blob writer {0} was already finished")]
+    Finished(&'static str),
+    #[error("a blocking store task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("content is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
     /// A download started before its checksums were known, and they never came (the
@@ -106,6 +121,10 @@ pub enum UpstreamError {
     Offline { url: String },
     #[error("the upstream at {url} redirected too many times")]
     Redirects { url: String },
+    /// An answer that breaks the protocol (a 304 to an unconditional request, an unreadable
+    /// checksum database answer).
+    #[error("the upstream at {url} sent an answer packrat cannot use: {reason}")]
+    Malformed { url: String, reason: String },
 }
 
 impl UpstreamError {
@@ -127,8 +146,9 @@ pub enum RequestError {
     BadPackageName,
     #[error("{0}")]
     BadRequest(String),
-    /// A Grape parameter validation failure, rendered as `{"error": "<text>"}` (API.md §6),
-    /// e.g. `per_page does not have a valid value` or `package_id is invalid`.
+    /// A Grape parameter validation failure, rendered as `{"error": "<text>"}` (GitLab's
+    /// validation errors, <https://docs.gitlab.com/api/rest/>), e.g. `per_page does not have a
+    /// valid value` or `package_id is invalid`.
     #[error("{0}")]
     Grape(String),
     #[error("the request body is larger than the {limit} bytes this route accepts (npm publish bodies: up to server.max_body)")]
@@ -165,8 +185,23 @@ pub enum Error {
         /// npm routes add an `error` key next to `message`.
         error: Option<String>,
     },
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A background task of this request (a lookup, a metadata build) panicked or was
+    /// cancelled.
+    #[error("the {what} task failed: {source}")]
+    Task {
+        what: &'static str,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    /// The download this request joined ended without an answer (its leader went away).
+    #[error("the download ended without an answer")]
+    Abandoned,
+    /// One item of a sync could not be mirrored, and why.
+    #[error("{item}: {reason}")]
+    Sync { item: String, reason: String },
+    /// A response body packrat builds could not be encoded.
+    #[error("could not encode the response: {0}")]
+    Encode(#[from] serde_json::Error),
     /// One failure shared by every request that joined the same download.
     #[error("{0}")]
     Shared(std::sync::Arc<Error>),
@@ -188,13 +223,17 @@ impl Error {
                 RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             },
             Error::Upstream(u) => u.status(),
-            Error::Store(StoreError::Verify(_)) => StatusCode::BAD_GATEWAY,
+            Error::Store(StoreError::Verify(_) | StoreError::Rejected { .. }) => {
+                StatusCode::BAD_GATEWAY
+            }
             Error::Store(StoreError::TooLarge { .. } | StoreError::Unconfirmed) => {
                 StatusCode::BAD_GATEWAY
             }
             Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Passthrough { status, .. } | Error::Gitlab { status, .. } => *status,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Task { .. } | Error::Abandoned | Error::Sync { .. } | Error::Encode(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Error::Shared(e) => e.status(),
             Error::Remembered(e) => e.status(),
         }
@@ -236,7 +275,8 @@ impl Error {
         }
     }
 
-    /// npm's structured not-found answers (API.md §1, §6).
+    /// npm's structured not-found answers (`{"message": …, "error": …}` on GitLab's npm routes,
+    /// <https://docs.gitlab.com/api/packages/npm/>).
     pub fn npm_not_found(thing: &str) -> Self {
         Error::Gitlab {
             status: StatusCode::NOT_FOUND,

@@ -2,6 +2,7 @@
 //! (by id or full path), or the instance. One type for every place that names one (the npm
 //! prefixes, the Go project routes and `/go/`, the Packages API targets, `offline.tokens`
 //! owners), owning the URL segment encoding, the API prefixes and the index-key fragments.
+//! [`ProjectRef`] is a project as configuration and `packrat.list` name it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -100,20 +101,31 @@ pub enum ProjectRef {
     Path(String),
 }
 
+/// Why a project id or path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadProjectRef(pub String);
+
 impl ProjectRef {
     /// Parses an id (`"42"`) or a full path, plain (`group/sub/proj`) or
     /// URL-encoded (`group%2Fsub%2Fproj`).
-    pub fn parse(s: &str) -> Result<ProjectRef, String> {
+    pub fn parse(s: &str) -> Result<ProjectRef, BadProjectRef> {
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
             return match s.parse::<u64>() {
-                Ok(0) => Err(format!("invalid project id {s}: must be positive")),
+                Ok(0) => Err(BadProjectRef(format!(
+                    "invalid project id {s}: must be positive"
+                ))),
                 Ok(id) => Ok(ProjectRef::Id(id)),
-                Err(_) => Err(format!("invalid project id {s}: too large")),
+                Err(_) => Err(BadProjectRef(format!("invalid project id {s}: too large"))),
             };
         }
         let path = percent_encoding::percent_decode_str(s)
             .decode_utf8()
-            .map_err(|_| format!("invalid project path {s:?}: not UTF-8 once decoded"))?;
+            .map_err(|_| {
+                BadProjectRef(format!(
+                    "invalid project path {s:?}: not UTF-8 once decoded"
+                ))
+            })?;
         let why = if path.is_empty() {
             Some("must not be empty")
         } else if path.starts_with('/') || path.ends_with('/') {
@@ -126,9 +138,9 @@ impl ProjectRef {
             None
         };
         match why {
-            Some(why) => Err(format!(
+            Some(why) => Err(BadProjectRef(format!(
                 "invalid project {s:?}: {why} (expected a numeric id or a full path such as \"group/sub/project\")"
-            )),
+            ))),
             None => Ok(ProjectRef::Path(path.into_owned())),
         }
     }
@@ -166,7 +178,7 @@ impl fmt::Display for ProjectRef {
 }
 
 impl FromStr for ProjectRef {
-    type Err = String;
+    type Err = BadProjectRef;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ProjectRef::parse(s)
     }

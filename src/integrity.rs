@@ -1,8 +1,9 @@
-//! Content checked against metadata (SPEC §10), whatever a bundle's manifest says: every npm
-//! tarball against its packument's `shasum`/`integrity`, and every Go `.zip` and `.mod` against
-//! the checksum-database records held beside it (`h1:` hashes, as `go.sum` has them). A blob
-//! can be self-consistent (its name is its sha256) and still not be what its metadata names:
-//! that is a forgery or a corruption, refused by `import` and quarantined by `verify`.
+//! Content checked against metadata, whatever a bundle's manifest says ([`crate::bundle`]):
+//! every npm tarball against its packument's `shasum`/`integrity`, and every Go `.zip` and
+//! `.mod` against the checksum-database records held beside it (`h1:` hashes, as `go.sum` has
+//! them). A blob can be self-consistent (its name is its sha256) and still not be what its
+//! metadata names: that is a forgery or a corruption, refused by `import` and quarantined by
+//! `verify` ([`crate::verify`]).
 //!
 //! [`Checks::from_records`] reads the expectations from index records (metadata documents and
 //! checksum-database lookups, through a closure that reads a blob's bytes);
@@ -28,6 +29,11 @@ enum Want {
     /// Go: the `h1:` of a `go.mod` (`<module> <version>/go.mod h1:…`).
     GoMod { h1: String },
 }
+
+/// How stored content disagrees with the metadata that names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Disagreement(pub String);
 
 /// Expectations for blob index keys.
 #[derive(Debug, Default)]
@@ -166,22 +172,22 @@ impl Checks {
 
     /// Whether the blob at `path`, indexed under `key`, is what its metadata names. `Err` says
     /// how it disagrees.
-    pub fn check(&self, key: &str, path: &Path) -> Result<(), String> {
+    pub fn check(&self, key: &str, path: &Path) -> Result<(), Disagreement> {
         for want in self.wants_for(key) {
             match want {
                 Want::Npm { expect, from } => {
                     let mut hasher = Hasher::new(&expect);
                     let len = hash_file(path, |chunk| hasher.update(chunk))?;
                     hasher.verify(&expect, len).map_err(|why| {
-                        format!("{key}: the tarball disagrees with the shasum/integrity of its packument {from}: {why}")
+                        Disagreement(format!("{key}: the tarball disagrees with the shasum/integrity of its packument {from}: {why}"))
                     })?;
                 }
                 Want::GoZip { h1 } => {
                     let got = zip_h1(path)?;
                     if got != h1 {
-                        return Err(format!(
+                        return Err(Disagreement(format!(
                             "{key}: the module zip hashes to {got}, the checksum database says {h1}"
-                        ));
+                        )));
                     }
                 }
                 Want::GoMod { h1 } => {
@@ -189,9 +195,9 @@ impl Checks {
                     hash_file(path, |chunk| h.update(chunk))?;
                     let got = h1_of(&[("go.mod".to_string(), h.finalize().into())]);
                     if got != h1 {
-                        return Err(format!(
+                        return Err(Disagreement(format!(
                             "{key}: the go.mod hashes to {got}, the checksum database says {h1}"
-                        ));
+                        )));
                     }
                 }
             }
@@ -209,14 +215,15 @@ impl Checks {
     }
 }
 
-fn hash_file(path: &Path, mut update: impl FnMut(&[u8])) -> Result<u64, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn hash_file(path: &Path, mut update: impl FnMut(&[u8])) -> Result<u64, Disagreement> {
+    let mut f =
+        std::fs::File::open(path).map_err(|e| Disagreement(format!("{}: {e}", path.display())))?;
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
     loop {
         let k = f
             .read(&mut buf)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| Disagreement(format!("{}: {e}", path.display())))?;
         if k == 0 {
             return Ok(n);
         }
@@ -240,21 +247,23 @@ fn h1_of(files: &[(String, [u8; 32])]) -> String {
 }
 
 /// Go's `dirhash.HashZip`: [`h1_of`] over every entry of the zip, named as in the zip.
-fn zip_h1(path: &Path) -> Result<String, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut zip = zip::ZipArchive::new(f).map_err(|e| format!("not a valid zip: {e}"))?;
+fn zip_h1(path: &Path) -> Result<String, Disagreement> {
+    let f =
+        std::fs::File::open(path).map_err(|e| Disagreement(format!("{}: {e}", path.display())))?;
+    let mut zip =
+        zip::ZipArchive::new(f).map_err(|e| Disagreement(format!("not a valid zip: {e}")))?;
     let mut files = Vec::with_capacity(zip.len());
     for i in 0..zip.len() {
         let mut entry = zip
             .by_index(i)
-            .map_err(|e| format!("zip entry {i} is unreadable: {e}"))?;
+            .map_err(|e| Disagreement(format!("zip entry {i} is unreadable: {e}")))?;
         let name = entry.name().to_string();
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let k = entry
                 .read(&mut buf)
-                .map_err(|e| format!("zip entry {name:?}: {e}"))?;
+                .map_err(|e| Disagreement(format!("zip entry {name:?}: {e}")))?;
             if k == 0 {
                 break;
             }

@@ -1,4 +1,5 @@
-//! Signed bundles (SPEC §10): Ed25519 keys, the signature of a bundle's manifest, and its check.
+//! Signed bundles (the bundle layout: [`crate::bundle`]): Ed25519 keys, the signature of a
+//! bundle's manifest, and its check.
 //!
 //! - `packrat keygen --out KEY` writes the private key (PKCS#8, base64 in a PEM-style armour,
 //!   mode 0600) to `KEY` and the public key to `KEY.pub` as `ed25519:<base64 of 32 bytes>`,
@@ -52,16 +53,21 @@ pub fn format_public_key(key: &[u8]) -> String {
     format!("{PUBLIC_PREFIX}{}", b64().encode(key))
 }
 
+/// Why a public key was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadKey(pub String);
+
 /// Parses `ed25519:<base64 of 32 bytes>`.
-pub fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
+pub fn parse_public_key(text: &str) -> Result<[u8; 32], BadKey> {
     let body = text.trim().strip_prefix(PUBLIC_PREFIX).ok_or_else(|| {
-        format!("expected \"{PUBLIC_PREFIX}<base64>\" (the contents of a KEY.pub file written by `packrat keygen`)")
+        BadKey(format!("expected \"{PUBLIC_PREFIX}<base64>\" (the contents of a KEY.pub file written by `packrat keygen`)"))
     })?;
     let raw = b64()
         .decode(body)
-        .map_err(|e| format!("the key is not base64: {e}"))?;
+        .map_err(|e| BadKey(format!("the key is not base64: {e}")))?;
     raw.try_into()
-        .map_err(|_| "an Ed25519 public key is 32 bytes".to_string())
+        .map_err(|_| BadKey("an Ed25519 public key is 32 bytes".to_owned()))
 }
 
 /// Writes a new key pair: `out` (private, 0600) and `out.pub`. Returns the public key text.

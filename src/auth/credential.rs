@@ -6,7 +6,7 @@ use std::fmt;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use super::secret::Secret;
 
 /// Which header carried a secret.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -70,7 +70,8 @@ impl Credential {
         Credential::default()
     }
 
-    /// Collect the credential headers GitLab accepts (API.md §4).
+    /// Collect the credential headers GitLab accepts
+    /// (<https://docs.gitlab.com/api/rest/authentication/>).
     pub fn from_headers(headers: &HeaderMap) -> Self {
         let mut parts = Vec::new();
         for kind in [
@@ -93,9 +94,9 @@ impl Credential {
     }
 
     /// The credential of a request: its headers, and the `?private_token=` / `?job_token=`
-    /// query parameters GitLab also accepts (API.md §4). A query parameter takes the place of
-    /// a header of the same kind, as GitLab's auth finders read the parameter first. Upstream
-    /// it is sent as that header, never in a URL.
+    /// query parameters GitLab also accepts (<https://docs.gitlab.com/api/rest/authentication/>).
+    /// A query parameter takes the place of a header of the same kind, as GitLab's auth finders
+    /// read the parameter first. Upstream it is sent as that header, never in a URL.
     pub fn from_request(headers: &HeaderMap, query: Option<&str>) -> Self {
         let mut c = Self::from_headers(headers);
         for (kind, value) in query_credentials(query.unwrap_or("")) {
@@ -119,7 +120,8 @@ impl Credential {
     }
 
     /// Only `Authorization: Basic …`: on GitLab's npm routes that is read as a deploy token
-    /// and nothing else (API.md §4).
+    /// and nothing else (GitLab's auth finders; the tokens its npm docs list:
+    /// <https://docs.gitlab.com/user/packages/npm_registry/>).
     pub fn is_basic_only(&self) -> bool {
         !self.parts.is_empty()
             && self.parts.iter().all(|(k, s)| {

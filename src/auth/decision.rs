@@ -1,9 +1,10 @@
 //! Access decisions: what the upstream answered a credential (by hash) for a scope, and for
 //! how long that answer may be reused. This is the memory of the one authorization gate
 //! (`crate::cache::Core::gate`): a decision younger than `auth_ttl` (package-not-found 404s:
-//! `negative_ttl`) is reused; with the upstream unreachable, one younger than
-//! `stale_if_error` is; anything else is asked again upstream. Decisions past that are of no
-//! use and say who read what, so [`Decisions::expire`] deletes them (every few minutes).
+//! `negative_ttl`; a 404 hiding the project or group: the shorter of the two) is reused; with
+//! the upstream unreachable, one younger than `stale_if_error` is; anything else is asked
+//! again upstream. Decisions past that are of no use and say who read what, so
+//! [`Decisions::expire`] deletes them (every ten minutes while `serve` runs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,8 +154,9 @@ pub fn age_at(
     }
 }
 
-/// Whether a 404's body is GitLab's "this project/group does not exist for you" (API.md 1.x,
-/// section 6: `404 Project Not Found`, `404 Group Not Found`) rather than "no such package".
+/// Whether a 404's body is GitLab's "this project/group does not exist for you"
+/// (`404 Project Not Found`, `404 Group Not Found`: GitLab answers 404 for what the caller may
+/// not see, <https://docs.gitlab.com/api/rest/>) rather than "no such package".
 fn hides_scope(d: &Decision) -> bool {
     d.body.as_deref().is_some_and(|b| {
         let b = b.to_ascii_lowercase();

@@ -1,6 +1,8 @@
 //! Access to an offline mirror (`cache.offline = true`): with no upstream to ask, readers are
 //! checked against `[[offline.tokens]]` (the sha256 of each token, compared in constant time,
-//! with scopes); with no tokens configured the mirror is open to anonymous readers.
+//! with scopes); with no tokens configured the mirror is open to anonymous readers. The
+//! operator endpoints' `server.ops_tokens` are checked the same way ([`ops_allows`]), online
+//! or not.
 
 use sha2::{Digest, Sha256};
 

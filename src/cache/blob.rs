@@ -21,7 +21,12 @@ use crate::upstream::{self, Fetched, Request};
 const HOT_MAX_BLOB: u64 = 8 << 20;
 
 /// Checks a completed download (its temp file) before it may be committed.
-pub type Validate = Arc<dyn Fn(&std::path::Path) -> Result<(), String> + Send + Sync>;
+pub type Validate = Arc<dyn Fn(&std::path::Path) -> Result<(), Rejected> + Send + Sync>;
+
+/// Why a format check refused a download.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Rejected(pub String);
 
 /// A blob read; the caller has already passed the gate for the scope that names it.
 #[derive(Clone)]
@@ -264,8 +269,11 @@ impl Core {
             let path = writer.tmp_path().to_path_buf();
             tokio::task::spawn_blocking(move || validate(&path))
                 .await
-                .map_err(|e| Error::Internal(format!("validation task failed: {e}")))?
-                .map_err(|reason| Error::Store(StoreError::Verify(reason)))?;
+                .map_err(|source| Error::Task {
+                    what: "validation",
+                    source,
+                })?
+                .map_err(|r| Error::Store(StoreError::Rejected { reason: r.0 }))?;
         }
         if let Some(mut later) = spec.expect_later.clone() {
             // The last byte is held until the checksums are in and checked.

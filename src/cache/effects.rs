@@ -3,6 +3,8 @@
 //! directly. Only GitLab's success gets here.
 //!
 //! - every adapter-filled record is refilled on its next read ([`Core::records_written`]);
+//!   records a write removed an item from are edited or dropped in place
+//!   ([`Core::edit_records`], [`Core::remove_records`]);
 //! - an npm name's packuments revalidate at every prefix and no remembered "not found" for it
 //!   stands ([`Core::npm_name_written`]);
 //! - tarballs of deleted npm versions, and files of deleted packages, stop being served

@@ -6,7 +6,9 @@
 //!   client that goes away does not cancel the fill for the others);
 //! - joiners stream the bytes as they arrive by tailing the temp file up to the byte count the
 //!   leader published, never past it — and, when the length is known, never the last byte
-//!   before the blob is committed, so a complete body is always a verified one;
+//!   before the blob is verified (`Verified`), so a complete body is always a verified one;
+//!   the commit (fsync, rename) follows, and a request arriving meanwhile is served the
+//!   verified temp file;
 //! - `Failed` is a state distinct from `Done`: on failure every joiner's body stream ends with
 //!   an error, so hyper cuts the response and no client ever sees a short 200;
 //! - the leader holds a [`Lead`] whose `Drop` publishes `Failed` if it did not finish (panic,
@@ -141,9 +143,7 @@ impl Lead {
 impl Drop for Lead {
     fn drop(&mut self) {
         if !self.finished {
-            self.close(Progress::Failed(Arc::new(Error::Internal(
-                "the download ended unexpectedly".into(),
-            ))));
+            self.close(Progress::Failed(Arc::new(Error::Abandoned)));
         }
     }
 }
@@ -160,9 +160,7 @@ pub async fn first_answer(rx: &mut watch::Receiver<Progress>) -> Result<Option<u
             Progress::Failed(e) => return Err(e),
         }
         if rx.changed().await.is_err() {
-            return Err(Arc::new(Error::Internal(
-                "the download was abandoned".into(),
-            )));
+            return Err(Arc::new(Error::Abandoned));
         }
     }
 }
@@ -178,9 +176,7 @@ pub async fn settled(rx: &mut watch::Receiver<Progress>) -> Result<u64, Arc<Erro
             Progress::Failed(e) => return Err(e),
         }
         if rx.changed().await.is_err() {
-            return Err(Arc::new(Error::Internal(
-                "the download was abandoned".into(),
-            )));
+            return Err(Arc::new(Error::Abandoned));
         }
     }
 }
@@ -408,7 +404,9 @@ mod tests {
             "the body must not end before the flight does"
         );
         drop(w);
-        lead.finish(Progress::Failed(Arc::new(Error::Internal("verify".into()))));
+        lead.finish(Progress::Failed(Arc::new(Error::Store(
+            crate::error::StoreError::Verify(crate::store::Mismatch::Sha512),
+        ))));
         let (got, end) = drain_ready(&mut body).await;
         assert!(got.is_empty());
         assert!(
@@ -474,7 +472,7 @@ mod tests {
         let flights = Flights::default();
         let lead = lead(&flights, "k");
         let mut rx = joiner(&flights, "k");
-        lead.finish(Progress::Failed(Arc::new(Error::Internal("502".into()))));
+        lead.finish(Progress::Failed(Arc::new(Error::Abandoned)));
         assert!(first_answer(&mut rx).await.is_err());
         assert!(matches!(
             flights.join_or_lead("k", || false),

@@ -1,5 +1,7 @@
-//! The hot tier's bookkeeping: blob access times gathered in memory and written to the index in
-//! one batch (for least-recently-used eviction), never an index write per request.
+//! Blob access times for `gc`'s least-recently-used eviction: every read of a stored file
+//! (tarball, Go file, package file), from the in-memory hot tier or from disk, is noted in
+//! memory and written to the index in one batch ([`Core::flush_atimes`], from `serve`'s
+//! housekeeping), never an index write per request.
 
 use super::Core;
 use crate::error::Error;

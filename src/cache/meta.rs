@@ -1,8 +1,9 @@
 //! The metadata path: documents (packuments, Go lists, the checksum database's latest) served
 //! from the index while fresh and the caller is allowed, else revalidated upstream with
-//! `If-None-Match`; variants built once per upstream revision ([`Build`]); stale-if-error by
-//! the outage rule ([`super::gate`]); files a document lists read only through the revision
-//! the caller may see ([`Core::listed`]).
+//! `If-None-Match`; variants built once per upstream revision ([`Build`]) and served from the
+//! hot tier when small enough ([`Core::payload`]); stale-if-error by the outage rule
+//! ([`super::gate`]); files a document lists read only through the revision the caller may
+//! see ([`Core::listed`]), and retired when a new revision drops them ([`Retired`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use crate::upstream::{self, Fetched, Request};
 const MAX_METADATA: u64 = 512 << 20;
 
 /// Variants up to this size are kept in the hot memory tier; larger ones stream from disk.
-const HOT_MAX_ITEM: u64 = 64 << 20;
+pub const HOT_MAX_ITEM: u64 = 64 << 20;
 
 /// Turns an upstream metadata body into the variants packrat serves. Runs off the async
 /// threads, once per upstream revision (and again only if `server.public_url` changes).
@@ -187,9 +188,11 @@ impl Core {
         match self.upstream.send(req).await {
             Ok(Fetched::NotModified { etag: new_etag }) => {
                 let Some(mut rec) = rec else {
-                    return Err(Error::Internal(
-                        "upstream answered 304 to an unconditional request".into(),
-                    ));
+                    return Err(UpstreamError::Malformed {
+                        url: crate::urls::redact(&spec.url),
+                        reason: "a 304 Not Modified to an unconditional request".into(),
+                    }
+                    .into());
                 };
                 rec.fetched_at = now_ms();
                 // The body is unchanged, and so is the revision (a new ETag only validates it).
@@ -339,16 +342,20 @@ impl Core {
             });
         }
         let Some(raw) = &rec.raw else {
-            return Err(Error::Internal(
-                "metadata record has no raw body to rebuild from".into(),
-            ));
+            return Err(StoreError::Incomplete {
+                key: spec.key.clone(),
+                what: "raw body to rebuild from",
+            }
+            .into());
         };
         let raw = self
             .store
             .blobs
             .read(&raw.digest)
             .await?
-            .ok_or_else(|| Error::Internal("raw metadata blob is missing".into()))?;
+            .ok_or_else(|| StoreError::Missing {
+                digest: raw.digest.to_string(),
+            })?;
         let mut rebuilt = self
             .store_meta(
                 &spec.key,
@@ -385,7 +392,10 @@ impl Core {
         let raw2 = raw.clone();
         let built = tokio::task::spawn_blocking(move || b.build(&raw2))
             .await
-            .map_err(|e| Error::Internal(format!("metadata build task failed: {e}")))??;
+            .map_err(|source| Error::Task {
+                what: "metadata build",
+                source,
+            })??;
         let raw_info = self.store.blobs.put_bytes(&raw).await?;
         let revision = etag
             .clone()
@@ -462,21 +472,23 @@ impl Core {
             return Ok(Payload::Bytes(b));
         }
         if v.len <= HOT_MAX_ITEM {
-            let bytes = self.store.blobs.read(&v.digest).await?.ok_or_else(|| {
-                Error::Store(StoreError::Verify(format!(
-                    "metadata blob {} is missing; run `packrat verify`",
-                    v.digest
-                )))
-            })?;
+            let bytes =
+                self.store
+                    .blobs
+                    .read(&v.digest)
+                    .await?
+                    .ok_or_else(|| StoreError::Missing {
+                        digest: v.digest.to_string(),
+                    })?;
             self.hot.insert(v.digest, bytes.clone()).await;
             return Ok(Payload::Bytes(bytes));
         }
         match self.store.blobs.open(&v.digest).await? {
             Some((f, len)) => Ok(Payload::File(f, len)),
-            None => Err(Error::Store(StoreError::Verify(format!(
-                "metadata blob {} is missing; run `packrat verify`",
-                v.digest
-            )))),
+            None => Err(StoreError::Missing {
+                digest: v.digest.to_string(),
+            }
+            .into()),
         }
     }
 

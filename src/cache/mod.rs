@@ -65,10 +65,14 @@ use crate::store::{now_ms, Decision, MetaRecord, Store, Tree};
 pub use crate::store::{Digest, Expect, Origin};
 use crate::upstream::{self, Request, Upstream};
 pub use crate::upstream::{Fetched, Forwarded, OutBody};
-pub use blob::{expect_later, BlobBody, BlobHit, BlobSpec, ExpectLater, ExpectSender, Validate};
+pub use blob::{
+    expect_later, BlobBody, BlobHit, BlobSpec, ExpectLater, ExpectSender, Rejected, Validate,
+};
 use flight::Flights;
 use gate::{Content, Verdict};
-pub use meta::{Build, Built, BuiltVariant, MetaHit, MetaSpec, Payload, Retired, AUX_REVISION};
+pub use meta::{
+    Build, Built, BuiltVariant, MetaHit, MetaSpec, Payload, Retired, AUX_REVISION, HOT_MAX_ITEM,
+};
 
 /// How a read was answered (a metric label and the `X-Packrat-Cache` header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

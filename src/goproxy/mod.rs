@@ -22,7 +22,7 @@ use crate::auth::Credential;
 use crate::cache::{BlobSpec, Build, Built, BuiltVariant, CacheOutcome, Core, MetaHit, MetaSpec};
 use crate::cache::{Expect, Origin};
 use crate::error::NotFound;
-use crate::error::{Error, RequestError};
+use crate::error::{Error, RequestError, StoreError};
 use crate::forwarding::{self, Kind, Verdict};
 use crate::gitlab::Namespace;
 use crate::reply::Reply;
@@ -92,7 +92,7 @@ impl GoRoute {
     }
 }
 
-/// The Go proxy's plain not-found (API.md §2).
+/// The Go proxy's plain not-found (<https://docs.gitlab.com/api/packages/go_proxy/>).
 pub fn not_found() -> Error {
     Error::gitlab(StatusCode::NOT_FOUND, "404 Not Found")
 }
@@ -128,7 +128,10 @@ pub async fn handle(
             let variant = hit
                 .record
                 .variant(LIST)
-                .ok_or_else(|| Error::Internal("go list record has no list variant".into()))?
+                .ok_or_else(|| StoreError::Incomplete {
+                    key: format!("the go list of {m}"),
+                    what: "list variant",
+                })?
                 .clone();
             let payload = core.payload(&variant).await?;
             Ok(Reply::payload(payload, hit.outcome)
@@ -304,7 +307,10 @@ impl Ctx<'_> {
         let bytes = match self.core.payload(v).await? {
             crate::cache::Payload::Bytes(b) => b,
             crate::cache::Payload::File(..) => {
-                return Err(Error::Internal("go list too large".into()))
+                return Err(StoreError::TooLarge {
+                    limit: crate::cache::HOT_MAX_ITEM,
+                }
+                .into())
             }
         };
         Ok(String::from_utf8_lossy(&bytes)
@@ -331,7 +337,7 @@ impl Ctx<'_> {
                 expect.max_size = Some(zipcheck::MAX_ZIP);
                 let (m, v) = (module.as_str().to_string(), version.as_str().to_string());
                 Some(Arc::new(move |p: &std::path::Path| {
-                    zipcheck::check(p, &m, &v)
+                    zipcheck::check(p, &m, &v).map_err(|e| crate::cache::Rejected(e.to_string()))
                 }))
             }
             FileKind::Mod => {
@@ -412,7 +418,8 @@ async fn resolve_project(
     }
     let parts: Vec<&str> = rest.split('/').collect();
     // GitLab answers 401/403 for a project the caller cannot see, which for an anonymous
-    // caller includes one that does not exist (API.md §2/§4): not a reason to stop looking.
+    // caller includes one that does not exist (https://docs.gitlab.com/api/packages/go_proxy/,
+    // https://docs.gitlab.com/user/packages/go_proxy/): not a reason to stop looking.
     let mut unauthorized: Option<Error> = None;
     // A project path is at most MAX_PROJECT_DEPTH segments (GitLab nests groups 20 deep), so
     // a module path of any length costs at most that many upstream requests, and a project

@@ -13,7 +13,7 @@ use super::not_found;
 use crate::auth::Credential;
 use crate::cache::{BlobSpec, Build, Built, BuiltVariant, Core, MetaSpec};
 use crate::cache::{Expect, Origin};
-use crate::error::Error;
+use crate::error::{Error, StoreError};
 use crate::reply::Reply;
 
 struct Raw;
@@ -111,7 +111,10 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
         let v = hit
             .record
             .variant("latest")
-            .ok_or_else(|| Error::Internal("sumdb latest has no body".into()))?
+            .ok_or_else(|| StoreError::Incomplete {
+                key: "the checksum database's latest".into(),
+                what: "latest variant",
+            })?
             .clone();
         let payload = core.payload(&v).await?;
         return Ok(Reply::payload(payload, hit.outcome)

@@ -62,11 +62,9 @@ pub async fn sync_module(
     for kind in kinds {
         let reply = ctx.file(module, version, *kind).await?;
         let fetched = reply.outcome != CacheOutcome::Hit;
-        let n = reply.body.drain().await.map_err(|e| {
-            Error::Internal(format!(
-                "{module}@{}: download failed: {e}",
-                version.as_str()
-            ))
+        let n = reply.body.drain().await.map_err(|e| Error::Sync {
+            item: format!("{module}@{}", version.as_str()),
+            reason: format!("download failed: {e}"),
         })?;
         if fetched {
             out.fetched += 1;
@@ -79,11 +77,9 @@ pub async fn sync_module(
     if !super::is_private(core, module.as_str())? {
         let lookup = format!("lookup/{}@{}", module.escaped(), version.escaped());
         let body = read_reply(fetch_sumdb(core, &lookup).await?).await?;
-        let (record, size) = parse_lookup(&body).ok_or_else(|| {
-            Error::Internal(format!(
-                "unexpected checksum database answer for {module}@{}",
-                version.as_str()
-            ))
+        let (record, size) = parse_lookup(&body).ok_or_else(|| Error::Sync {
+            item: format!("{module}@{}", version.as_str()),
+            reason: "unexpected checksum database answer".into(),
         })?;
         out.lookup = Some(Lookup { record, size });
     }
@@ -112,8 +108,10 @@ pub async fn sync_tiles(core: &Arc<Core>, lookups: &[Lookup]) -> Result<u32, Err
         return Ok(0);
     }
     let body = read_reply(fetch_sumdb(core, "latest").await?).await?;
-    let latest = parse_tree_size(&body)
-        .ok_or_else(|| Error::Internal("unexpected checksum database answer for latest".into()))?;
+    let latest = parse_tree_size(&body).ok_or_else(|| Error::Sync {
+        item: "latest".into(),
+        reason: "unexpected checksum database answer".into(),
+    })?;
     let mut n = 0;
     for tile in tile_set(lookups, latest) {
         fetch_sumdb(core, &tile)
@@ -121,7 +119,10 @@ pub async fn sync_tiles(core: &Arc<Core>, lookups: &[Lookup]) -> Result<u32, Err
             .body
             .drain()
             .await
-            .map_err(|e| Error::Internal(format!("{tile}: download failed: {e}")))?;
+            .map_err(|e| Error::Sync {
+                item: tile.clone(),
+                reason: format!("download failed: {e}"),
+            })?;
         n += 1;
     }
     Ok(n)
@@ -145,11 +146,10 @@ pub fn tile_set(lookups: &[Lookup], latest: u64) -> BTreeSet<String> {
 }
 
 async fn read_reply(reply: crate::reply::Reply) -> Result<Vec<u8>, Error> {
-    reply
-        .body
-        .into_bytes()
-        .await
-        .map_err(|e| Error::Internal(format!("reading a checksum database answer: {e}")))
+    reply.body.into_bytes().await.map_err(|e| Error::Sync {
+        item: "checksum database".into(),
+        reason: format!("reading its answer: {e}"),
+    })
 }
 
 /// A lookup answer is `<record id>\n<go.sum lines>\n\n<signed note>`, the note's text being

@@ -15,9 +15,15 @@ pub const MAX_GO_MOD: u64 = 16 << 20;
 const MAX_LICENSE: u64 = 16 << 20;
 const MAX_UNCOMPRESSED: u64 = 500 << 20;
 
-pub fn check(path: &Path, module: &str, version: &str) -> Result<(), String> {
-    let open = || File::open(path).map_err(|e| format!("cannot open module zip: {e}"));
-    let mut zip = zip::ZipArchive::new(open()?).map_err(|e| format!("not a valid zip: {e}"))?;
+/// Why a module zip is refused: what the go command would say of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadZip(pub String);
+
+pub fn check(path: &Path, module: &str, version: &str) -> Result<(), BadZip> {
+    let open = || File::open(path).map_err(|e| BadZip(format!("cannot open module zip: {e}")));
+    let mut zip =
+        zip::ZipArchive::new(open()?).map_err(|e| BadZip(format!("not a valid zip: {e}")))?;
     // The zip crate keeps only the last of several entries with one name: read the names
     // from the central directory itself.
     let names = if zip.is_empty() {
@@ -26,13 +32,15 @@ pub fn check(path: &Path, module: &str, version: &str) -> Result<(), String> {
         central_names(&mut open()?, zip.central_directory_start(), zip.offset())?
     };
     if names.len() < zip.len() {
-        return Err("not a valid zip: central directory is shorter than the zip says".into());
+        return Err(BadZip(
+            "not a valid zip: central directory is shorter than the zip says".to_owned(),
+        ));
     }
     let prefix = format!("{module}@{version}/");
     let mut seen: HashMap<String, String> = HashMap::with_capacity(names.len());
     for name in &names {
         let Some(rel) = name.strip_prefix(&prefix) else {
-            return Err(format!("zip entry {name:?} is outside {prefix:?}"));
+            return Err(BadZip(format!("zip entry {name:?} is outside {prefix:?}")));
         };
         if rel.is_empty() {
             continue;
@@ -42,16 +50,16 @@ pub fn check(path: &Path, module: &str, version: &str) -> Result<(), String> {
             None => (rel, false),
         };
         check_file_path(rel)
-            .map_err(|why| format!("zip entry {name:?} has an unsafe path: {why}"))?;
+            .map_err(|why| BadZip(format!("zip entry {name:?} has an unsafe path: {why}")))?;
         if dir {
             continue;
         }
         if let Some(prev) = seen.insert(rel.to_lowercase(), name.clone()) {
-            return Err(if &prev == name {
+            return Err(BadZip(if &prev == name {
                 format!("zip entry {name:?} appears more than once")
             } else {
                 format!("zip entries {prev:?} and {name:?} collide when case is ignored")
-            });
+            }));
         }
     }
     // Declared sizes first (cheap), then what decompression actually yields.
@@ -59,19 +67,19 @@ pub fn check(path: &Path, module: &str, version: &str) -> Result<(), String> {
     for i in 0..zip.len() {
         let entry = zip
             .by_index_raw(i)
-            .map_err(|e| format!("zip entry {i} is unreadable: {e}"))?;
+            .map_err(|e| BadZip(format!("zip entry {i} is unreadable: {e}")))?;
         declared = declared.saturating_add(entry.size());
     }
     if declared > MAX_UNCOMPRESSED {
-        return Err(format!(
+        return Err(BadZip(format!(
             "module zip expands beyond {MAX_UNCOMPRESSED} bytes"
-        ));
+        )));
     }
     let mut total: u64 = 0;
     for i in 0..zip.len() {
         let mut entry = zip
             .by_index(i)
-            .map_err(|e| format!("zip entry {i} is unreadable: {e}"))?;
+            .map_err(|e| BadZip(format!("zip entry {i} is unreadable: {e}")))?;
         let name = entry.name().to_string();
         let limit = match name.strip_prefix(&prefix) {
             Some("go.mod") => Some(("go.mod", MAX_GO_MOD)),
@@ -81,34 +89,40 @@ pub fn check(path: &Path, module: &str, version: &str) -> Result<(), String> {
         let room = MAX_UNCOMPRESSED - total;
         let cap = limit.map_or(room, |(_, max)| max.min(room));
         let read = std::io::copy(&mut (&mut entry).take(cap + 1), &mut std::io::sink())
-            .map_err(|e| format!("zip entry {name:?} is unreadable: {e}"))?;
+            .map_err(|e| BadZip(format!("zip entry {name:?} is unreadable: {e}")))?;
         if let Some((file, max)) = limit.filter(|(_, max)| read > *max) {
-            return Err(format!("{file} is larger than {max} bytes"));
+            return Err(BadZip(format!("{file} is larger than {max} bytes")));
         }
         total += read;
         if total > MAX_UNCOMPRESSED {
-            return Err(format!(
+            return Err(BadZip(format!(
                 "module zip expands beyond {MAX_UNCOMPRESSED} bytes"
-            ));
+            )));
         }
     }
     Ok(())
 }
 
 /// Every entry name in the central directory at `start`, duplicates included.
-fn central_names(file: &mut File, start: u64, offset: u64) -> Result<Vec<String>, String> {
+fn central_names(file: &mut File, start: u64, offset: u64) -> Result<Vec<String>, BadZip> {
     const CENTRAL: [u8; 4] = [0x50, 0x4b, 0x01, 0x02];
-    let bad = |e: std::io::Error| format!("not a valid zip: central directory unreadable: {e}");
+    let bad = |e: std::io::Error| {
+        BadZip(format!(
+            "not a valid zip: central directory unreadable: {e}"
+        ))
+    };
     let mut r = BufReader::new(file);
     let mut header = [0u8; 46];
     // `start` is absolute in the zip crate; accept it relative to prepended data too.
-    let at_start = |pos: u64, r: &mut BufReader<&mut File>| -> Result<bool, String> {
+    let at_start = |pos: u64, r: &mut BufReader<&mut File>| -> Result<bool, BadZip> {
         r.seek(SeekFrom::Start(pos)).map_err(bad)?;
         let mut sig = [0u8; 4];
         Ok(r.read_exact(&mut sig).is_ok() && sig == CENTRAL)
     };
     if !at_start(start, &mut r)? && !at_start(start.saturating_add(offset), &mut r)? {
-        return Err("not a valid zip: no central directory where the zip says".into());
+        return Err(BadZip(
+            "not a valid zip: no central directory where the zip says".to_owned(),
+        ));
     }
     let mut names = Vec::new();
     header[..4].copy_from_slice(&CENTRAL);
@@ -118,8 +132,12 @@ fn central_names(file: &mut File, start: u64, offset: u64) -> Result<Vec<String>
         let (name_len, extra_len, comment_len) = (le(28), le(30), le(32));
         let mut name = vec![0u8; name_len];
         r.read_exact(&mut name).map_err(bad)?;
-        let name = String::from_utf8(name)
-            .map_err(|e| format!("zip entry {:?} has an unsafe path: not UTF-8", e.as_bytes()))?;
+        let name = String::from_utf8(name).map_err(|e| {
+            BadZip(format!(
+                "zip entry {:?} has an unsafe path: not UTF-8",
+                e.as_bytes()
+            ))
+        })?;
         names.push(name);
         r.seek_relative(i64::try_from(extra_len + comment_len).unwrap_or(0))
             .map_err(bad)?;
@@ -134,29 +152,33 @@ fn central_names(file: &mut File, start: u64, offset: u64) -> Result<Vec<String>
 /// elements are neither empty nor all dots, end in no dot, use only the characters Go allows
 /// in file names (no control characters, backslashes or shell specials), and are not
 /// Windows reserved names.
-fn check_file_path(path: &str) -> Result<(), String> {
+fn check_file_path(path: &str) -> Result<(), BadZip> {
     if path.is_empty() {
-        return Err("empty path".into());
+        return Err(BadZip("empty path".to_owned()));
     }
     if path.starts_with('/') || path.ends_with('/') {
-        return Err("leading or trailing slash".into());
+        return Err(BadZip("leading or trailing slash".to_owned()));
     }
     for elem in path.split('/') {
         if elem.is_empty() {
-            return Err("empty path element".into());
+            return Err(BadZip("empty path element".to_owned()));
         }
         if elem.bytes().all(|b| b == b'.') {
-            return Err(format!("invalid path element {elem:?}"));
+            return Err(BadZip(format!("invalid path element {elem:?}")));
         }
         if elem.ends_with('.') {
-            return Err(format!("trailing dot in path element {elem:?}"));
+            return Err(BadZip(format!("trailing dot in path element {elem:?}")));
         }
         if let Some(c) = elem.chars().find(|c| !file_name_ok(*c)) {
-            return Err(format!("invalid character {c:?} in path element {elem:?}"));
+            return Err(BadZip(format!(
+                "invalid character {c:?} in path element {elem:?}"
+            )));
         }
         let short = elem.split('.').next().unwrap_or(elem);
         if is_windows_reserved(short) {
-            return Err(format!("{short:?} is a reserved file name on Windows"));
+            return Err(BadZip(format!(
+                "{short:?} is a reserved file name on Windows"
+            )));
         }
     }
     Ok(())
@@ -208,7 +230,7 @@ mod tests {
         zip_of(&entries)
     }
 
-    fn check_names(names: &[&str]) -> Result<(), String> {
+    fn check_names(names: &[&str]) -> Result<(), BadZip> {
         let names: Vec<String> = names.iter().map(|n| format!("{P}{n}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         check(zip_with(&refs).path(), "h.com/m", "v1.0.0")
@@ -283,7 +305,7 @@ mod tests {
             "emoji\u{1f600}.go",
             "/lead.go",
         ] {
-            let err = check_names(&[bad]).unwrap_err();
+            let err = check_names(&[bad]).unwrap_err().0;
             assert!(err.contains("unsafe path"), "{bad:?}: {err}");
         }
     }
@@ -296,10 +318,10 @@ mod tests {
             "h.com/m@v1.0.0/b.go",
         ]);
         patch(&dup, "/b.go", "/a.go");
-        let err = check(dup.path(), "h.com/m", "v1.0.0").unwrap_err();
+        let err = check(dup.path(), "h.com/m", "v1.0.0").unwrap_err().0;
         assert!(err.contains("appears more than once"), "{err}");
         for pair in [["README.md", "readme.md"], ["Dir/a.go", "dir/a.go"]] {
-            let err = check_names(&pair).unwrap_err();
+            let err = check_names(&pair).unwrap_err().0;
             assert!(
                 err.contains("collide when case is ignored"),
                 "{pair:?}: {err}"
@@ -314,7 +336,7 @@ mod tests {
         let big = vec![b'/'; (16 << 20) + 1];
         for file in ["go.mod", "LICENSE"] {
             let z = zip_of(&[(&format!("{P}{file}"), &big)]);
-            let err = check(z.path(), "h.com/m", "v1.0.0").unwrap_err();
+            let err = check(z.path(), "h.com/m", "v1.0.0").unwrap_err().0;
             assert!(err.contains(&format!("{file} is larger than")), "{err}");
             // Elsewhere in the tree the same size is fine.
             let z = zip_of(&[(&format!("{P}sub/{file}"), &big)]);
@@ -331,7 +353,7 @@ mod tests {
         bytes[local + 22..local + 26].copy_from_slice(&1u32.to_le_bytes());
         bytes[central + 24..central + 28].copy_from_slice(&1u32.to_le_bytes());
         std::fs::write(z.path(), bytes).unwrap();
-        let err = check(z.path(), "h.com/m", "v1.0.0").unwrap_err();
+        let err = check(z.path(), "h.com/m", "v1.0.0").unwrap_err().0;
         assert!(err.contains("LICENSE is larger than"), "{err}");
     }
 }

@@ -1,9 +1,13 @@
-//! The npm adapter: GitLab's npm API at three prefixes (instance, group, project).
+//! The npm adapter: GitLab's npm API (<https://docs.gitlab.com/api/packages/npm/>) at its three
+//! prefixes (instance, group, project): metadata, tarballs, dist-tags, the writes
+//! ([`publish`]), the audit POSTs, and writes packrat has no route for, sent on as they came.
 //!
-//! It parses typed routes, asks [`Core`] and renders; it never touches sled, files or the HTTP
-//! client. Deliberately better than GitLab (SPEC §3): tarball URLs keep the prefix the client
-//! used, and tarballs are served at all three prefixes, mapped to the owning project through
-//! the packument the client was allowed to read.
+//! It parses typed routes ([`NpmRoute`]) and answers a [`Reply`], which the router renders;
+//! GitLab, public registries and the data directory are reached only through [`Core`]. A name
+//! GitLab does not have comes from a public registry only as [`crate::forwarding`] allows
+//! ([`resolve`]). Deliberately better than GitLab (README.md, "Pointing each client at
+//! packrat"): tarball URLs keep the prefix the client used, and tarballs are served at all
+//! three prefixes, mapped to the owning project through the packument the client may read.
 
 pub mod name;
 mod offline;
@@ -21,7 +25,7 @@ use crate::cache::request_body::RequestBody;
 use crate::cache::{expect_later, BlobSpec, Core, Fetched, MetaHit, MetaSpec};
 use crate::cache::{Expect, Origin};
 use crate::error::NotFound;
-use crate::error::{Error, RequestError};
+use crate::error::{Error, RequestError, StoreError};
 use crate::forwarding::{self, Kind, Verdict};
 use crate::gitlab::Namespace;
 use crate::reply::Reply;
@@ -177,7 +181,10 @@ pub async fn handle(
                 .record
                 .variant(wanted)
                 .or_else(|| hit.record.variant(packument::JSON))
-                .ok_or_else(|| Error::Internal("packument has no JSON variant".into()))?
+                .ok_or_else(|| StoreError::Incomplete {
+                    key: format!("the packument of {name}"),
+                    what: "JSON variant",
+                })?
                 .clone();
             let payload = core.payload(&variant).await?;
             let anonymous = Credential::anonymous();
@@ -203,7 +210,10 @@ pub async fn handle(
             let variant = hit
                 .record
                 .variant(packument::DIST_TAGS)
-                .ok_or_else(|| Error::Internal("packument has no dist-tags variant".into()))?
+                .ok_or_else(|| StoreError::Incomplete {
+                    key: format!("the packument of {name}"),
+                    what: "dist-tags variant",
+                })?
                 .clone();
             let payload = core.payload(&variant).await?;
             let reply = Reply::payload(payload, hit.outcome)
@@ -301,7 +311,8 @@ async fn packument(
         not_found: || Error::npm_not_found("Packages"),
         origin: Origin::Gitlab,
         // GitLab merges the group and instance documents from the projects the caller may
-        // read (`npm_allow_packages_in_multiple_projects`, API.md 1.3); a project's is one.
+        // read (its `npm_allow_packages_in_multiple_projects` flag; the group and instance
+        // routes: https://docs.gitlab.com/api/packages/npm/); a project's is one.
         per_caller: !matches!(scope, Namespace::Project(_)),
     })
     .await
@@ -522,9 +533,10 @@ async fn tarball_at_once(
             expect_later: Some(later),
         })
         .await;
-    let (origin, tref) = located
-        .await
-        .map_err(|e| Error::Internal(format!("tarball lookup task failed: {e}")))??;
+    let (origin, tref) = located.await.map_err(|source| Error::Task {
+        what: "tarball lookup",
+        source,
+    })??;
     match fetched {
         Ok(hit) if origin == Origin::Gitlab && blob_key(origin, &tref.url) == key => {
             Ok(Some(tarball_reply(hit, origin, credential)))
@@ -657,10 +669,11 @@ pub(crate) fn blob_key(origin: Origin, url: &str) -> String {
 }
 
 /// GitLab's tarball route answers 404 where its metadata route answers 401 to an anonymous
-/// caller (no `authenticate_non_public` there, API.md §4). On npm routes GitLab reads HTTP
-/// Basic only as a deploy token, and a Basic credential that is none is no credential: such a
-/// caller is anonymous to GitLab too. A token GitLab rejects in a carrier it reads is a 401 on
-/// both routes.
+/// caller (no `authenticate_non_public` there; the routes:
+/// <https://docs.gitlab.com/api/packages/npm/>). On npm routes GitLab reads HTTP Basic only as
+/// a deploy token, and a Basic credential that is none is no credential: such a caller is
+/// anonymous to GitLab too. A token GitLab rejects in a carrier it reads is a 401 on both
+/// routes.
 fn tarball_refusal(e: Error, credential: &Credential) -> Error {
     let anonymous_to_gitlab = credential.is_anonymous() || credential.is_basic_only();
     match (e.status(), e.not_found()) {
@@ -681,9 +694,10 @@ fn not_found_as(e: Error, thing: &str) -> Error {
     }
 }
 
-/// The two audit POSTs, answered as GitLab does with request forwarding off (API.md §1.9):
-/// the project prefix answers `[]` to anyone the upstream lets read the project; the group
-/// and instance prefixes answer 404; anonymous callers get 401.
+/// The two audit POSTs, answered as GitLab does with request forwarding off ("npm audit
+/// workflow" in <https://docs.gitlab.com/user/packages/npm_registry/>): the project prefix
+/// answers `[]` to anyone the upstream lets read the project; the group and instance prefixes
+/// answer 404; anonymous callers get 401.
 async fn audit(
     core: &Arc<Core>,
     scope: &Namespace,

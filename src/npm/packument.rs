@@ -2,8 +2,11 @@
 //!
 //! GitLab's packument is already the abbreviated ("corgi") shape, and GitLab ignores
 //! `Accept`; packrat serves it as `json` (+ `json.gz`) and keeps `dist-tags` as its own small
-//! variant. Tarball URLs are rewritten to packrat's public URL *with the route prefix the
-//! client used*, and each file's upstream URL and checksums are indexed for the tarball route.
+//! variant. A public registry's full packument also gets npm's abbreviated form (`abbrev`,
+//! `abbrev.gz`). Tarball URLs are rewritten to packrat's public URL *with the route prefix the
+//! client used*, and each file's upstream URL and checksums are indexed for the tarball route;
+//! a file that a new revision of a document shared by all callers no longer lists is retired
+//! (its tarball stops being served).
 
 use std::io::Write;
 

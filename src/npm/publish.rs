@@ -1,5 +1,6 @@
-//! npm writes (API.md §1.7, §1.8): publish and deprecate (`PUT {P}/:package_name`) and
-//! dist-tag changes (`PUT`/`DELETE {prefix}/-/package/:package_name/dist-tags/:tag`).
+//! npm writes (<https://docs.gitlab.com/api/packages/npm/>): publish and deprecate
+//! (`PUT {P}/:package_name`) and dist-tag changes
+//! (`PUT`/`DELETE {prefix}/-/package/:package_name/dist-tags/:tag`).
 //!
 //! They go to the GitLab upstream only, with the client's credential, and GitLab's answer
 //! comes back unchanged. A publish body is checked first, without forwarding (not JSON, no
@@ -71,9 +72,10 @@ fn publish_error(text: &str) -> Error {
     }
 }
 
-/// The checks GitLab makes before it reads a publish body (API.md §1.7); packrat makes them
-/// without contacting the upstream. Only the small parts (`name`, `versions`) are parsed into
-/// values; the attachment stays a slice of `body`.
+/// The checks GitLab makes before it reads a publish body (its npm publish endpoint,
+/// <https://docs.gitlab.com/api/packages/npm/>); packrat makes them without contacting the
+/// upstream. Only the small parts (`name`, `versions`) are parsed into values; the attachment
+/// stays a slice of `body`.
 fn check<'a>(
     body: &'a [u8],
     url_name: &PackageName,
@@ -113,9 +115,10 @@ fn check<'a>(
             Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
         })
         .unwrap_or_default();
-    // GitLab checks `data.blank?` (API.md §1.7) and has no message of its own for text that is
-    // not base64 (its decoder drops such characters); packrat refuses it with the same
-    // message rather than forward a tarball that cannot be what the client meant.
+    // GitLab checks `data.blank?` (npm publish, https://docs.gitlab.com/api/packages/npm/) and
+    // has no message of its own for text that is not base64 (its decoder drops such
+    // characters); packrat refuses it with the same message rather than forward a tarball
+    // that cannot be what the client meant.
     if data.is_empty() || decoded_chunks(&data).any(|c| c.is_err()) {
         return Err(publish_error("Attachment data is empty."));
     }
@@ -341,7 +344,8 @@ mod tests {
             "Version is empty."
         );
         let body = br#"{"name":"@acme/ui","versions":{"1.0.0":{}},"_attachments":{"@acme/ui-1.0.0.tgz":{"data":"%%%not base64"}}}"#;
-        // GitLab has no message of its own for it (API.md §1.7): its blank-data one.
+        // GitLab has no message of its own for it (npm publish,
+        // https://docs.gitlab.com/api/packages/npm/): its blank-data one.
         assert_eq!(
             message(check(body, &name(), false).err().unwrap()),
             "Attachment data is empty."

@@ -29,7 +29,10 @@ pub struct Synced {
 }
 
 fn bad(name: &PackageName, why: String) -> Error {
-    Error::Internal(format!("{name}: {why}"))
+    Error::Sync {
+        item: name.to_string(),
+        reason: why,
+    }
 }
 
 /// Fetch (or confirm present) one version's packument and tarball through the cache. With a
@@ -91,7 +94,10 @@ pub async fn sync_version(
                 .map_err(|e| bad(name, format!("reading the tarball: {e}")))?;
             expect
                 .verify_lockfile(hasher, n, name, &version)
-                .map_err(Error::Internal)?;
+                .map_err(|e| Error::Sync {
+                    item: e.name.clone(),
+                    reason: e.to_string(),
+                })?;
             n
         }
         None => reply

@@ -1,6 +1,8 @@
-//! The HTTP server: a graceful accept loop over hyper 1 (HTTP/1.1 keep-alive and h2c; h2 by
-//! ALPN with TLS), connection lifetimes and limit ([`conn`]), and shutdown on SIGINT/SIGTERM
-//! that lets in-flight requests finish and flushes the index.
+//! The HTTP server: `serve` opens the store and builds the cache core, then runs a graceful
+//! accept loop over hyper 1 (HTTP/1.1 keep-alive and h2c; h2 by ALPN with TLS), connection
+//! lifetimes and limit ([`conn`]), the background housekeeping (access times, eviction past
+//! `storage.max_size`, expiry of old access decisions), and shutdown on SIGINT/SIGTERM that
+//! lets in-flight requests finish and flushes the index.
 
 pub mod body;
 pub mod conn;

@@ -1,4 +1,5 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics.
+//! Operations endpoints: liveness, readiness, Prometheus metrics, and the pins report
+//! (`/-/pins`, for `server.ops_tokens` only).
 
 use http::{Response, StatusCode};
 
@@ -50,7 +51,7 @@ pub fn pins(core: &Core, credential: &Credential) -> Result<Response<Body>, Erro
 /// The `/-/pins` report (also printed by `packrat pins`).
 pub fn pins_json(core: &Core) -> Result<String, Error> {
     let report = crate::forwarding::report(core)?;
-    serde_json::to_string_pretty(&report).map_err(|e| Error::Internal(e.to_string()))
+    Ok(serde_json::to_string_pretty(&report)?)
 }
 
 fn text(status: StatusCode, s: String, ct: &str) -> Response<Body> {

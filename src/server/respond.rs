@@ -59,7 +59,9 @@ pub fn error_response(err: &Error) -> Response<Body> {
         }
         Error::Request(r) => json!({ "message": r.to_string() }).to_string().into(),
         Error::Upstream(u) => json!({ "message": u.to_string() }).to_string().into(),
-        Error::Store(s @ (StoreError::Verify(_) | StoreError::TooLarge { .. })) => {
+        Error::Store(
+            s @ (StoreError::Verify(_) | StoreError::Rejected { .. } | StoreError::TooLarge { .. }),
+        ) => {
             json!({ "message": format!("the upstream sent content that packrat refused: {s}; nothing was cached") })
                 .to_string()
                 .into()
@@ -67,7 +69,11 @@ pub fn error_response(err: &Error) -> Response<Body> {
         Error::Store(s @ StoreError::Unconfirmed) => {
             json!({ "message": format!("502 Bad Gateway: {s}") }).to_string().into()
         }
-        Error::Store(_) | Error::Internal(_) => {
+        Error::Store(_)
+        | Error::Task { .. }
+        | Error::Abandoned
+        | Error::Sync { .. }
+        | Error::Encode(_) => {
             json!({ "message": "500 Internal Server Error" }).to_string().into()
         }
     };

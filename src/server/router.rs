@@ -1,11 +1,17 @@
 //! The request pipeline, top to bottom:
-//! 1. ops endpoints (`/-/health`, `/-/ready`, `/-/metrics`, `/-/pins` for ops tokens);
-//! 2. route parse into a typed [`Route`] (bad names → GitLab's 400 before any I/O);
-//! 3. credential extraction from headers and `?private_token=`/`?job_token=` (never logged);
-//! 4. request body, bounded by `server.max_body` (413);
-//! 5. the adapter;
-//! 6. conditional request (`If-None-Match` → 304), HEAD, `Content-Length`;
-//! 7. metrics and one log line (method, path without query, status, outcome, time).
+//! 1. offline mirror: writes → 503 before routing;
+//! 2. route parse into a typed [`Route`]: ops endpoints (`/-/health`, `/-/ready`,
+//!    `/-/metrics`, `/-/pins` for ops tokens) first, then the adapters' routes (bad names →
+//!    GitLab's 400 before any I/O);
+//! 3. offline mirror: `offline.tokens` for the route's namespace;
+//! 4. credential extraction from headers and `?private_token=`/`?job_token=` (never logged);
+//! 5. npm request bodies, bounded while they arrive (publish: `server.max_body`, spooled past
+//!    1 MiB; others small; 413);
+//! 6. the adapter, which answers a [`Reply`];
+//! 7. render: conditional request (`If-None-Match` → 304), HEAD, `Content-Length`,
+//!    `X-Packrat-Cache`;
+//! 8. metrics and one log line (method, path without query, status, outcome, time; debug for
+//!    hits).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

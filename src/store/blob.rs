@@ -302,10 +302,7 @@ impl BlobWriter {
                 return Err(StoreError::TooLarge { limit: max });
             }
         }
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
+        let file = self.file.as_mut().ok_or(StoreError::Finished("file"))?;
         file.write_all(chunk)
             .await
             .map_err(|e| StoreError::io(&self.path, e))?;
@@ -334,23 +331,15 @@ impl BlobWriter {
         if let Some(d) = self.verified {
             return Ok(d);
         }
-        let hasher = self
-            .hasher
-            .take()
-            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
-        let digest = hasher
-            .verify(&self.expect, self.len)
-            .map_err(StoreError::Verify)?;
+        let hasher = self.hasher.take().ok_or(StoreError::Finished("hasher"))?;
+        let digest = hasher.verify(&self.expect, self.len)?;
         self.verified = Some(digest);
         Ok(digest)
     }
 
     async fn verify_and_sync(&mut self) -> Result<Digest, StoreError> {
         let digest = self.verify()?;
-        let file = self
-            .file
-            .take()
-            .ok_or_else(|| StoreError::Verify("writer already finished".into()))?;
+        let file = self.file.take().ok_or(StoreError::Finished("file"))?;
         file.sync_all()
             .await
             .map_err(|e| StoreError::io(&self.path, e))?;
@@ -384,9 +373,7 @@ impl BlobWriter {
             .unwrap_or_else(|| self.store.inner.blobs.clone());
         let src = self.path.clone();
         let len = self.len;
-        let existed = tokio::task::spawn_blocking(move || place(&src, &dest, &parent))
-            .await
-            .map_err(|e| StoreError::Verify(format!("commit task failed: {e}")))??;
+        let existed = tokio::task::spawn_blocking(move || place(&src, &dest, &parent)).await??;
         self.committed = true;
         if !existed {
             self.store

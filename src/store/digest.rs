@@ -114,13 +114,38 @@ impl Expect {
         len: u64,
         name: impl std::fmt::Display,
         version: &str,
-    ) -> Result<Digest, String> {
-        hasher.verify(self, len).map_err(|why| {
-            format!(
-                "{name}: {version}: the tarball does not match the lockfile's integrity ({why})"
-            )
+    ) -> Result<Digest, LockfileMismatch> {
+        hasher.verify(self, len).map_err(|why| LockfileMismatch {
+            name: name.to_string(),
+            version: version.to_owned(),
+            why,
         })
     }
+}
+
+/// How content disagrees with what its metadata promised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    #[error("expected {expected} bytes, got {got}")]
+    Size { expected: u64, got: u64 },
+    #[error("sha256 mismatch: expected {expected}, got {got}")]
+    Sha256 { expected: String, got: String },
+    #[error("sha1 (npm shasum) mismatch: expected {expected}, got {got}")]
+    Sha1 { expected: String, got: String },
+    #[error("sha512 (npm integrity) mismatch")]
+    Sha512,
+    /// An expected hash that was not computed is a mismatch, never a pass.
+    #[error("an expected hash was not computed")]
+    NotComputed,
+}
+
+/// A tarball that is not what a lockfile's `integrity` says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {version}: the tarball does not match the lockfile's integrity ({why})")]
+pub struct LockfileMismatch {
+    pub name: String,
+    pub version: String,
+    pub why: Mismatch,
 }
 
 /// Incremental hashing of everything written to a blob, in one pass.
@@ -159,42 +184,43 @@ impl Hasher {
     }
 
     /// Finish and check against `expect`; returns the sha256 address.
-    pub fn verify(self, expect: &Expect, len: u64) -> Result<Digest, String> {
+    pub fn verify(self, expect: &Expect, len: u64) -> Result<Digest, Mismatch> {
         if let Some(size) = expect.size {
             if size != len {
-                return Err(format!("expected {size} bytes, got {len}"));
+                return Err(Mismatch::Size {
+                    expected: size,
+                    got: len,
+                });
             }
         }
         let digest = Digest(self.sha256.finalize().into());
         if let Some(want) = expect.sha256 {
             if want != digest.0 {
-                return Err(format!(
-                    "sha256 mismatch: expected {}, got {}",
-                    hex::encode(want),
-                    digest.hex()
-                ));
+                return Err(Mismatch::Sha256 {
+                    expected: hex::encode(want),
+                    got: digest.hex(),
+                });
             }
         }
         // An expected hash that was not computed is a mismatch, never a pass.
         if expect.sha1.is_some() && self.sha1.is_none()
             || expect.sha512.is_some() && self.sha512.is_none()
         {
-            return Err("an expected hash was not computed".to_string());
+            return Err(Mismatch::NotComputed);
         }
         if let (Some(want), Some(h)) = (expect.sha1, self.sha1) {
             let got: [u8; 20] = h.finalize().into();
             if want != got {
-                return Err(format!(
-                    "sha1 (npm shasum) mismatch: expected {}, got {}",
-                    hex::encode(want),
-                    hex::encode(got)
-                ));
+                return Err(Mismatch::Sha1 {
+                    expected: hex::encode(want),
+                    got: hex::encode(got),
+                });
             }
         }
         if let (Some(want), Some(h)) = (expect.sha512, self.sha512) {
             let got: [u8; 64] = h.finalize().into();
             if want != got {
-                return Err("sha512 (npm integrity) mismatch".to_string());
+                return Err(Mismatch::Sha512);
             }
         }
         Ok(digest)

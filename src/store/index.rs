@@ -304,11 +304,22 @@ impl Index {
     }
 }
 
-fn decode<T: DeserializeOwned>(v: &[u8]) -> Result<T, String> {
+/// Why a stored record does not decode.
+#[derive(Debug, thiserror::Error)]
+enum BadRecord {
+    #[error("unknown record format {0}")]
+    Format(u8),
+    #[error("empty record")]
+    Empty,
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+fn decode<T: DeserializeOwned>(v: &[u8]) -> Result<T, BadRecord> {
     match v.split_first() {
-        Some((&FORMAT, rest)) => serde_json::from_slice(rest).map_err(|e| e.to_string()),
-        Some((other, _)) => Err(format!("unknown record format {other}")),
-        None => Err("empty record".into()),
+        Some((&FORMAT, rest)) => Ok(serde_json::from_slice(rest)?),
+        Some((other, _)) => Err(BadRecord::Format(*other)),
+        None => Err(BadRecord::Empty),
     }
 }
 

@@ -11,7 +11,7 @@ mod tmp;
 use std::sync::Arc;
 
 pub use blob::{BlobInfo, BlobStore, BlobWriter, StagedBlob};
-pub use digest::{Digest, Expect};
+pub use digest::{Digest, Expect, LockfileMismatch, Mismatch};
 pub use index::{BlobEntry, Decision, Index, MetaRecord, Origin, Tree, Variant};
 pub use layout::{DirLock, Layout};
 pub use spool::Spool;

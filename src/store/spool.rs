@@ -35,10 +35,7 @@ impl Spool {
 
     /// Append a chunk.
     pub async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| StoreError::Verify("spool already finished".into()))?;
+        let file = self.file.as_mut().ok_or(StoreError::Finished("spool"))?;
         file.write_all(chunk)
             .await
             .map_err(|e| StoreError::io(&self.path, e))?;

@@ -17,7 +17,7 @@
 //! Paths and versions stay in Go's decoded form (`github.com/BurntSushi/toml`,
 //! `v1.0.0-RC1`); the `!`-escaping is the proxy protocol's business.
 
-use super::{Collector, Item, ParseError, Parsed};
+use super::{BadEntry, Collector, Item, ParseError, Parsed};
 
 /// The hash of an empty go.mod, which go 1.11 and 1.12 wrote into go.sum by mistake.
 const EMPTY_GOMOD_HASH: &str = "h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
@@ -58,7 +58,7 @@ pub(crate) fn parse_mod(text: &str, origin: &str) -> Result<Parsed, ParseError> 
     let mut block: Option<String> = None;
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
-        let err = |reason: String| ParseError::line_at(origin, line, reason);
+        let err = |reason: BadEntry| ParseError::line_at(origin, line, reason);
         let tokens = tokens(raw).map_err(err)?;
         let Some(first) = tokens.first() else {
             continue;
@@ -71,7 +71,7 @@ pub(crate) fn parse_mod(text: &str, origin: &str) -> Result<Parsed, ParseError> 
             Some(verb) => (verb.clone(), &tokens[..]),
             None => {
                 if !KNOWN.contains(&first.as_str()) {
-                    return Err(err(format!("unknown directive {first:?}")));
+                    return Err(err(BadEntry(format!("unknown directive {first:?}"))));
                 }
                 if tokens.len() == 2 && tokens[1] == "(" {
                     block = Some(first.clone());
@@ -89,7 +89,7 @@ pub(crate) fn parse_mod(text: &str, origin: &str) -> Result<Parsed, ParseError> 
                         version: version.clone(),
                     });
                 }
-                _ => return Err(err("usage: require MODULE VERSION".to_owned())),
+                _ => return Err(err("usage: require MODULE VERSION".into())),
             },
             "replace" => replaces.push(replace(args, line).map_err(err)?),
             _ => {}
@@ -125,12 +125,12 @@ pub(crate) fn parse_mod(text: &str, origin: &str) -> Result<Parsed, ParseError> 
 }
 
 /// `old [version] => new version` or `old [version] => ./dir`.
-fn replace(args: &[String], line: usize) -> Result<Replace, String> {
+fn replace(args: &[String], line: usize) -> Result<Replace, BadEntry> {
     const USAGE: &str = "usage: replace MODULE [VERSION] => NEW-MODULE VERSION | DIRECTORY";
     let arrow = args
         .iter()
         .position(|t| t == "=>")
-        .ok_or_else(|| USAGE.to_owned())?;
+        .ok_or_else(|| BadEntry::from(USAGE))?;
     let (left, right) = (&args[..arrow], &args[arrow + 1..]);
     let (module, version) = match left {
         [module] => (module.clone(), None),
@@ -138,21 +138,21 @@ fn replace(args: &[String], line: usize) -> Result<Replace, String> {
             check_version(version)?;
             (module.clone(), Some(version.clone()))
         }
-        _ => return Err(USAGE.to_owned()),
+        _ => return Err(USAGE.into()),
     };
     let target = match right {
         [dir] if is_local(dir) => Namespace::Local(dir.clone()),
         [other] => {
-            return Err(format!(
+            return Err(BadEntry(format!(
                 "replacement {other} without a version must be a local directory \
                  (rooted or starting with ./ or ../)"
-            ))
+            )))
         }
         [new, new_version] => {
             check_version(new_version)?;
             Namespace::Module(new.clone(), new_version.clone())
         }
-        _ => return Err(USAGE.to_owned()),
+        _ => return Err(USAGE.into()),
     };
     Ok(Replace {
         module,
@@ -176,13 +176,13 @@ fn is_local(path: &str) -> bool {
         || (bytes.len() >= 3 && bytes[0].is_ascii_alphabetic() && &bytes[1..3] == b":\\")
 }
 
-fn check_version(version: &str) -> Result<(), String> {
+fn check_version(version: &str) -> Result<(), BadEntry> {
     if version.len() > 1 && version.starts_with('v') {
         Ok(())
     } else {
-        Err(format!(
+        Err(BadEntry(format!(
             "invalid version {version:?}: a module version starts with 'v' (v1.2.3)"
-        ))
+        )))
     }
 }
 
@@ -197,7 +197,7 @@ fn go(module: &str, version: &str, mod_only: bool) -> Item {
 
 /// Splits a go.mod line into tokens, dropping a `//` comment; `"…"` and `` `…` `` are
 /// single tokens (unquoted), `(` and `)` are tokens of their own.
-fn tokens(line: &str) -> Result<Vec<String>, String> {
+fn tokens(line: &str) -> Result<Vec<String>, BadEntry> {
     let mut out = Vec::new();
     let mut chars = line.char_indices().peekable();
     while let Some(&(i, c)) = chars.peek() {
@@ -229,7 +229,7 @@ fn tokens(line: &str) -> Result<Vec<String>, String> {
                     }
                 }
                 if !closed {
-                    return Err(format!("unterminated quoted string in {line:?}"));
+                    return Err(BadEntry(format!("unterminated quoted string in {line:?}")));
                 }
                 out.push(token);
             }
@@ -256,14 +256,14 @@ pub(crate) fn parse_sum(text: &str, origin: &str) -> Result<Parsed, ParseError> 
     let mut out = Collector::default();
     for (index, line) in text.lines().enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let err = |reason: String| ParseError::line_at(origin, index + 1, reason);
+        let err = |reason: BadEntry| ParseError::line_at(origin, index + 1, reason);
         match fields[..] {
             [] => continue,
             [module, version, hash] => {
                 if !hash.contains(':') {
-                    return Err(err(format!(
+                    return Err(err(BadEntry(format!(
                         "malformed hash {hash:?}: expected ALGORITHM:DIGEST (h1:…)"
-                    )));
+                    ))));
                 }
                 if hash == EMPTY_GOMOD_HASH {
                     continue;
@@ -276,10 +276,10 @@ pub(crate) fn parse_sum(text: &str, origin: &str) -> Result<Parsed, ParseError> 
                 out.item(go(module, version, mod_only));
             }
             _ => {
-                return Err(err(format!(
+                return Err(err(BadEntry(format!(
                     "malformed go.sum line: expected MODULE VERSION HASH, found {} fields",
                     fields.len()
-                )))
+                ))))
             }
         }
     }

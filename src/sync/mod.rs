@@ -1,10 +1,12 @@
-//! Inputs of `packrat sync` (SPEC §7): lockfiles and the `packrat.list` manifest, parsed
-//! into a flat list of [`Item`]s to mirror, plus the entries deliberately left out
-//! ([`Skipped`], each with a reason: git, file and link dependencies are reported, never
-//! silently dropped).
+//! `packrat sync` (README.md, "Air-gap workflow"): its inputs, lockfiles and the
+//! `packrat.list` manifest, parsed into a flat list of [`Item`]s to mirror, plus the entries
+//! deliberately left out ([`Skipped`], each with a reason: git, file and link dependencies are
+//! reported, never silently dropped); and the fetching of those items.
 //!
-//! A pure library: the only I/O is reading the named file (and, for `go.mod`, the
-//! neighbouring `go.sum`). Fetching is the sync command's business.
+//! The parsers are pure: their only I/O is reading the named file (and, for `go.mod`, the
+//! neighbouring `go.sum`). Fetching is elsewhere: [`run`] fetches in-process through the
+//! cache core and the adapters' sync entry points (`npm::sync`, `goproxy::sync`, the
+//! Packages API index); [`via`] asks a running packrat over HTTP instead.
 //!
 //! One file per format:
 //! - [`npm_lock`]: `package-lock.json` / `npm-shrinkwrap.json`, lockfile v1, v2 and v3;
@@ -162,7 +164,7 @@ pub enum InputKind {
     Bun,
     GoMod,
     GoSum,
-    /// The `packrat.list` manifest (SPEC §7).
+    /// The `packrat.list` manifest ([`list`]).
     PackratList,
 }
 
@@ -179,6 +181,30 @@ impl InputKind {
             InputKind::GoSum => "a go.sum",
             InputKind::PackratList => "a packrat.list",
         }
+    }
+}
+
+/// Why one entry of a lockfile or list cannot be mirrored (the caller adds the file and line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadEntry(pub String);
+
+impl From<String> for BadEntry {
+    fn from(reason: String) -> BadEntry {
+        BadEntry(reason)
+    }
+}
+
+impl From<BadEntry> for String {
+    /// The reason, as the summary lists a skipped entry.
+    fn from(e: BadEntry) -> String {
+        e.0
+    }
+}
+
+impl From<&str> for BadEntry {
+    fn from(reason: &str) -> BadEntry {
+        BadEntry(reason.to_owned())
     }
 }
 
@@ -237,11 +263,11 @@ impl ParseError {
         }
     }
 
-    pub(crate) fn line_at(origin: &str, line: usize, reason: impl Into<String>) -> ParseError {
+    pub(crate) fn line_at(origin: &str, line: usize, reason: impl std::fmt::Display) -> ParseError {
         ParseError::Line {
             origin: origin.to_owned(),
             line,
-            reason: reason.into(),
+            reason: reason.to_string(),
         }
     }
 
@@ -580,12 +606,12 @@ pub(crate) fn not_from_registry(spec: &str) -> Option<String> {
 
 /// Maps a registry tarball URL to a [`Resolved`]; `Err(reason)` when the URL is not a
 /// registry tarball (git, file, link, other remote tarballs; see [`not_from_registry`]).
-pub(crate) fn resolve_url(url: &str) -> Result<Resolved, String> {
+pub(crate) fn resolve_url(url: &str) -> Result<Resolved, BadEntry> {
     if let Some(reason) = not_from_registry(url) {
-        return Err(reason);
+        return Err(BadEntry(reason));
     }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!("resolved value {url:?} is not a URL"));
+        return Err(BadEntry(format!("resolved value {url:?} is not a URL")));
     }
     let without_fragment = url.split('#').next().unwrap_or(url);
     let path = url_path(url);

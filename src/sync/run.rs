@@ -91,10 +91,11 @@ pub(crate) const TILES: &str = "go checksum database tiles";
 
 /// Parse every input, then run `fetch` on each item, [`CONCURRENCY`] at a time, with a
 /// progress bar, collecting the summary. Shared by the in-process sync and `--via`.
-pub(crate) async fn drive<F, Fut>(inputs: &[PathBuf], fetch: F) -> Summary
+pub(crate) async fn drive<F, Fut, E>(inputs: &[PathBuf], fetch: F) -> Summary
 where
     F: Fn(Item) -> Fut,
-    Fut: std::future::Future<Output = Result<Done, String>>,
+    Fut: std::future::Future<Output = Result<Done, E>>,
+    E: std::fmt::Display,
 {
     let mut summary = Summary::default();
     let mut parsed = super::Parsed::default();
@@ -183,8 +184,10 @@ async fn fetch(
             project,
         } => {
             let module = ModulePath::parse(module)?;
-            let version = ModuleVersion::parse(version)
-                .ok_or_else(|| Error::Internal(format!("{version} is not a semantic version")))?;
+            let version = ModuleVersion::parse(version).ok_or_else(|| Error::Sync {
+                item: format!("{module}@{version}"),
+                reason: "not a semantic version".into(),
+            })?;
             let target = match project {
                 Some(p) => p.namespace(),
                 None => Namespace::Instance,

@@ -28,7 +28,7 @@ use base64::Engine as _;
 use yaml_rust2::Yaml;
 
 use super::yaml::{self, field};
-use super::{not_from_registry, resolve_url, split_name, Collector, ParseError, Parsed};
+use super::{not_from_registry, resolve_url, split_name, BadEntry, Collector, ParseError, Parsed};
 
 // ---------------------------------------------------------------------------
 // Classic
@@ -161,7 +161,7 @@ fn classic_entry(entry: Entry, out: &mut Collector) {
 }
 
 /// Splits a header's descriptor list, `"a@^1", a@^1.1` → `a@^1`, `a@^1.1`.
-fn split_specs(header: &str) -> Result<Vec<String>, String> {
+fn split_specs(header: &str) -> Result<Vec<String>, BadEntry> {
     let mut specs = Vec::new();
     let mut rest = header.trim();
     while !rest.is_empty() {
@@ -173,21 +173,25 @@ fn split_specs(header: &str) -> Result<Vec<String>, String> {
             (rest[..end].trim().to_owned(), &rest[end..])
         };
         if spec.is_empty() {
-            return Err(format!("empty descriptor in the entry header {header:?}"));
+            return Err(BadEntry(format!(
+                "empty descriptor in the entry header {header:?}"
+            )));
         }
         specs.push(spec);
         rest = after.trim_start();
         if let Some(after_comma) = rest.strip_prefix(',') {
             rest = after_comma.trim_start();
         } else if !rest.is_empty() {
-            return Err(format!("expected ',' between descriptors in {header:?}"));
+            return Err(BadEntry(format!(
+                "expected ',' between descriptors in {header:?}"
+            )));
         }
     }
     Ok(specs)
 }
 
 /// A field line: `key value`, `"key" "value"`, or `key:` (a nested block, no value).
-fn key_value(content: &str) -> Result<(String, Option<String>), String> {
+fn key_value(content: &str) -> Result<(String, Option<String>), BadEntry> {
     let (key, rest) = if content.starts_with('"') {
         quoted(content)?
     } else {
@@ -201,9 +205,9 @@ fn key_value(content: &str) -> Result<(String, Option<String>), String> {
     let value = if rest.starts_with('"') {
         let (value, after) = quoted(rest)?;
         if !after.trim().is_empty() {
-            return Err(format!(
+            return Err(BadEntry(format!(
                 "unexpected text after the value of {key}: {after:?}"
-            ));
+            )));
         }
         value
     } else {
@@ -213,7 +217,7 @@ fn key_value(content: &str) -> Result<(String, Option<String>), String> {
 }
 
 /// A JSON-style double-quoted string at the start of `s`, and what follows it.
-fn quoted(s: &str) -> Result<(String, &str), String> {
+fn quoted(s: &str) -> Result<(String, &str), BadEntry> {
     let mut escaped = false;
     for (i, c) in s.char_indices().skip(1) {
         match c {
@@ -221,13 +225,13 @@ fn quoted(s: &str) -> Result<(String, &str), String> {
             '\\' => escaped = true,
             '"' => {
                 let text: String = serde_json::from_str(&s[..=i])
-                    .map_err(|e| format!("bad quoted string {:?}: {e}", &s[..=i]))?;
+                    .map_err(|e| BadEntry(format!("bad quoted string {:?}: {e}", &s[..=i])))?;
                 return Ok((text, &s[i + 1..]));
             }
             _ => {}
         }
     }
-    Err(format!("unterminated quoted string {s:?}"))
+    Err(BadEntry(format!("unterminated quoted string {s:?}")))
 }
 
 // ---------------------------------------------------------------------------
