@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests by route/status/outcome, cache hits and misses, single-flight
-//! joins, upstream latency, bytes served, blob bytes on disk, dependency-confusion blocks.
+//! joins, upstream latency, bytes served, blob bytes on disk, index records that failed to
+//! decode, dependency-confusion blocks.
 
 use std::sync::atomic::Ordering;
 

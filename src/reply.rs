@@ -1,5 +1,7 @@
 //! What an adapter answers: status, headers, a body source, and the cache outcome. The router
-//! turns it into a hyper response (HEAD, `If-None-Match`, metrics) in one place.
+//! turns it into a hyper response (HEAD, `If-None-Match`, metrics) in one place; the
+//! adapters' sync entry points read its body to the end instead
+//! ([`ReplyBody::for_each_chunk`]).
 
 use std::pin::Pin;
 

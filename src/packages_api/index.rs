@@ -5,8 +5,9 @@
 //! upstream sent them:
 //! - `pkgidx/p:<project>/<class>/<slice>`: a project's packages. Items differ by caller only
 //!   in `_links.delete_api_path` (present for callers who may delete), so callers share one
-//!   copy per *class*: `d` (may delete), `r` (may not), learnt from their own fill; a caller
-//!   whose fill showed no item to tell keeps a copy of their own (`c-<credential hash>`).
+//!   copy per *class*: `d` (may delete), `r` (may not), learnt from their own fill and kept
+//!   under `pkgcls/<credential hash>/<target>`; a caller whose fill showed no item to tell
+//!   keeps a copy of their own (`c-<credential hash>`).
 //! - `pkgidx/g:<group>/<credential hash>/<slice>`: a group's packages depend on who asks
 //!   (which projects they can read), so every credential has its own copy.
 //! - `pkgfiles/p:<project>/<package id>`, `pkgpipes/p:<project>/<package id>`: a package's
@@ -17,6 +18,9 @@
 //! always fetched (`include_versionless=true`) and filtered locally. So a query needs the
 //! sweep for its status (displayable, or one of the three hidden ones), with or without
 //! `package_type=terraform_module`, and for groups with or without `exclude_subgroups`.
+//!
+//! A bundle carries no credential hash: [`bundle_key`] drops the class records and re-keys
+//! the lists kept per credential.
 
 use std::borrow::Cow;
 use std::collections::HashSet;

@@ -1,10 +1,13 @@
-//! The Packages API adapter (API.md §3): package lists for projects and groups, one package
-//! (with `versions`), its files and its pipelines, answered from the local index
-//! ([`index`]) with GitLab's filters, orderings and pagination headers ([`params`],
-//! [`paginate`]); deletes forwarded to the upstream, and only on its success applied locally.
+//! The Packages API adapter (<https://docs.gitlab.com/api/packages/>): package lists for
+//! projects and groups, one package (with `versions`), its files and its pipelines, answered
+//! from the local index ([`index`]) with GitLab's filters, orderings and pagination headers
+//! ([`params`], [`paginate`]); a package the index cannot show on its own is asked upstream,
+//! uncached. File downloads are cached blobs, verified against the listing's checksums.
+//! Deletes are forwarded upstream and applied locally only on GitLab's success (the package
+//! leaves every list; the npm packuments or Go list that named it revalidate).
 //!
-//! Like the other adapters it parses typed routes, asks [`Core`] and renders; it never
-//! touches sled, files or the HTTP client itself.
+//! Like the other adapters it parses typed routes ([`PkgRoute`]) and answers a [`Reply`],
+//! which the router renders; GitLab and the data directory are reached only through [`Core`].
 
 pub mod index;
 pub mod paginate;

@@ -1,4 +1,6 @@
-//! GitLab's pagination headers, computed for a list packrat answers itself (API.md §3.1, 3.3):
+//! GitLab's pagination headers (<https://docs.gitlab.com/api/rest/#pagination>; the package
+//! endpoints: <https://docs.gitlab.com/api/packages/>), computed for a list packrat answers
+//! itself:
 //!
 //! - offset pagination (`Gitlab::Pagination::OffsetHeaderBuilder` over Kaminari):
 //!   `X-Per-Page`, `X-Page`, `X-Next-Page`, `X-Prev-Page` (empty when none), `Link` with

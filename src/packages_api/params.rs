@@ -1,7 +1,8 @@
-//! Query parameters as GitLab's Grape endpoints read them (API.md §3): Rack parsing, Grape
-//! coercion and validation (every failure, in declaration order, joined with `", "`), and the
-//! finders' filters and orderings. Everything here is pure, so the answers packrat computes
-//! from its index can be checked without any I/O.
+//! Query parameters as GitLab's Grape endpoints read them (the parameters of
+//! <https://docs.gitlab.com/api/packages/>): Rack parsing, Grape coercion and validation
+//! (every failure, in declaration order, joined with `", "`), and the finders' filters and
+//! orderings. Everything here is pure, so the answers packrat computes from its index can be
+//! checked without any I/O.
 
 use std::cmp::Ordering;
 
@@ -11,8 +12,9 @@ use serde_json::Value;
 
 use crate::error::{Error, RequestError};
 
-/// `Packages::Package.package_types` (API.md §3.1), with their enum values (ordering by
-/// `type` orders by the stored integer, not by the name).
+/// `Packages::Package.package_types` (`package_type` in
+/// <https://docs.gitlab.com/api/packages/>), with their enum values (ordering by `type` orders
+/// by the stored integer, not by the name).
 pub const PACKAGE_TYPES: &[(&str, u8)] = &[
     ("maven", 1),
     ("npm", 2),
