@@ -51,14 +51,17 @@ fn src() -> PathBuf {
 
 /// Which top-level modules each layer may not import.
 const RULES: &[(&str, &[&str])] = &[
-    ("npm", &["upstream", "store", "server", "sync", "bundle"]),
+    (
+        "npm",
+        &["upstream", "store", "server", "sync", "bundle", "gc"],
+    ),
     (
         "goproxy",
-        &["upstream", "store", "server", "sync", "bundle", "npm"],
+        &["upstream", "store", "server", "sync", "bundle", "npm", "gc"],
     ),
     (
         "packages_api",
-        &["upstream", "store", "server", "sync", "bundle", "npm"],
+        &["upstream", "store", "server", "sync", "bundle", "npm", "gc"],
     ),
     (
         "store",

@@ -11,10 +11,10 @@ use crate::config::OfflineConfig;
 
 /// What a request reads, for scopes: a project (id or path), a group path, or the instance
 /// (instance-level npm, `/go/`, the sumdb: only `"*"` covers those).
-pub use crate::gitlab::Namespace as Owner;
+use crate::gitlab::Namespace;
 
 /// Does any configured token in the request cover `owner`?
-pub fn allows(config: &OfflineConfig, credential: &Credential, owner: &Owner) -> bool {
+pub fn allows(config: &OfflineConfig, credential: &Credential, owner: &Namespace) -> bool {
     if config.tokens.is_empty() {
         return true;
     }
@@ -77,14 +77,14 @@ fn token_of(kind: CredKind, value: &str) -> Option<String> {
     }
 }
 
-fn covers(scope: &str, owner: &Owner) -> bool {
+fn covers(scope: &str, owner: &Namespace) -> bool {
     if scope == "*" {
         return true;
     }
     match owner {
-        Owner::Project(p) => p == scope || p.starts_with(&format!("{scope}/")),
-        Owner::Group(g) => g == scope || g.starts_with(&format!("{scope}/")),
-        Owner::Instance => false,
+        Namespace::Project(p) => p == scope || p.starts_with(&format!("{scope}/")),
+        Namespace::Group(g) => g == scope || g.starts_with(&format!("{scope}/")),
+        Namespace::Instance => false,
     }
 }
 
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn tokens_and_scopes() {
         let c = cfg("s3cret", &["42", "acme"]);
-        let p42 = Owner::Project("42".into());
+        let p42 = Namespace::Project("42".into());
         assert!(allows(&c, &cred("private-token", "s3cret"), &p42));
         assert!(allows(&c, &cred("authorization", "Bearer s3cret"), &p42));
         assert!(allows(
@@ -131,29 +131,29 @@ mod tests {
         assert!(allows(
             &c,
             &cred("private-token", "s3cret"),
-            &Owner::Project("acme/web".into())
+            &Namespace::Project("acme/web".into())
         ));
         assert!(!allows(
             &c,
             &cred("private-token", "s3cret"),
-            &Owner::Project("7".into())
+            &Namespace::Project("7".into())
         ));
         assert!(!allows(
             &c,
             &cred("private-token", "s3cret"),
-            &Owner::Instance
+            &Namespace::Instance
         ));
         assert!(!allows(&c, &cred("private-token", "wrong"), &p42));
         assert!(!allows(&c, &Credential::anonymous(), &p42));
         assert!(allows(
             &cfg("t", &["*"]),
             &cred("job-token", "t"),
-            &Owner::Instance
+            &Namespace::Instance
         ));
         assert!(allows(
             &OfflineConfig::default(),
             &Credential::anonymous(),
-            &Owner::Instance
+            &Namespace::Instance
         ));
     }
 

@@ -115,9 +115,9 @@ impl Core {
                     (rx, CacheOutcome::Miss)
                 }
             };
-            // A blob with a validation hook is not visible before it passed: its requesters
-            // wait for the commit instead of streaming the download, so a refused blob is a
-            // clean error response and never a 200 whose body already went out whole.
+            // A blob with a validation hook is not served before it passed: its requesters
+            // wait until it is verified and checked instead of streaming the download, so a
+            // refused blob is a clean error response, never a 200 whose body already went out.
             let len = if spec.validate.is_some() {
                 flight::settled(&mut rx).await.map(Some)
             } else {

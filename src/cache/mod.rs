@@ -460,6 +460,15 @@ impl Core {
     pub fn put_aux<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
         Ok(self.store.index.put(Tree::Aux, key, value)?)
     }
+
+    /// Keep a synced blob (by its index key) through gc and background eviction: a mirror
+    /// serves what it was synced with for as long as it runs.
+    pub fn pin_for_mirror(&self, blob_key: &str) -> Result<(), Error> {
+        self.put_aux(
+            &format!("{}{blob_key}", crate::gc::MIRROR_PREFIX),
+            &blob_key,
+        )
+    }
 }
 
 impl Core {

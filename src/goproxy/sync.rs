@@ -9,7 +9,6 @@ use super::{context, sumdb, FileKind, ModulePath, ModuleVersion};
 use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core};
 use crate::error::Error;
-use crate::gc::MIRROR_PREFIX;
 
 use crate::gitlab::Namespace;
 
@@ -88,7 +87,7 @@ pub async fn sync_module(
 
 /// Keep a synced blob through gc and background eviction.
 fn pin(core: &Core, blob_key: &str) -> Result<(), Error> {
-    core.put_aux(&format!("{MIRROR_PREFIX}{blob_key}"), &blob_key)
+    core.pin_for_mirror(blob_key)
 }
 
 /// Serve a checksum database path through the cache; lookups and tiles are pinned.

@@ -15,7 +15,7 @@
 
 use super::packument::{TarballRef, OWNER_PREFIX};
 use super::PackageName;
-use crate::auth::offline::{allows, Owner};
+use crate::auth::offline::allows;
 use crate::auth::Credential;
 use crate::cache::Core;
 use crate::error::Error;
@@ -72,11 +72,11 @@ pub fn file_elsewhere(
 /// `offline.tokens` for the project that owns a file, by id or by path.
 fn owner_allowed(core: &Core, credential: &Credential, owner: &str) -> Result<bool, Error> {
     let config = &core.config().offline;
-    if allows(config, credential, &Owner::Project(owner.to_string())) {
+    if allows(config, credential, &Namespace::Project(owner.to_string())) {
         return Ok(true);
     }
     Ok(match core.project_path(owner)? {
-        Some(path) => allows(config, credential, &Owner::Project(path)),
+        Some(path) => allows(config, credential, &Namespace::Project(path)),
         None => false,
     })
 }

@@ -12,7 +12,6 @@ use crate::auth::Credential;
 use crate::cache::{CacheOutcome, Core, Payload};
 use crate::cache::{Expect, Hasher, Origin};
 use crate::error::Error;
-use crate::gc::MIRROR_PREFIX;
 use crate::gitlab::Namespace;
 
 /// Which version of a package to mirror.
@@ -113,7 +112,7 @@ pub async fn sync_version(
     };
     if let Some(tref) = core.aux::<TarballRef>(&PackumentBuilder::file_key(&prefix, &file))? {
         let key = blob_key(origin, &tref.url);
-        core.put_aux(&format!("{MIRROR_PREFIX}{key}"), &key)?;
+        core.pin_for_mirror(&key)?;
         // The owning project's full path lets the mirror answer at every prefix offline.
         if let Some(owner) = super::packument::owner_of(&tref.url) {
             core.learn_project_names(credential, owner).await;

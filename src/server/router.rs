@@ -25,7 +25,7 @@ use tracing::Instrument;
 use super::body::{self, Body};
 use super::{ops, respond};
 use crate::auth::credential::strip_query_credentials;
-use crate::auth::offline::{self, Owner};
+use crate::auth::offline;
 use crate::auth::Credential;
 use crate::cache::request_body;
 use crate::cache::{CacheOutcome, Core};
@@ -53,16 +53,16 @@ pub enum Route {
 
 /// offline.tokens for `owner`; a project is covered by a scope naming it by id or by path
 /// (the other name as the cached Packages API listings tell it).
-fn offline_allows(core: &Core, credential: &Credential, owner: &Owner) -> bool {
+fn offline_allows(core: &Core, credential: &Credential, owner: &Namespace) -> bool {
     let config = &core.config().offline;
     if offline::allows(config, credential, owner) {
         return true;
     }
-    let Owner::Project(p) = owner else {
+    let Namespace::Project(p) = owner else {
         return false;
     };
     match core.project_alias(p) {
-        Ok(Some(alias)) => offline::allows(config, credential, &Owner::Project(alias)),
+        Ok(Some(alias)) => offline::allows(config, credential, &Namespace::Project(alias)),
         Ok(None) => false,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the project names index");
@@ -73,11 +73,11 @@ fn offline_allows(core: &Core, credential: &Credential, owner: &Owner) -> bool {
 
 impl Route {
     /// Whose content the route reads (for offline.tokens scopes); `None` for ops endpoints.
-    fn owner(&self) -> Option<Owner> {
+    fn owner(&self) -> Option<Namespace> {
         match self {
             Route::Health | Route::Ready | Route::Metrics | Route::Pins => None,
             Route::Npm(ns, _) | Route::Go(ns, _) | Route::Packages(ns, _) => Some(ns.clone()),
-            Route::SumDb { .. } => Some(Owner::Instance),
+            Route::SumDb { .. } => Some(Namespace::Instance),
         }
     }
 
