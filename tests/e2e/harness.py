@@ -9,6 +9,7 @@ Tool policy (one place): under ``CI`` a missing client or binary fails the test;
 the test is skipped with the reason printed.
 """
 
+import atexit
 import base64
 import hashlib
 import http.client
@@ -157,6 +158,17 @@ def token_headers(token, carrier="PRIVATE-TOKEN"):
 # ---- processes -------------------------------------------------------------------------------
 
 
+_LIVE = []
+
+
+@atexit.register
+def _stop_leftovers():
+    """A class whose setUpClass failed never reaches its tearDownClass: stop what it started."""
+    for p in list(_LIVE):
+        if p.proc.poll() is None:
+            p.proc.kill()
+
+
 class Process:
     """A child process whose stdout/stderr are collected in memory and in a log file."""
 
@@ -177,6 +189,7 @@ class Process:
         )
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
+        _LIVE.append(self)
 
     def _drain(self):
         with open(self.log_path, "a", encoding="utf-8") as log:
@@ -211,6 +224,8 @@ class Process:
                 self.proc.kill()
                 self.proc.wait()
         self._reader.join(timeout=5)
+        if self in _LIVE:
+            _LIVE.remove(self)
         return self.proc.returncode
 
     def kill9(self):
