@@ -120,7 +120,9 @@ fn check_content(
     let path_of = |d: &Digest| -> std::path::PathBuf {
         staged_at
             .get(d)
-            .map_or_else(|| store.blobs.path_of(d), |p| p.to_path_buf())
+            .map(|p| p.to_path_buf())
+            .or_else(|| store.blobs.local_path(d))
+            .unwrap_or_default()
     };
     let meta: Vec<(String, MetaRecord)> = lines
         .iter()
@@ -253,7 +255,11 @@ pub fn export(
             report.skipped_since += 1;
             continue;
         }
-        if let Ok(meta) = std::fs::metadata(store.blobs.path_of(&d)) {
+        if let Some(meta) = store
+            .blobs
+            .local_path(&d)
+            .and_then(|p| std::fs::metadata(p).ok())
+        {
             blobs.push((d, meta.len()));
         }
     }
@@ -319,7 +325,7 @@ pub fn export(
     )?;
     let mut progress = Progress::new("export", blobs.len() as u64);
     for (d, size) in &blobs {
-        let path = store.blobs.path_of(d);
+        let path = store.blobs.local_path(d).unwrap_or_default();
         let f = std::fs::File::open(&path).map_err(io(&path))?;
         add(
             &mut tar,

@@ -26,7 +26,7 @@ pub struct Report {
 pub fn run(store: &Store, max_size: u64, include_pinned: bool) -> Result<Report, StoreError> {
     let index = &store.index;
     let blobs = store.blobs.walk();
-    let before: u64 = blobs.iter().map(|(_, _, s)| s).sum();
+    let before: u64 = blobs.iter().map(|l| l.size).sum();
     let mut report = Report {
         before,
         after: before,
@@ -60,8 +60,10 @@ pub fn run(store: &Store, max_size: u64, include_pinned: bool) -> Result<Report,
     };
     // (priority, last use, digest, size): orphans first, then LRU files.
     let mut candidates: Vec<(u8, u64, Digest, u64)> = Vec::new();
-    for (d, _, size) in &blobs {
-        let Some(d) = d else { continue };
+    for listed in &blobs {
+        let (Some(d), size) = (&listed.digest, &listed.size) else {
+            continue;
+        };
         if metadata.contains(d) {
             continue;
         }

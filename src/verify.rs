@@ -31,18 +31,17 @@ pub fn run(store: &Store) -> Result<Report, StoreError> {
     let blobs = store.blobs.walk();
     let mut good: HashSet<Digest> = HashSet::new();
     let mut progress = Progress::new("verify", blobs.len() as u64);
-    for (named, path, _size) in blobs {
+    for listed in blobs {
         report.blobs_checked += 1;
-        let verdict = match named {
-            None => Err("file name is not a sha256 digest".to_string()),
+        let path = listed.location;
+        let verdict = match listed.digest {
+            None => Err("its name is not a sha256 digest where the store keeps it".to_string()),
             Some(d) => {
-                let expected_path = store.blobs.path_of(&d);
-                match BlobStore::hash_file(&path) {
+                let local = store.blobs.local_path(&d).unwrap_or_else(|| path.clone());
+                match BlobStore::hash_file(&local) {
                     Ok((got, len)) => {
                         report.bytes_checked += len;
-                        if expected_path != path {
-                            Err("blob is not where its digest says".into())
-                        } else if got != d {
+                        if got != d {
                             Err(format!("content hashes to {got}, not {d}"))
                         } else {
                             good.insert(d);
@@ -94,14 +93,19 @@ pub fn run(store: &Store) -> Result<Report, StoreError> {
     let checks = crate::integrity::Checks::from_records(
         records.iter().map(|(k, r)| (k.as_str(), r)),
         present.iter().map(|(k, e)| (k.as_str(), &e.digest)),
-        |d| std::fs::read(store.blobs.path_of(d)).ok(),
+        |d| {
+            store
+                .blobs
+                .local_path(d)
+                .and_then(|p| std::fs::read(p).ok())
+        },
     );
     for (key, entry) in &present {
-        if let Err(why) = checks.check(key, &store.blobs.path_of(&entry.digest)) {
-            let path = store.blobs.path_of(&entry.digest);
-            if path.is_file() {
-                store.blobs.quarantine(&path, &quarantine)?;
-            }
+        let Some(path) = store.blobs.local_path(&entry.digest) else {
+            continue;
+        };
+        if let Err(why) = checks.check(key, &path) {
+            store.blobs.quarantine(&path, &quarantine)?;
             good.remove(&entry.digest);
             index.remove(Tree::Blobs, key)?;
             let line = format!("bad content {why}; moved to quarantine, index entry removed");

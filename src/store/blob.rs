@@ -5,7 +5,8 @@
 //!    metadata gave a `shasum`/`integrity` to check);
 //! 2. the hashes and the size are verified against what the metadata promised;
 //! 3. the temp file is fsynced;
-//! 4. it is renamed into `blobs-v1/sha256/ab/cd/<hex>` (same filesystem, atomic);
+//! 4. the [`Backend`] makes it the blob of its digest: on a filesystem it is renamed into
+//!    `blobs-v1/sha256/ab/cd/<hex>` (atomic) and
 //! 5. the directory is fsynced, so the rename survives a crash.
 //!
 //! Dropping a writer without committing deletes its temp file: a partial, corrupt or failed
@@ -17,8 +18,8 @@ use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 
+use super::backend::{Backend, BlobRead, FsBackend, Listed};
 use super::digest::{Digest, Expect, Hasher};
-use super::layout::blob_path;
 use super::spool::Spool;
 use super::tmp::create_new_tmp;
 use crate::error::StoreError;
@@ -31,7 +32,7 @@ pub struct BlobStore {
 }
 
 struct Inner {
-    blobs: PathBuf,
+    backend: Arc<dyn Backend>,
     tmp: PathBuf,
     bytes_on_disk: AtomicU64,
 }
@@ -44,22 +45,35 @@ pub struct BlobInfo {
 }
 
 impl BlobStore {
+    /// Blobs as files under `blobs` ([`FsBackend`]), written through `tmp`.
     pub fn new(blobs: PathBuf, tmp: PathBuf) -> Self {
+        BlobStore::with_backend(Arc::new(FsBackend::new(blobs)), tmp)
+    }
+
+    /// Blobs in `backend`, written through this node's `tmp`.
+    pub fn with_backend(backend: Arc<dyn Backend>, tmp: PathBuf) -> Self {
         BlobStore {
             inner: Arc::new(Inner {
-                blobs,
+                backend,
                 tmp,
                 bytes_on_disk: AtomicU64::new(0),
             }),
         }
     }
 
-    pub fn path_of(&self, digest: &Digest) -> PathBuf {
-        blob_path(&self.inner.blobs, &digest.hex())
+    /// `fs` or `s3`.
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
+    /// A file on this machine holding the blob's bytes (maintenance: hashing, zip checks,
+    /// export), if it is stored.
+    pub fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
+        self.inner.backend.local_path(digest)
     }
 
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.path_of(digest).is_file()
+        self.inner.backend.contains(digest)
     }
 
     /// Bytes of committed blobs, as counted since start plus the startup scan.
@@ -67,87 +81,40 @@ impl BlobStore {
         self.inner.bytes_on_disk.load(Ordering::Relaxed)
     }
 
-    /// Walk the store once (at startup, off the request path) to learn its size.
+    /// List the store once (at startup, off the request path) to learn its size.
     pub fn scan_size(&self) -> u64 {
-        fn walk(p: &Path, total: &mut u64) {
-            if let Ok(rd) = std::fs::read_dir(p) {
-                for e in rd.flatten() {
-                    match e.file_type() {
-                        Ok(t) if t.is_dir() => walk(&e.path(), total),
-                        Ok(t) if t.is_file() => {
-                            *total += e.metadata().map(|m| m.len()).unwrap_or(0);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        let mut total = 0;
-        walk(&self.inner.blobs, &mut total);
+        let total = self.walk().iter().map(|l| l.size).sum();
         self.inner.bytes_on_disk.fetch_add(total, Ordering::Relaxed);
         total
     }
 
-    /// Every committed blob: (digest from its name, path, size). Files whose name is not a
-    /// digest are reported with `None`.
-    pub fn walk(&self) -> Vec<(Option<Digest>, PathBuf, u64)> {
-        fn rec(p: &Path, out: &mut Vec<(Option<Digest>, PathBuf, u64)>) {
-            if let Ok(rd) = std::fs::read_dir(p) {
-                for e in rd.flatten() {
-                    let path = e.path();
-                    match e.file_type() {
-                        Ok(t) if t.is_dir() => rec(&path, out),
-                        Ok(t) if t.is_file() => {
-                            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-                            let d = path
-                                .file_name()
-                                .and_then(|n| n.to_str())
-                                .and_then(Digest::parse);
-                            out.push((d, path, size));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-        }
-        let mut out = Vec::new();
-        rec(&self.inner.blobs, &mut out);
-        out
+    /// Every committed blob (blocking; maintenance only).
+    pub fn walk(&self) -> Vec<Listed> {
+        self.inner.backend.list()
     }
 
-    /// Move a bad file out of the store into `quarantine`; returns where it went.
-    #[allow(clippy::disallowed_methods)] // store/ owns the data directory
-    pub fn quarantine(&self, path: &Path, quarantine: &Path) -> Result<PathBuf, StoreError> {
-        std::fs::create_dir_all(quarantine).map_err(|e| StoreError::io(quarantine, e))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "unnamed".into());
-        let dest = quarantine.join(format!("{}-{}", crate::store::now_ms(), name));
-        std::fs::rename(path, &dest).map_err(|e| StoreError::io(path, e))?;
-        if let Ok(size) = std::fs::metadata(&dest).map(|m| m.len()) {
-            self.inner
-                .bytes_on_disk
-                .fetch_sub(size.min(self.bytes_on_disk()), Ordering::Relaxed);
-        }
+    /// Move a bad blob (as [`BlobStore::walk`] listed it) into `quarantine`; returns where
+    /// it went.
+    pub fn quarantine(&self, location: &Path, quarantine: &Path) -> Result<PathBuf, StoreError> {
+        let (dest, size) = self.inner.backend.quarantine(location, quarantine)?;
+        self.uncount(size);
         Ok(dest)
     }
 
     /// Delete a committed blob (gc).
-    #[allow(clippy::disallowed_methods)] // store/ owns the data directory
     pub fn remove(&self, digest: &Digest) -> Result<u64, StoreError> {
-        let path = self.path_of(digest);
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                self.inner
-                    .bytes_on_disk
-                    .fetch_sub(size.min(self.bytes_on_disk()), Ordering::Relaxed);
-                Ok(size)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(StoreError::io(&path, e)),
-        }
+        let size = self.inner.backend.remove(digest)?;
+        self.uncount(size);
+        Ok(size)
+    }
+
+    fn uncount(&self, size: u64) {
+        let _ = self
+            .inner
+            .bytes_on_disk
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(size))
+            });
     }
 
     /// sha256 of a file, streamed (blocking; call off the async threads).
@@ -240,29 +207,17 @@ impl BlobStore {
         &self,
         digest: &Digest,
     ) -> Result<Option<(tokio::fs::File, u64)>, StoreError> {
-        let path = self.path_of(digest);
-        match tokio::fs::File::open(&path).await {
-            Ok(f) => {
-                let len = f
-                    .metadata()
-                    .await
-                    .map_err(|e| StoreError::io(&path, e))?
-                    .len();
-                Ok(Some((f, len)))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(&path, e)),
-        }
+        Ok(self
+            .inner
+            .backend
+            .open(digest)
+            .await?
+            .map(|BlobRead::File(f, len)| (f, len)))
     }
 
     /// Read a whole committed blob into memory (metadata variants, small files).
     pub async fn read(&self, digest: &Digest) -> Result<Option<bytes::Bytes>, StoreError> {
-        let path = self.path_of(digest);
-        match tokio::fs::read(&path).await {
-            Ok(v) => Ok(Some(v.into())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(&path, e)),
-        }
+        self.inner.backend.read(digest).await
     }
 }
 
@@ -366,14 +321,10 @@ impl BlobWriter {
     #[allow(clippy::disallowed_methods)] // store/ owns the data directory
     pub async fn commit(mut self) -> Result<BlobInfo, StoreError> {
         let digest = self.verify_and_sync().await?;
-        let dest = self.store.path_of(&digest);
-        let parent = dest
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.store.inner.blobs.clone());
+        let backend = self.store.inner.backend.clone();
         let src = self.path.clone();
         let len = self.len;
-        let existed = tokio::task::spawn_blocking(move || place(&src, &dest, &parent)).await??;
+        let existed = tokio::task::spawn_blocking(move || backend.publish(&src, &digest)).await??;
         self.committed = true;
         if !existed {
             self.store
@@ -383,34 +334,6 @@ impl BlobWriter {
         }
         Ok(BlobInfo { digest, len })
     }
-}
-
-/// Steps 4–5: rename the fsynced temp file `src` to `dest` in `parent` and fsync `parent`;
-/// `true` if the content was already there (content-addressed: the same bytes). A shard
-/// directory created on the way is made durable in its own parent too.
-#[allow(clippy::disallowed_methods)] // store/ owns the data directory
-fn place(src: &Path, dest: &Path, parent: &Path) -> Result<bool, StoreError> {
-    if dest.is_file() {
-        let _ = std::fs::remove_file(src);
-        return Ok(true);
-    }
-    if !parent.is_dir() {
-        std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
-        // `ab/cd/`: both levels may be new.
-        for dir in parent.ancestors().skip(1).take(2) {
-            sync_dir(dir)?;
-        }
-    }
-    std::fs::rename(src, dest).map_err(|e| StoreError::io(dest, e))?;
-    sync_dir(parent)?;
-    Ok(false)
-}
-
-#[allow(clippy::disallowed_methods)] // store/ owns the data directory
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
 }
 
 /// A verified, fsynced blob waiting to be published.
@@ -427,15 +350,14 @@ impl StagedBlob {
         &self.path
     }
 
-    /// Rename into place and fsync the directory (a no-op if the content is already there).
-    #[allow(clippy::disallowed_methods)] // store/ owns the data directory
+    /// Make it the stored blob (a no-op if the content is already there). Blocking.
     pub fn publish(mut self) -> Result<BlobInfo, StoreError> {
-        let dest = self.store.path_of(&self.info.digest);
-        let parent = dest
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| self.store.inner.blobs.clone());
-        if !place(&self.path, &dest, &parent)? {
+        if !self
+            .store
+            .inner
+            .backend
+            .publish(&self.path, &self.info.digest)?
+        {
             self.store
                 .inner
                 .bytes_on_disk

@@ -1,6 +1,7 @@
 //! The data directory: the only module that writes files under `storage.dir` or opens sled.
 //! `cache/` and the offline commands go through [`Store`].
 
+pub mod backend;
 pub mod blob;
 pub mod digest;
 pub mod index;
@@ -10,6 +11,7 @@ mod tmp;
 
 use std::sync::Arc;
 
+pub use backend::{Backend, BlobRead, FsBackend, Listed};
 pub use blob::{BlobInfo, BlobStore, BlobWriter, StagedBlob};
 pub use digest::{Digest, Expect, LockfileMismatch, Mismatch};
 pub use index::{BlobEntry, Decision, Index, MetaRecord, Origin, Tree, Variant};
