@@ -2,7 +2,7 @@
 # RES and CONNS are associative arrays the sourcing script declares, LIST_TOKEN one it
 # fills, and R_* are results for it: shellcheck cannot see them from here.
 # shellcheck disable=SC2004,SC2034,SC2153,SC2154
-# bench/lib.sh — shared by bench/run (npm) and bench/go (Go modules): cleanup of every
+# bench/lib.sh — used by bench/go (bench/run, now Python, no longer sources it): cleanup of every
 # process and temp dir a script starts, tool installation, the release build, the fake
 # GitLab upstream, packrat, nginx, wrk runs with CPU/RSS accounting, and verdicts.
 #

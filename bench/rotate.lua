@@ -1,13 +1,13 @@
--- wrk script for bench/run: rotate GETs over a list of paths, and print one
--- machine-readable result line at the end.
+-- wrk script for bench/run and bench/go: rotate GETs over a list of paths, and
+-- print one machine-readable result line at the end.
 --
---   wrk -t2 -c64 -d10s -s bench/rotate.lua http://127.0.0.1:PORT -- PATHS_FILE
+--   wrk -t1 -c32 -d10s -s bench/rotate.lua http://127.0.0.1:PORT -- PATHS_FILE
 --
 -- PATHS_FILE holds one absolute request path per line. Each wrk thread starts at
 -- a different offset, then every request takes the next path (so each
--- connection walks through the whole mix). No Accept-Encoding is sent: both
--- servers answer with identity bodies. Headers given to wrk with -H (bench/run's
--- PRIVATE-TOKEN) go with every request: wrk.format() adds wrk.headers. No
+-- connection walks through the whole mix). Headers given to wrk with -H (bench/run's
+-- npm Accept and Accept-Encoding: gzip for packuments) go with every request:
+-- wrk.format() adds wrk.headers; without them no Accept-Encoding is sent. No
 -- response() hook is defined, so wrk stays on its fast path (a response() hook
 -- would cost wrk CPU on every reply).
 
