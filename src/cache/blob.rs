@@ -16,10 +16,6 @@ use crate::error::{Error, StoreError, UpstreamError};
 use crate::store::{now_ms, BlobEntry, Digest, Expect, Origin, Tree};
 use crate::upstream::{self, Fetched, Request};
 
-/// Blobs (tarballs, zips) up to this size are also served from the hot tier (bounded as a
-/// whole by `storage.memory_cache`): no file open and no blocking reads per request.
-const HOT_MAX_BLOB: u64 = 8 << 20;
-
 /// Checks a completed download (its temp file) before it may be committed.
 pub type Validate = Arc<dyn Fn(&std::path::Path) -> Result<(), Rejected> + Send + Sync>;
 
@@ -147,7 +143,7 @@ impl Core {
         else {
             return Ok(None);
         };
-        if entry.size <= HOT_MAX_BLOB {
+        if entry.size <= self.hot_blob_max() {
             let hot = match self.hot.get(&entry.digest).await {
                 Some(b) => Some(b),
                 None => match self.store.blobs.read(&entry.digest).await? {

@@ -8,6 +8,20 @@ use crate::error::Error;
 use crate::store::{now_ms, Digest, Tree};
 
 impl Core {
+    /// The largest blob (tarball, zip) served from memory: up to 256 KiB, and no more than
+    /// 1/256 of `storage.memory_cache`. Larger ones stream from their file with a 64 KiB
+    /// buffer: a hit that misses the hot tier reads at most this much into memory, so 128
+    /// concurrent hits cost at most 32 MiB of transient reads, not 128 whole files.
+    pub(super) fn hot_blob_max(&self) -> u64 {
+        (self.config.storage.memory_cache / 256).min(256 << 10)
+    }
+
+    /// The largest metadata variant kept in memory: 1/8 of `storage.memory_cache` (npm asks
+    /// for packuments on every install; a larger one streams from its file).
+    pub(super) fn hot_meta_max(&self) -> u64 {
+        (self.config.storage.memory_cache / 8).min(super::meta::HOT_MAX_ITEM)
+    }
+
     /// Note a blob read (for LRU eviction); written to the index by [`Core::flush_atimes`].
     pub(super) fn touch(&self, digest: Digest) {
         if let Ok(mut m) = self.atimes.lock() {

@@ -21,7 +21,7 @@ use crate::upstream::{self, Fetched, Request};
 /// Largest metadata document accepted from an upstream.
 const MAX_METADATA: u64 = 512 << 20;
 
-/// Variants up to this size are kept in the hot memory tier; larger ones stream from disk.
+/// No metadata variant larger than this is read into memory whole.
 pub const HOT_MAX_ITEM: u64 = 64 << 20;
 
 /// Turns an upstream metadata body into the variants packrat serves. Runs off the async
@@ -403,7 +403,7 @@ impl Core {
         let mut variants = Vec::with_capacity(built.variants.len());
         for v in built.variants {
             let info = self.store.blobs.put_bytes(&v.bytes).await?;
-            if info.len <= HOT_MAX_ITEM {
+            if info.len <= self.hot_meta_max() {
                 self.hot.insert(info.digest, v.bytes.clone()).await;
             }
             variants.push(Variant {
@@ -471,7 +471,7 @@ impl Core {
         if let Some(b) = self.hot.get(&v.digest).await {
             return Ok(Payload::Bytes(b));
         }
-        if v.len <= HOT_MAX_ITEM {
+        if v.len <= self.hot_meta_max() {
             let bytes =
                 self.store
                     .blobs

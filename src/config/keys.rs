@@ -24,6 +24,8 @@ pub enum Kind {
     Duration,
     /// integer id or string path
     Project,
+    /// a whole number
+    Count,
     StrArray,
 }
 
@@ -35,6 +37,7 @@ impl Kind {
             Kind::Size => "a size string such as \"512MiB\" or an integer number of bytes",
             Kind::Duration => "a duration string such as \"30s\" or an integer number of seconds",
             Kind::Project => "a project id (integer) or full path (string)",
+            Kind::Count => "a whole number",
             Kind::StrArray => "an array of strings",
         }
     }
@@ -44,6 +47,7 @@ impl Kind {
         match (self, value) {
             (Kind::Str, V::String(_)) | (Kind::Bool, V::Boolean(_)) => true,
             (Kind::Size | Kind::Duration | Kind::Project, V::String(_) | V::Integer(_)) => true,
+            (Kind::Count, V::Integer(_)) => true,
             (Kind::StrArray, V::Array(items)) => items.iter().all(|v| v.is_str()),
             _ => false,
         }
@@ -107,6 +111,7 @@ keys! {
         Duration::from_secs(30), values::positive_duration;
     SERVER_IDLE_TIMEOUT: Duration = "server.idle_timeout", Duration,
         Duration::from_secs(60), values::positive_duration;
+    SERVER_MAX_CONNECTIONS: usize = "server.max_connections", Count, 16384, values::positive_count;
 
     STORAGE_DIR: PathBuf = "storage.dir", Str, PathBuf::from("./packrat-data"), values::dir;
     STORAGE_MAX_SIZE: u64 = "storage.max_size", Size, 50 << 30, values::size;

@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// A connection with nothing in flight is closed after this long (keep-alive, idle h2).
     pub idle_timeout: Duration,
+    /// Open connections at most (capped by the process's open-file limit); at the limit a
+    /// new connection evicts the longest-idle one.
+    pub max_connections: usize,
 }
 
 /// `[storage]`

@@ -169,6 +169,22 @@ pub fn positive_duration(raw: Raw) -> Parsed<Duration> {
     Ok(d)
 }
 
+/// A whole number greater than zero (an integer, or its text from the environment).
+pub fn positive_count(raw: Raw) -> Parsed<usize> {
+    let n = match raw {
+        Raw::Int(n) => n,
+        Raw::Str(s) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| Invalid(format!("invalid number {s:?}")))?,
+        other => return Err(Invalid(format!("invalid number {other:?}"))),
+    };
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Invalid(format!("invalid number {n}: must be greater than zero")))
+}
+
 pub fn boolean(raw: Raw) -> Parsed<bool> {
     match raw {
         Raw::Bool(b) => Ok(b),

@@ -6,7 +6,7 @@
 //! an idle h2 or h2c connection; h2 keep-alive pings do not count as use). Time spent inside a
 //! request, however slow its upstream, never counts.
 //!
-//! At [`Connections::MAX`] connections a new one evicts the longest-idle connection that has
+//! At `server.max_connections` (see [`connection_limit`]) a new one evicts the longest-idle connection that has
 //! nothing in flight, so a flood of silent sockets cannot stop packrat from accepting (and
 //! `/-/health` from answering); only when every connection is busy is the new one refused.
 
@@ -150,9 +150,36 @@ pub struct Connections {
     max: usize,
 }
 
-impl Connections {
-    pub const MAX: usize = 8192;
+/// File descriptors kept for everything but client connections: blob files being read and
+/// written, the index, upstream connections, the listener.
+const RESERVED_FDS: u64 = 512;
 
+/// How many connections may be open at once: `configured`, or fewer when the open-file
+/// limit (raised first to its hard maximum) leaves less room. Without the cap a flood of
+/// sockets would make `accept` fail with EMFILE before the idle ones are evicted.
+pub fn connection_limit(configured: usize) -> usize {
+    let want = u64::try_from(configured)
+        .unwrap_or(u64::MAX)
+        .saturating_add(RESERVED_FDS);
+    let files = match rlimit::increase_nofile_limit(want) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            return configured;
+        }
+    };
+    let room = usize::try_from(files.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+    if room < configured {
+        tracing::warn!(
+            max_connections = configured,
+            open_file_limit = files,
+            "the open-file limit allows only {room} connections; raise it (ulimit -n) for more"
+        );
+    }
+    configured.min(room).max(1)
+}
+
+impl Connections {
     pub fn new(max: usize) -> Self {
         Connections {
             list: Mutex::new(VecDeque::new()),

@@ -87,7 +87,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
 
     let graceful = GracefulShutdown::new();
-    let connections = Arc::new(conn::Connections::new(conn::Connections::MAX));
+    let connections = Arc::new(conn::Connections::new(conn::connection_limit(
+        config.server.max_connections,
+    )));
     let (header_timeout, idle_timeout) = (
         config.server.header_read_timeout,
         config.server.idle_timeout,
