@@ -158,8 +158,9 @@ impl BlobStore {
         self.create_with(expect, false).await
     }
 
-    /// Start writing a blob whose checksums are only known later ([`BlobWriter::expect`]
-    /// before verifying): every hash is computed as it is written.
+    /// Start writing an npm tarball whose checksums are only known later
+    /// ([`BlobWriter::expect`] before verifying): sha256 and sha1 are computed as it is
+    /// written (see [`Hasher::deferred`]).
     pub async fn create_deferred(&self, limits: Expect) -> Result<BlobWriter, StoreError> {
         self.create_with(limits, true).await
     }
@@ -172,7 +173,7 @@ impl BlobStore {
         let path = self.tmp_name();
         let file = create_new_tmp(&path).await?;
         let hasher = if all_hashes {
-            Hasher::all()
+            Hasher::deferred()
         } else {
             Hasher::new(&expect)
         };
@@ -271,10 +272,13 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Steps 1–3 of the protocol: check the hashes and size, then fsync the temp file.
     /// What the content must hash to, now that it is known (a writer from
     /// [`BlobStore::create_deferred`]); its size limit stays.
-    pub fn expect(&mut self, mut expect: Expect) {
+    pub fn expect(&mut self, expect: Expect) {
+        let mut expect = match &self.hasher {
+            Some(h) => h.checkable(expect),
+            None => expect,
+        };
         expect.max_size = expect.max_size.or(self.expect.max_size);
         self.expect = expect;
     }
