@@ -50,7 +50,7 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error("downloaded content failed verification: {0}")]
-    Verify(#[from] crate::store::Mismatch),
+    Verify(#[from] Mismatch),
     /// A format check beyond digests refused the content (e.g. a Go module zip's layout).
     #[error("downloaded content failed its format check: {reason}")]
     Rejected { reason: String },
@@ -292,4 +292,20 @@ impl Error {
             error: None,
         }
     }
+}
+
+/// How content disagrees with what its metadata promised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Mismatch {
+    #[error("expected {expected} bytes, got {got}")]
+    Size { expected: u64, got: u64 },
+    #[error("sha256 mismatch: expected {expected}, got {got}")]
+    Sha256 { expected: String, got: String },
+    #[error("sha1 (npm shasum) mismatch: expected {expected}, got {got}")]
+    Sha1 { expected: String, got: String },
+    #[error("sha512 (npm integrity) mismatch")]
+    Sha512,
+    /// An expected hash that was not computed is a mismatch, never a pass.
+    #[error("an expected hash was not computed")]
+    NotComputed,
 }

@@ -12,14 +12,13 @@
 /// Names the configuration file when `--config` is not given.
 pub const CONFIG: &str = "PACKRAT_CONFIG";
 
-/// The default value of `upstream.token_env`: the variable holding the
-/// upstream token. Read once at load, never logged.
-pub const DEFAULT_UPSTREAM_TOKEN: &str = "PACKRAT_UPSTREAM_TOKEN";
-
 /// Every variable packrat reads (the token variable only under its default
 /// name: `upstream.token_env` may name another one).
 pub fn all() -> Vec<String> {
-    let mut names = vec![CONFIG.to_owned(), DEFAULT_UPSTREAM_TOKEN.to_owned()];
+    let mut names = vec![
+        CONFIG.to_owned(),
+        super::keys::DEFAULT_UPSTREAM_TOKEN.to_owned(),
+    ];
     names.extend(super::keys::overrides().into_iter().map(|(var, _)| var));
     names
 }

@@ -98,6 +98,10 @@ macro_rules! keys {
     };
 }
 
+/// The default value of `upstream.token_env`: the variable holding the upstream token. Read
+/// once at load, never logged.
+pub const DEFAULT_UPSTREAM_TOKEN: &str = "PACKRAT_UPSTREAM_TOKEN";
+
 keys! {
     SERVER_LISTEN: SocketAddr = "server.listen", Str,
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 8080)), values::listen;
@@ -119,7 +123,7 @@ keys! {
 
     UPSTREAM_URL: String = "upstream.url", Str, "https://gitlab.com".to_owned(), values::http_url;
     UPSTREAM_TOKEN_ENV: String = "upstream.token_env", Str,
-        super::env::DEFAULT_UPSTREAM_TOKEN.to_owned(), values::var_name;
+        DEFAULT_UPSTREAM_TOKEN.to_owned(), values::var_name;
     UPSTREAM_TIMEOUT: Duration = "upstream.timeout", Duration,
         Duration::from_secs(30), values::positive_duration;
     UPSTREAM_CONNECT_TIMEOUT: Duration = "upstream.connect_timeout", Duration,

@@ -3,6 +3,8 @@
 use std::fmt;
 
 use base64::Engine;
+
+use crate::error::Mismatch;
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256, Sha512};
 
@@ -121,22 +123,6 @@ impl Expect {
             why,
         })
     }
-}
-
-/// How content disagrees with what its metadata promised.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Mismatch {
-    #[error("expected {expected} bytes, got {got}")]
-    Size { expected: u64, got: u64 },
-    #[error("sha256 mismatch: expected {expected}, got {got}")]
-    Sha256 { expected: String, got: String },
-    #[error("sha1 (npm shasum) mismatch: expected {expected}, got {got}")]
-    Sha1 { expected: String, got: String },
-    #[error("sha512 (npm integrity) mismatch")]
-    Sha512,
-    /// An expected hash that was not computed is a mismatch, never a pass.
-    #[error("an expected hash was not computed")]
-    NotComputed,
 }
 
 /// A tarball that is not what a lockfile's `integrity` says.

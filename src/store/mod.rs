@@ -11,9 +11,10 @@ mod tmp;
 
 use std::sync::Arc;
 
+pub use crate::error::Mismatch;
 pub use backend::{Backend, BlobRead, FsBackend, Listed};
 pub use blob::{BlobInfo, BlobStore, BlobWriter, StagedBlob};
-pub use digest::{Digest, Expect, LockfileMismatch, Mismatch};
+pub use digest::{Digest, Expect, LockfileMismatch};
 pub use index::{BlobEntry, Decision, Index, MetaRecord, Origin, Tree, Variant};
 pub use layout::{DirLock, Layout};
 pub use spool::Spool;
