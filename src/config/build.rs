@@ -104,6 +104,7 @@ pub(super) fn build(
         ops_tokens: l.get(&keys::SERVER_OPS_TOKENS)?,
         header_read_timeout: l.get(&keys::SERVER_HEADER_READ_TIMEOUT)?,
         idle_timeout: l.get(&keys::SERVER_IDLE_TIMEOUT)?,
+        ui_session_ttl: l.get(&keys::SERVER_UI_SESSION_TTL)?,
     };
 
     let storage = StorageConfig {

@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// A connection with nothing in flight is closed after this long (keep-alive, idle h2).
     pub idle_timeout: Duration,
+    /// How long an operator page login lasts (the session is ended sooner by logging out).
+    pub ui_session_ttl: Duration,
 }
 
 /// `[storage]`

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod ops;
 pub mod respond;
 pub mod router;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -70,6 +71,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     })?;
     core.set_public_url(config.public_url_for(bound));
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let ui = Arc::new(ui::Ui::new(config.server.ui_session_ttl, tls.is_some()));
     core.start_size_scan();
     tokio::spawn(housekeeping(core.clone()));
     tracing::info!(
@@ -126,12 +128,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         };
         let _ = stream.set_nodelay(true);
         let core = core.clone();
+        let ui = ui.clone();
         let in_use = state.clone();
         let service = service_fn(move |req| {
             let core = core.clone();
+            let ui = ui.clone();
             let guard = in_use.begin();
             async move {
-                let resp = std::panic::AssertUnwindSafe(router::handle(core, req))
+                let resp = std::panic::AssertUnwindSafe(router::handle(core, ui, req))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| {
