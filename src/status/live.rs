@@ -99,7 +99,8 @@ impl Tally {
     }
 }
 
-/// A miss or a failure, for the recent tables.
+/// A miss (fetched from the upstream) or a failure (a 5xx, or a 401, 403 or 429), for the
+/// recent tables.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
     /// Unix milliseconds.
@@ -209,7 +210,9 @@ impl Live {
             }
         }
         let Some(name) = name else { return };
-        let failed = status >= 400;
+        // A 404 is an answer (the go command probes module path prefixes, npm asks for
+        // names that may not exist); failures are what an operator acts on.
+        let failed = status >= 500 || matches!(status, 401 | 403 | 429);
         let missed = served == Served::Upstream;
         let mut names = match self.names.lock() {
             Ok(n) => n,

@@ -133,7 +133,7 @@ pub async fn handle(
             Ok(html(StatusCode::OK, page, None))
         }
         UiRoute::Login => {
-            same_origin(core, req.headers())?;
+            same_origin(core, req.headers(), req.uri())?;
             let token = read_token(req).await?;
             if offline::ops_token_ok(&core.config().server.ops_tokens, &token) {
                 let id = ui.sessions.create();
@@ -151,7 +151,7 @@ pub async fn handle(
             ))
         }
         UiRoute::Logout => {
-            same_origin(core, req.headers())?;
+            same_origin(core, req.headers(), req.uri())?;
             if let Some(id) = session::from_headers(req.headers()) {
                 ui.sessions.end(id);
             }
@@ -161,8 +161,9 @@ pub async fn handle(
 }
 
 /// A POST must come from a page of this server: its `Origin` names this host (as the
-/// request's `Host` says, or `server.public_url`). A missing `Origin` is refused too.
-fn same_origin(core: &Core, headers: &HeaderMap) -> Result<(), Error> {
+/// request's `Host` says, or its `:authority` over HTTP/2, or `server.public_url`). A missing
+/// `Origin` is refused too.
+fn same_origin(core: &Core, headers: &HeaderMap, uri: &http::Uri) -> Result<(), Error> {
     let cross = || {
         Error::gitlab(
             StatusCode::FORBIDDEN,
@@ -185,10 +186,12 @@ fn same_origin(core: &Core, headers: &HeaderMap) -> Result<(), Error> {
     } else {
         "http"
     };
-    let from_host = headers
+    let host = headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|host| origin.eq_ignore_ascii_case(&format!("{scheme}://{host}")));
+        .or_else(|| uri.authority().map(http::uri::Authority::as_str));
+    let from_host =
+        host.is_some_and(|host| origin.eq_ignore_ascii_case(&format!("{scheme}://{host}")));
     let public = core.public_url();
     let from_public = !public.is_empty()
         && url::Url::parse(public).ok().is_some_and(|u| {
@@ -255,7 +258,8 @@ fn html(status: StatusCode, markup: maud::Markup, cookie: Option<HeaderValue>) -
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         )
         .header(http::header::X_FRAME_OPTIONS, "DENY")
-        .header(http::header::REFERRER_POLICY, "no-referrer")
+        // Not no-referrer: with it a browser sends `Origin: null` on the page's own POSTs.
+        .header(http::header::REFERRER_POLICY, "same-origin")
         .header("x-content-type-options", "nosniff");
     if let Some(c) = cookie {
         b = b.header(http::header::SET_COOKIE, c);
