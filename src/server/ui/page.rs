@@ -345,3 +345,42 @@ fn holdings(h: &[Holding]) -> Markup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::live::Event;
+
+    #[test]
+    fn names_are_escaped() {
+        let hostile = Event {
+            at: 0,
+            ecosystem: Ecosystem::Npm,
+            name: "<script>alert(1)</script>\"'&".into(),
+            status: 502,
+            outcome: "bypass",
+        };
+        let html = events("t", 1000, &[hostile]).into_string();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;'&amp;"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn the_login_page_carries_no_data() {
+        let html = login(Some("<b>no</b>")).into_string();
+        assert!(html.contains(r#"action="/-/ui/login""#));
+        assert!(html.contains("&lt;b&gt;no&lt;/b&gt;"));
+        assert!(!html.contains("<script"));
+        assert!(!html.contains("http-equiv=\"refresh\""));
+    }
+
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(50 << 30), "50.0 GiB");
+    }
+}
