@@ -2,11 +2,13 @@
 //! accept loop over hyper 1 (HTTP/1.1 keep-alive and h2c; h2 by ALPN with TLS), connection
 //! lifetimes and limit ([`conn`]), the background housekeeping (access times, eviction past
 //! `storage.max_size`, expiry of old access decisions), and shutdown on SIGINT/SIGTERM that
-//! lets in-flight requests finish and flushes the index.
+//! lets in-flight requests finish and flushes the index. The status report and the operator
+//! page are [`report`] and [`ui`].
 
 pub mod body;
 pub mod conn;
 pub mod ops;
+pub mod report;
 pub mod respond;
 pub mod router;
 pub mod ui;

@@ -40,11 +40,11 @@ pub fn pins(core: &Core, credential: &Credential) -> Result<Response<Body>, Erro
     Ok(text(StatusCode::OK, body, "application/json"))
 }
 
-/// The status report as JSON (see [`crate::status::report`]), for an operator token.
+/// The status report as JSON (see [`super::report`]), for an operator token.
 pub async fn status(core: &Arc<Core>, credential: &Credential) -> Result<Response<Body>, Error> {
     operator(core, credential, "/-/status")?;
     let c = core.clone();
-    let report = tokio::task::spawn_blocking(move || crate::status::report::build(&c))
+    let report = tokio::task::spawn_blocking(move || super::report::build(&c))
         .await
         .map_err(|source| Error::Task {
             what: "the status report",

@@ -2,7 +2,7 @@
 //! minute buckets (the last hour) and since start, bytes served from the cache and from the
 //! upstream, upstream health and latency, the hottest names and the recent misses and
 //! failures. Fed by the router and the upstream client through [`crate::metrics::Metrics`];
-//! read by [`super::report`]. Counting a request is a few relaxed atomic adds and one short
+//! read by the server's status report. Counting a request is a few relaxed atomic adds and one short
 //! uncontended lock for the name tables.
 
 use std::collections::{HashMap, VecDeque};
@@ -140,7 +140,7 @@ pub struct Live {
     last_failure: Mutex<Option<UpstreamFailure>>,
     names: Mutex<Names>,
     /// The index counts of the last report and when they were taken (they change slowly).
-    memo: Mutex<Option<(u64, Vec<super::report::Holding>)>>,
+    memo: Mutex<Option<(u64, Vec<super::Holding>)>>,
 }
 
 fn counts() -> Counts {
@@ -417,7 +417,7 @@ impl Live {
 
 impl Live {
     /// The index counts taken less than `max_age_ms` before `now_ms`.
-    pub fn memo(&self, now_ms: u64, max_age_ms: u64) -> Option<Vec<super::report::Holding>> {
+    pub fn memo(&self, now_ms: u64, max_age_ms: u64) -> Option<Vec<super::Holding>> {
         let m = match self.memo.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
@@ -427,7 +427,7 @@ impl Live {
             .map(|(_, h)| h.clone())
     }
 
-    pub fn set_memo(&self, now_ms: u64, h: Vec<super::report::Holding>) {
+    pub fn set_memo(&self, now_ms: u64, h: Vec<super::Holding>) {
         let mut m = match self.memo.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),

@@ -120,7 +120,7 @@ pub async fn handle(
                 return Ok(html(StatusCode::OK, page::login(None), None));
             }
             let c = core.clone();
-            let report = tokio::task::spawn_blocking(move || crate::status::report::build(&c))
+            let report = tokio::task::spawn_blocking(move || super::report::build(&c))
                 .await
                 .map_err(|source| Error::Task {
                     what: "the status report",

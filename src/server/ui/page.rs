@@ -7,7 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::plot::{plot, Line};
-use crate::status::report::{Holding, Report};
+use crate::server::report::{Holding, Report};
 use crate::status::Ecosystem;
 
 /// Seconds between refreshes of the status page.

@@ -1,15 +1,18 @@
 //! The status report (`GET /-/status`, and the page at `/-/ui`), assembled from where each
-//! part lives: [`super::live::Live`] (in memory, since start), the blob store's size and
+//! part lives: [`crate::status::Live`] (in memory, since start), the blob store's size and
 //! `storage.max_size`, the pins and blocked attempts of [`crate::forwarding`], the runs in
-//! the index's `ops` tree ([`super::runs`]), and counts of what the index holds.
+//! the index's `ops` tree ([`crate::status::runs`]), and counts of what the index holds.
 
 use serde::Serialize;
 
-use super::live::{percentile, Ecosystem, Event, Tally, UpstreamFailure, LATENCY_WINDOW_MS};
-use super::runs::{Run, RunKind};
 use crate::cache::Core;
 use crate::error::Error;
 use crate::forwarding::{Blocked, Pin};
+use crate::status::live::{
+    percentile, Ecosystem, Event, Tally, UpstreamFailure, LATENCY_WINDOW_MS,
+};
+use crate::status::runs::{Run, RunKind};
+pub use crate::status::Holding;
 use crate::store::now_ms;
 
 /// Rows shown at most in each table.
@@ -135,16 +138,6 @@ impl Runs {
             (RunKind::Verify, self.verify.as_ref()),
         ]
     }
-}
-
-/// What the index holds, per ecosystem.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Holding {
-    pub ecosystem: Option<Ecosystem>,
-    /// Metadata documents (npm packuments, Go version lists, Packages API listings).
-    pub documents: u64,
-    /// Files (tarballs, module zips and mods, package files).
-    pub files: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
