@@ -1,6 +1,6 @@
 //! Operator page sessions: a random id (256 bits from the OS's CSPRNG) in a cookie, kept
 //! server-side in memory with a fixed lifetime (`server.ui_session_ttl`) and bounded in
-//! number. Only the id's sha256 is kept; a restart ends every session.
+//! number (1024). Only the id's sha256 is kept; a restart ends every session.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 /// The cookie's name.
 pub const COOKIE: &str = "packrat_ui";
-/// Sessions held at most (the oldest go first past this).
+/// Sessions held at most (past this the cache evicts some, which then log in again).
 const MAX_SESSIONS: u64 = 1024;
 
 pub struct Sessions {
