@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 
 use super::body::{self, Body};
 use super::respond;
-use crate::auth::{offline, Credential};
+use crate::auth::{offline, Credential, Secret};
 use crate::cache::Core;
 use crate::error::{Error, RequestError};
 use session::Sessions;
@@ -135,7 +135,7 @@ pub async fn handle(
         UiRoute::Login => {
             same_origin(core, req.headers(), req.uri())?;
             let token = read_token(req).await?;
-            if offline::ops_token_ok(&core.config().server.ops_tokens, &token) {
+            if offline::ops_token_ok(&core.config().server.ops_tokens, token.expose()) {
                 let id = ui.sessions.create();
                 tracing::info!("operator logged in to the status page");
                 return Ok(see_other(ui.cookie(&id, ui.sessions.ttl().as_secs())));
@@ -208,7 +208,7 @@ fn same_origin(core: &Core, headers: &HeaderMap, uri: &http::Uri) -> Result<(), 
 
 /// The `token` field of a login form (`application/x-www-form-urlencoded`), read up to
 /// [`LOGIN_BODY_MAX`] bytes.
-async fn read_token(req: Request<Incoming>) -> Result<String, Error> {
+async fn read_token(req: Request<Incoming>) -> Result<Secret, Error> {
     let body = http_body_util::Limited::new(req.into_body(), LOGIN_BODY_MAX)
         .collect()
         .await
@@ -222,7 +222,7 @@ async fn read_token(req: Request<Incoming>) -> Result<String, Error> {
             }
         })?
         .to_bytes();
-    Ok(form_token(&body).unwrap_or_default())
+    Ok(Secret::new(form_token(&body).unwrap_or_default()))
 }
 
 fn form_token(body: &Bytes) -> Option<String> {
