@@ -353,6 +353,10 @@ pub struct ImportReport {
     pub blobs_new: u64,
     pub blobs_present: u64,
     pub bytes: u64,
+    /// The bundle carried a manifest signature (checked when `trusted_keys` are set).
+    pub signed: bool,
+    /// The bundle's manifest (what the status page summarises).
+    pub manifest: Option<Manifest>,
 }
 
 /// Load a bundle into the store, verifying everything before anything becomes visible. With
@@ -453,7 +457,10 @@ pub async fn import(
 
     let mut staged: Vec<StagedBlob> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
-    let mut report = ImportReport::default();
+    let mut report = ImportReport {
+        signed: signature.is_some(),
+        ..ImportReport::default()
+    };
     let mut progress = Progress::new("import", manifest.blob_count);
     for entry in entries {
         let mut entry = entry.map_err(|e| damaged(format!("truncated or corrupt archive: {e}")))?;
@@ -540,5 +547,6 @@ pub async fn import(
     }
     store.index.flush_sync()?;
     report.entries = lines.len() as u64;
+    report.manifest = Some(manifest);
     Ok(report)
 }

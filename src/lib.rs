@@ -16,6 +16,8 @@
 //!   local package index; package and file deletes forwarded upstream.
 //! - [`forwarding`]: forwarding rules and origin pinning (the dependency-confusion guard).
 //! - [`metrics`]: Prometheus counters and histograms.
+//! - [`status`]: what the operator's view collects: in-memory request series, upstream
+//!   health, the last maintenance runs (the server reports them at `/-/status`, `/-/ui`).
 //! - [`sync`]: `packrat sync`: its inputs (lockfiles, go.mod/go.sum, packrat.list) parsed into
 //!   items, and the runner that fetches them through the cache core (or `--via` a running
 //!   packrat).
@@ -50,6 +52,7 @@ pub mod progress;
 pub mod reply;
 pub mod server;
 pub mod signing;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod upstream;

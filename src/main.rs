@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 use packrat::cli::{Cli, Command};
 use packrat::config::{parse_size, Config};
-use packrat::store::Store;
+use packrat::status::{runs, Run, RunKind};
+use packrat::store::{now_ms, Store};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -109,8 +110,16 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
             Ok(true)
         }
         Command::Import { file } => {
-            let r = packrat::bundle::import(&store, &file, &config.offline.trusted_keys).await?;
-            println_stdout(&format!(
+            let started = now_ms();
+            let r = match packrat::bundle::import(&store, &file, &config.offline.trusted_keys).await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    record_failed(&store, RunKind::Import, started, &e);
+                    return Err(e.into());
+                }
+            };
+            let line = format!(
                 "imported {} index records and {} blobs ({} new, {} already present, {} bytes) from {}",
                 r.entries,
                 r.blobs_new + r.blobs_present,
@@ -118,7 +127,11 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
                 r.blobs_present,
                 r.bytes,
                 file.display()
-            ));
+            );
+            let mut run = Run::finished(RunKind::Import, started, true, line.clone());
+            run.details = runs::import_details(&file, &r);
+            runs::record(&store, &run)?;
+            println_stdout(&line);
             Ok(true)
         }
         Command::Gc {
@@ -129,30 +142,56 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
                 Some(s) => parse_size(&s).map_err(|e| anyhow::anyhow!("--max-size {s:?}: {e}"))?,
                 None => config.storage.max_size,
             };
-            let r =
-                tokio::task::spawn_blocking(move || packrat::gc::run(&store, max, include_pinned))
-                    .await??;
-            println_stdout(&format!(
-                "gc: {} bytes before, {} after (target {max}); evicted {} blobs; kept {} pinned",
-                r.before,
-                r.after,
-                r.evicted.len(),
-                r.kept_pinned
-            ));
+            let started = now_ms();
+            let s = store.clone();
+            let r = match tokio::task::spawn_blocking(move || {
+                packrat::gc::run(&s, max, include_pinned)
+            })
+            .await?
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    record_failed(&store, RunKind::Gc, started, &e);
+                    return Err(e.into());
+                }
+            };
+            let line = runs::gc_summary(&r, max);
+            let mut run = Run::finished(RunKind::Gc, started, true, line.clone());
+            run.details = runs::gc_details(&r, max);
+            runs::record(&store, &run)?;
+            println_stdout(&line);
             Ok(true)
         }
         Command::Verify => {
-            let r = tokio::task::spawn_blocking(move || packrat::verify::run(&store)).await??;
+            let started = now_ms();
+            let s = store.clone();
+            let r = match tokio::task::spawn_blocking(move || packrat::verify::run(&s)).await? {
+                Ok(r) => r,
+                Err(e) => {
+                    record_failed(&store, RunKind::Verify, started, &e);
+                    return Err(e.into());
+                }
+            };
             for f in &r.faults {
                 println_stdout(&format!("fault: {f}"));
             }
-            println_stdout(&format!(
+            let line = format!(
                 "verify: {} blobs ({} bytes) and {} index entries checked; {} faults",
                 r.blobs_checked,
                 r.bytes_checked,
                 r.entries_checked,
                 r.faults.len()
-            ));
+            );
+            let mut run = Run::finished(RunKind::Verify, started, r.is_clean(), line.clone());
+            run.details = serde_json::json!({
+                "blobs_checked": r.blobs_checked,
+                "bytes_checked": r.bytes_checked,
+                "entries_checked": r.entries_checked,
+                "faults": r.faults.len(),
+                "first_faults": r.faults.iter().take(10).collect::<Vec<_>>(),
+            });
+            runs::record(&store, &run)?;
+            println_stdout(&line);
             Ok(r.is_clean())
         }
         Command::Pins => {
@@ -181,12 +220,27 @@ async fn sync(
             })?;
             let config = std::sync::Arc::new(config);
             let metrics = std::sync::Arc::new(packrat::metrics::Metrics::new());
-            let core =
-                std::sync::Arc::new(packrat::cache::Core::new(config.clone(), store, metrics)?);
+            let core = std::sync::Arc::new(packrat::cache::Core::new(
+                config.clone(),
+                store.clone(),
+                metrics,
+            )?);
             packrat::forwarding::fold_pin_keys(&core)?;
             core.set_public_url(config.public_url_for(config.server.listen));
+            let started = now_ms();
             let s = packrat::sync::run::run(core.clone(), &inputs).await;
             core.flush().await?;
+            let mut run = Run::finished(RunKind::Sync, started, s.ok(), sync_line(&s));
+            run.details = serde_json::json!({
+                "inputs": inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                "items": s.items,
+                "fetched": s.fetched,
+                "present": s.present,
+                "failed": s.failed.len() + s.errors.len(),
+                "skipped": s.skipped.len(),
+                "bytes": s.bytes,
+            });
+            runs::record(&store, &run)?;
             s
         }
     };
@@ -196,7 +250,12 @@ async fn sync(
     for f in summary.failed.iter().chain(&summary.errors) {
         println_stdout(&format!("failed: {f}"));
     }
-    println_stdout(&format!(
+    println_stdout(&sync_line(&summary));
+    Ok(summary.ok())
+}
+
+fn sync_line(summary: &packrat::sync::run::Summary) -> String {
+    format!(
         "sync: {} items: {} fetched, {} already present, {} failed, {} bytes fetched; {} entries skipped{}",
         summary.items,
         summary.fetched,
@@ -209,8 +268,16 @@ async fn sync(
         } else {
             format!("; {} other failures", summary.errors.len())
         }
-    ));
-    Ok(summary.ok())
+    )
+}
+
+/// A command that failed still leaves its run on the status page (best effort: the data
+/// directory may be what failed).
+fn record_failed(store: &Store, kind: RunKind, started: u64, e: &dyn std::fmt::Display) {
+    let run = Run::finished(kind, started, false, format!("{}: {e}", kind.as_str()));
+    if let Err(e) = runs::record(store, &run) {
+        eprintln!("packrat: could not record the {} run: {e}", kind.as_str());
+    }
 }
 
 fn unreachable_serve() -> anyhow::Result<bool> {

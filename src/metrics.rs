@@ -1,6 +1,7 @@
 //! Prometheus metrics: requests by route/status/outcome, cache hits and misses, single-flight
 //! joins, upstream latency, bytes served, blob bytes on disk, index records that failed to
-//! decode, dependency-confusion blocks.
+//! decode, dependency-confusion blocks. It also feeds the status page's in-memory view
+//! ([`crate::status::Live`]) from the same call sites.
 
 use std::sync::atomic::Ordering;
 
@@ -42,6 +43,7 @@ pub struct Metrics {
     blob_bytes: Gauge,
     index_corrupt: Gauge,
     pub confusion_blocked: Counter,
+    live: crate::status::Live,
 }
 
 fn latency_histogram() -> Histogram {
@@ -118,7 +120,13 @@ impl Metrics {
             blob_bytes,
             index_corrupt,
             confusion_blocked,
+            live: crate::status::Live::default(),
         }
+    }
+
+    /// The in-memory view the status page reads.
+    pub fn live(&self) -> &crate::status::Live {
+        &self.live
     }
 
     pub fn request(&self, route: &'static str, status: u16, outcome: &'static str) {
@@ -152,8 +160,10 @@ impl Metrics {
             .observe(secs);
     }
 
-    pub fn served(&self, bytes: u64) {
+    /// Response body bytes sent, from the cache or (on a miss) from the upstream.
+    pub fn served(&self, bytes: u64, from_cache: bool) {
         self.bytes_served.inc_by(bytes);
+        self.live.served_bytes(bytes, from_cache);
     }
 
     /// The exposition in `format`.

@@ -173,6 +173,18 @@ async fn a_private_name_never_resolves_publicly_even_after_gitlab_forgets_it() {
         .unwrap_or_else(|| panic!("no blocked entry: {pins}"));
     assert_eq!(blocked["kind"], "npm");
     assert!(blocked["count"].as_u64().unwrap() >= 3, "{blocked}");
+    // /-/status carries the same pins and blocked attempts, for the same operators only.
+    let status_url = format!("{url}/-/status");
+    let (status, body) = get_json(&status_url, &alice()).await;
+    assert_eq!(
+        (status, body),
+        (401, serde_json::json!({"message": "401 Unauthorized"}))
+    );
+    let (status, report) = get_json(&status_url, &ops()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["blocked"]["items"], pins["blocked"], "{report}");
+    assert_eq!(report["pins"]["items"], pins["pins"], "{report}");
+    assert!(report["dependency_confusion_blocked"].as_u64().unwrap() >= 3);
     assert!(
         packrat
             .wait_for_log(

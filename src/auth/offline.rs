@@ -38,6 +38,18 @@ pub fn ops_allows(ops_tokens: &[[u8; 32]], credential: &Credential) -> bool {
     ops_tokens.iter().any(|tok| matches(&presented, tok))
 }
 
+/// Is `token` (typed into the operator page's login form) one of `server.ops_tokens`?
+/// Compared in constant time against every configured hash.
+pub fn ops_token_ok(ops_tokens: &[[u8; 32]], token: &str) -> bool {
+    if token.is_empty() {
+        return false;
+    }
+    let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    ops_tokens
+        .iter()
+        .fold(false, |acc, t| acc | constant_time_eq(&presented, t))
+}
+
 /// The sha256 of every bare token the request carries in a header `keep` accepts.
 fn presented(credential: &Credential, keep: impl Fn(CredKind, &str) -> bool) -> Vec<[u8; 32]> {
     credential
@@ -167,5 +179,9 @@ mod tests {
         assert!(!ops_allows(&ops, &cred("private-token", "nope")));
         assert!(!ops_allows(&ops, &Credential::anonymous()));
         assert!(!ops_allows(&[], &cred("private-token", "ops")));
+        assert!(ops_token_ok(&ops, "ops"));
+        assert!(!ops_token_ok(&ops, "op"));
+        assert!(!ops_token_ok(&ops, ""));
+        assert!(!ops_token_ok(&[], "ops"));
     }
 }

@@ -252,7 +252,36 @@ impl Core {
         if self.store.blobs.bytes_on_disk() <= max {
             return Ok(None);
         }
-        Ok(Some(crate::gc::run(&self.store, max, false)?))
+        let started = now_ms();
+        let r = crate::gc::run(&self.store, max, false)?;
+        let mut run = crate::status::Run::finished(
+            crate::status::RunKind::Gc,
+            started,
+            true,
+            crate::status::runs::gc_summary(&r, max),
+        );
+        run.by = "serve".into();
+        run.details = crate::status::runs::gc_details(&r, max);
+        crate::status::runs::record(&self.store, &run)?;
+        Ok(Some(r))
+    }
+
+    /// The last run of a maintenance command (the index's `ops` tree).
+    pub fn last_run(
+        &self,
+        kind: crate::status::RunKind,
+    ) -> Result<Option<crate::status::Run>, Error> {
+        Ok(crate::status::runs::last(&self.store, kind)?)
+    }
+
+    /// Metadata documents whose index key starts with `prefix`.
+    pub fn count_documents(&self, prefix: &str) -> Result<u64, Error> {
+        Ok(self.store.index.count_prefix(Tree::Meta, prefix)?)
+    }
+
+    /// Files (blob entries) whose index key starts with `prefix`.
+    pub fn count_files(&self, prefix: &str) -> Result<u64, Error> {
+        Ok(self.store.index.count_prefix(Tree::Blobs, prefix)?)
     }
 
     /// Receive a request body for the upstream: refused past `limit` as it arrives (413),

@@ -105,6 +105,7 @@ pub(super) fn build(
         header_read_timeout: l.get(&keys::SERVER_HEADER_READ_TIMEOUT)?,
         idle_timeout: l.get(&keys::SERVER_IDLE_TIMEOUT)?,
         max_connections: l.get(&keys::SERVER_MAX_CONNECTIONS)?,
+        ui_session_ttl: l.get(&keys::SERVER_UI_SESSION_TTL)?,
     };
 
     let storage = StorageConfig {

@@ -116,6 +116,8 @@ keys! {
     SERVER_IDLE_TIMEOUT: Duration = "server.idle_timeout", Duration,
         Duration::from_secs(60), values::positive_duration;
     SERVER_MAX_CONNECTIONS: usize = "server.max_connections", Count, 16384, values::positive_count;
+    SERVER_UI_SESSION_TTL: Duration = "server.ui_session_ttl", Duration,
+        Duration::from_secs(8 * 3600), values::positive_duration;
 
     STORAGE_DIR: PathBuf = "storage.dir", Str, PathBuf::from("./packrat-data"), values::dir;
     STORAGE_MAX_SIZE: u64 = "storage.max_size", Size, 50 << 30, values::size;

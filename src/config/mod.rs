@@ -72,6 +72,8 @@ pub struct ServerConfig {
     /// Open connections at most (capped by the process's open-file limit); at the limit a
     /// new connection evicts the longest-idle one.
     pub max_connections: usize,
+    /// How long an operator page login lasts (the session is ended sooner by logging out).
+    pub ui_session_ttl: Duration,
 }
 
 /// `[storage]`

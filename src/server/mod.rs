@@ -2,13 +2,16 @@
 //! accept loop over hyper 1 (HTTP/1.1 keep-alive and h2c; h2 by ALPN with TLS), connection
 //! lifetimes and limit ([`conn`]), the background housekeeping (access times, eviction past
 //! `storage.max_size`, expiry of old access decisions), and shutdown on SIGINT/SIGTERM that
-//! lets in-flight requests finish and flushes the index.
+//! lets in-flight requests finish and flushes the index. The status report and the operator
+//! page are [`report`] and [`ui`].
 
 pub mod body;
 pub mod conn;
 pub mod ops;
+pub mod report;
 pub mod respond;
 pub mod router;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -70,6 +73,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     })?;
     core.set_public_url(config.public_url_for(bound));
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let ui = Arc::new(ui::Ui::new(config.server.ui_session_ttl, tls.is_some()));
     core.start_size_scan();
     tokio::spawn(housekeeping(core.clone()));
     tracing::info!(
@@ -128,12 +132,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         };
         let _ = stream.set_nodelay(true);
         let core = core.clone();
+        let ui = ui.clone();
         let in_use = state.clone();
         let service = service_fn(move |req| {
             let core = core.clone();
+            let ui = ui.clone();
             let guard = in_use.begin();
             async move {
-                let resp = std::panic::AssertUnwindSafe(router::handle(core, req))
+                let resp = std::panic::AssertUnwindSafe(router::handle(core, ui, req))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| {

@@ -1,5 +1,7 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics, and the pins report
-//! (`/-/pins`, for `server.ops_tokens` only).
+//! Operations endpoints: liveness, readiness, Prometheus metrics, and for `server.ops_tokens`
+//! only the pins report (`/-/pins`) and the status report (`/-/status`).
+
+use std::sync::Arc;
 
 use http::{Response, StatusCode};
 
@@ -33,19 +35,47 @@ pub fn metrics(core: &Core, accept: Option<&str>) -> Response<Body> {
 /// looks at to see whether a dependency-confusion attempt happened. The names themselves
 /// are private, so only a `server.ops_tokens` token may read them.
 pub fn pins(core: &Core, credential: &Credential) -> Result<Response<Body>, Error> {
+    operator(core, credential, "/-/pins")?;
+    let body = pins_json(core)?;
+    Ok(text(StatusCode::OK, body, "application/json"))
+}
+
+/// The status report as JSON (see [`super::report`]), for an operator token.
+pub async fn status(core: &Arc<Core>, credential: &Credential) -> Result<Response<Body>, Error> {
+    operator(core, credential, "/-/status")?;
+    let c = core.clone();
+    let report = tokio::task::spawn_blocking(move || super::report::build(&c))
+        .await
+        .map_err(|source| Error::Task {
+            what: "the status report",
+            source,
+        })??;
+    let body = serde_json::to_string_pretty(&report)?;
+    let mut resp = text(StatusCode::OK, body, "application/json");
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+/// The operator endpoints answer only a `server.ops_tokens` token: 404 while none is
+/// configured, 401 for anyone else.
+fn operator(core: &Core, credential: &Credential, what: &str) -> Result<(), Error> {
     let tokens = &core.config().server.ops_tokens;
     if tokens.is_empty() {
         return Err(Error::gitlab(
             StatusCode::NOT_FOUND,
-            "404 Not Found: /-/pins is off; set server.ops_tokens to the sha256 of an operator \
-             token to enable it, or run `packrat pins` on the host",
+            format!(
+                "404 Not Found: {what} is off; set server.ops_tokens to the sha256 of an \
+                 operator token to enable it, or run `packrat pins` on the host"
+            ),
         ));
     }
     if !offline::ops_allows(tokens, credential) {
         return Err(Error::gitlab(StatusCode::UNAUTHORIZED, "401 Unauthorized"));
     }
-    let body = pins_json(core)?;
-    Ok(text(StatusCode::OK, body, "application/json"))
+    Ok(())
 }
 
 /// The `/-/pins` report (also printed by `packrat pins`).

@@ -1,8 +1,8 @@
 //! The request pipeline, top to bottom:
 //! 1. offline mirror: writes → 503 before routing;
 //! 2. route parse into a typed [`Route`]: ops endpoints (`/-/health`, `/-/ready`,
-//!    `/-/metrics`, `/-/pins` for ops tokens) first, then the adapters' routes (bad names →
-//!    GitLab's 400 before any I/O);
+//!    `/-/metrics`; `/-/pins`, `/-/status` and the `/-/ui` page for operators) first, then
+//!    the adapters' routes (bad names → GitLab's 400 before any I/O);
 //! 3. offline mirror: `offline.tokens` for the route's namespace;
 //! 4. credential extraction from headers and `?private_token=`/`?job_token=` (never logged);
 //! 5. npm request bodies, bounded while they arrive (publish: `server.max_body`, spooled past
@@ -10,8 +10,8 @@
 //! 6. the adapter, which answers a [`Reply`];
 //! 7. render: conditional request (`If-None-Match` → 304), HEAD, `Content-Length`,
 //!    `X-Packrat-Cache`;
-//! 8. metrics and one log line (method, path without query, status, outcome, time; debug for
-//!    hits).
+//! 8. metrics, the status page's counters (per ecosystem, with the package or module name)
+//!    and one log line (method, path without query, status, outcome, time; debug for hits).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use super::body::{self, Body};
+use super::ui::{self, Ui, UiRoute};
 use super::{ops, respond};
 use crate::auth::credential::strip_query_credentials;
 use crate::auth::offline;
@@ -35,6 +36,7 @@ use crate::goproxy::{self, GoEntry, GoRoute};
 use crate::npm::{self, NpmRoute};
 use crate::packages_api::{self, PkgRoute};
 use crate::reply::{Reply, ReplyBody};
+use crate::status::{Ecosystem, Served};
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
@@ -45,6 +47,8 @@ pub enum Route {
     Ready,
     Metrics,
     Pins,
+    Status,
+    Ui(UiRoute),
     Npm(Namespace, NpmRoute),
     Go(Namespace, GoRoute),
     SumDb { name: String, rest: String },
@@ -75,7 +79,12 @@ impl Route {
     /// Whose content the route reads (for offline.tokens scopes); `None` for ops endpoints.
     fn owner(&self) -> Option<Namespace> {
         match self {
-            Route::Health | Route::Ready | Route::Metrics | Route::Pins => None,
+            Route::Health
+            | Route::Ready
+            | Route::Metrics
+            | Route::Pins
+            | Route::Status
+            | Route::Ui(_) => None,
             Route::Npm(ns, _) | Route::Go(ns, _) | Route::Packages(ns, _) => Some(ns.clone()),
             Route::SumDb { .. } => Some(Namespace::Instance),
         }
@@ -83,7 +92,12 @@ impl Route {
 
     fn label(&self) -> &'static str {
         match self {
-            Route::Health | Route::Ready | Route::Metrics | Route::Pins => "ops",
+            Route::Health
+            | Route::Ready
+            | Route::Metrics
+            | Route::Pins
+            | Route::Status
+            | Route::Ui(_) => "ops",
             Route::Npm(_, NpmRoute::Metadata(_)) => "npm_metadata",
             Route::Npm(_, NpmRoute::Tarball(..)) => "npm_tarball",
             Route::Npm(_, NpmRoute::DistTags(_)) => "npm_dist_tags",
@@ -100,6 +114,65 @@ impl Route {
             Route::Packages(_, r) => r.label(),
         }
     }
+
+    /// The ecosystem and the package or module a route is about, for the status page.
+    fn subject(&self) -> Option<(Ecosystem, Option<Box<str>>)> {
+        let name: Option<&str> = match self {
+            Route::Npm(_, r) => match r {
+                NpmRoute::Metadata(n)
+                | NpmRoute::Tarball(n, _)
+                | NpmRoute::DistTags(n)
+                | NpmRoute::Publish(n)
+                | NpmRoute::DistTagPut(n, _)
+                | NpmRoute::DistTagDelete(n, _) => Some(n.as_str()),
+                NpmRoute::Audit(_) | NpmRoute::Unrouted(..) => None,
+            },
+            Route::Go(_, GoRoute::List(m) | GoRoute::Latest(m) | GoRoute::File(m, ..)) => {
+                Some(m.as_str())
+            }
+            Route::SumDb { .. } => None,
+            Route::Packages(ns, r) => {
+                return Some((Ecosystem::PackagesApi, Some(packages_subject(ns, r).into())))
+            }
+            _ => return None,
+        };
+        let eco = match self {
+            Route::Npm(..) => Ecosystem::Npm,
+            _ => Ecosystem::Go,
+        };
+        Some((eco, name.map(Box::from)))
+    }
+}
+
+/// A Packages API request as the status page names it: the project or group, and the
+/// package id when there is one.
+fn packages_subject(ns: &Namespace, r: &PkgRoute) -> String {
+    let owner = match ns {
+        Namespace::Project(p) => format!("project {p}"),
+        Namespace::Group(g) => format!("group {g}"),
+        Namespace::Instance => "instance".to_string(),
+    };
+    match r {
+        PkgRoute::Show(id)
+        | PkgRoute::Files(id)
+        | PkgRoute::Pipelines(id)
+        | PkgRoute::DeletePackage(id)
+        | PkgRoute::DeleteFile(id, _)
+        | PkgRoute::Download(id, _) => format!("{owner} package {id}"),
+        PkgRoute::List | PkgRoute::BadId(_) => owner,
+    }
+}
+
+/// Where an answer's bytes came from, as the status page counts it.
+fn served(outcome: CacheOutcome) -> Served {
+    match outcome {
+        CacheOutcome::Hit | CacheOutcome::Revalidated | CacheOutcome::StaleIfError => Served::Cache,
+        CacheOutcome::Miss | CacheOutcome::Joined => Served::Upstream,
+        CacheOutcome::Refused
+        | CacheOutcome::NotFound
+        | CacheOutcome::Negative
+        | CacheOutcome::Bypass => Served::Other,
+    }
 }
 
 /// Parse method + raw path into a route.
@@ -109,7 +182,11 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
         "/-/ready" => return Ok(Route::Ready),
         "/-/metrics" => return Ok(Route::Metrics),
         "/-/pins" => return Ok(Route::Pins),
+        "/-/status" => return Ok(Route::Status),
         _ => {}
+    }
+    if let Some(r) = UiRoute::parse(method, path) {
+        return r.map(Route::Ui);
     }
     if let Some(rest) = path.strip_prefix("/go/") {
         if !(*method == Method::GET || *method == Method::HEAD) {
@@ -175,12 +252,13 @@ pub fn parse(method: &Method, path: &str) -> Result<Route, Error> {
     Err(RequestError::NoRoute.into())
 }
 
-pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(core: Arc<Core>, ui: Arc<Ui>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", id, %method, path = %path);
+    let mut subject = None;
     let (label, outcome, mut resp) = async {
         if core.is_offline() && is_write(&method, &path) {
             let e = Error::gitlab(
@@ -197,7 +275,8 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
             ),
             Ok(route) => {
                 let label = route.label();
-                let (outcome, resp) = dispatch(&core, route, req).await;
+                subject = route.subject();
+                let (outcome, resp) = dispatch(&core, &ui, route, req).await;
                 (label, outcome, resp)
             }
         }
@@ -209,6 +288,15 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
     }
     let status = resp.status().as_u16();
     core.metrics().request(label, status, outcome.as_str());
+    if let Some((eco, name)) = subject {
+        core.metrics().live().request(
+            eco,
+            name.as_deref(),
+            served(outcome),
+            status,
+            outcome.as_str(),
+        );
+    }
     // Hits are the high-volume path (metrics count them); everything else is worth a line.
     let ms = started.elapsed().as_millis() as u64;
     if outcome == CacheOutcome::Hit && status < 400 {
@@ -221,6 +309,7 @@ pub async fn handle(core: Arc<Core>, req: Request<Incoming>) -> Response<Body> {
 
 async fn dispatch(
     core: &Arc<Core>,
+    ui: &Ui,
     route: Route,
     req: Request<Incoming>,
 ) -> (CacheOutcome, Response<Body>) {
@@ -244,6 +333,14 @@ async fn dispatch(
             (CacheOutcome::Bypass, ops::metrics(core, accept))
         }
         Route::Pins => match ops::pins(core, &Credential::from_headers(req.headers())) {
+            Ok(r) => (CacheOutcome::Bypass, r),
+            Err(e) => (CacheOutcome::Bypass, respond::error_response(&e)),
+        },
+        Route::Status => match ops::status(core, &Credential::from_headers(req.headers())).await {
+            Ok(r) => (CacheOutcome::Bypass, r),
+            Err(e) => (CacheOutcome::Bypass, respond::error_response(&e)),
+        },
+        Route::Ui(r) => match ui::handle(core, ui, r, req).await {
             Ok(r) => (CacheOutcome::Bypass, r),
             Err(e) => (CacheOutcome::Bypass, respond::error_response(&e)),
         },
@@ -396,23 +493,24 @@ fn render(
     }
     let head = *method == Method::HEAD;
     let metrics = core.metrics().clone();
+    let from_cache = served(reply.outcome) == Served::Cache;
     let (len, body) = match reply.body {
         ReplyBody::Empty => (Some(0), body::empty()),
         ReplyBody::Bytes(b) => {
             let n = b.len() as u64;
             if !head {
-                metrics.served(n);
+                metrics.served(n, from_cache);
             }
             (Some(n), body::full(b))
         }
         ReplyBody::File(f, n) => {
             if !head {
-                metrics.served(n);
+                metrics.served(n, from_cache);
             }
             (Some(n), body::file(f, n))
         }
         ReplyBody::Stream(s, n) => {
-            let counted = s.inspect_ok(move |chunk| metrics.served(chunk.len() as u64));
+            let counted = s.inspect_ok(move |chunk| metrics.served(chunk.len() as u64, from_cache));
             (n, body::stream(SyncStream::new(counted)))
         }
     };

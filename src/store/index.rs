@@ -3,7 +3,8 @@
 //! - `meta`: [`MetaRecord`] per metadata document (npm packument per route scope, Go list, …);
 //! - `blobs`: [`BlobEntry`] per upstream file (tarball, zip, …) → its content digest;
 //! - `aux`: adapter-owned small records (e.g. npm file name → upstream tarball + shasum);
-//! - `auth`: [`Decision`] per (credential hash, scope): what the upstream said to whom.
+//! - `auth`: [`Decision`] per (credential hash, scope): what the upstream said to whom;
+//! - `ops`: the last run of each maintenance command (`crate::status::runs`), never bundled.
 //!
 //! Values are JSON behind a one-byte format version. A record that fails to decode is logged,
 //! counted and treated as absent: the caller refetches and overwrites it.
@@ -36,6 +37,8 @@ pub enum Tree {
     Auth,
     /// Last access time (unix ms) per blob digest, flushed in batches; for LRU eviction.
     Atime,
+    /// Operator records: the last sync, import, gc and verify runs.
+    Ops,
 }
 
 /// Where content came from. A name once served from GitLab stays GitLab's (pinning).
@@ -139,6 +142,7 @@ pub struct Index {
     aux: sled::Tree,
     auth: sled::Tree,
     atime: sled::Tree,
+    ops: sled::Tree,
 }
 
 impl Index {
@@ -156,6 +160,7 @@ impl Index {
             aux: db.open_tree("aux")?,
             auth: db.open_tree("auth")?,
             atime: db.open_tree("atime")?,
+            ops: db.open_tree("ops")?,
             db,
         })
     }
@@ -167,6 +172,7 @@ impl Index {
             Tree::Aux => &self.aux,
             Tree::Auth => &self.auth,
             Tree::Atime => &self.atime,
+            Tree::Ops => &self.ops,
         }
     }
 
@@ -239,6 +245,16 @@ impl Index {
             }
         }
         Ok(out)
+    }
+
+    /// How many keys of a tree start with `prefix` (nothing decoded).
+    pub fn count_prefix(&self, t: Tree, prefix: &str) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for k in self.tree(t).scan_prefix(prefix.as_bytes()).keys() {
+            k?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Every record of a tree: decoded ones, and the keys of those that do not decode.

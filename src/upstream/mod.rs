@@ -274,6 +274,37 @@ impl Upstream {
 
     /// Send a request, follow redirects safely, classify the answer.
     pub async fn send(&self, req: Request<'_>) -> Result<Fetched, UpstreamError> {
+        let to_gitlab = req.url.starts_with(&self.base);
+        let started = Instant::now();
+        let result = self.send_hops(req).await;
+        if to_gitlab {
+            self.health(started, result.as_ref().err());
+        }
+        result
+    }
+
+    /// The status page's view of GitLab: the round trip, and whether it answered. A 429 or
+    /// a refusal is an answer; unreachable, timed out, broken off or 5xx is a failure.
+    fn health(&self, started: Instant, error: Option<&UpstreamError>) {
+        let live = self.metrics.live();
+        let ms = started.elapsed().as_millis() as u64;
+        match error {
+            None | Some(UpstreamError::RateLimited { .. }) => live.upstream_ok(ms),
+            Some(e @ (UpstreamError::Status { .. } | UpstreamError::Body { .. })) => {
+                live.upstream_latency(ms);
+                live.upstream_failed(e.to_string());
+            }
+            Some(
+                e @ (UpstreamError::Unreachable { .. }
+                | UpstreamError::Timeout { .. }
+                | UpstreamError::Redirects { .. }
+                | UpstreamError::Malformed { .. }),
+            ) => live.upstream_failed(e.to_string()),
+            Some(UpstreamError::Offline { .. }) => {}
+        }
+    }
+
+    async fn send_hops(&self, req: Request<'_>) -> Result<Fetched, UpstreamError> {
         let client = match &self.conn {
             Connectivity::Online(c) => c,
             Connectivity::Offline => {

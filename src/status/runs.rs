@@ -1,0 +1,150 @@
+//! The last run of each maintenance command (`sync`, `import`, `gc`, `verify`), kept in the
+//! index's `ops` tree so that the status page still shows them after a restart. The `ops`
+//! tree never goes into a bundle: a mirror's runs are its own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::store::{now_ms, Store, Tree};
+
+/// Which command ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Sync,
+    Import,
+    Gc,
+    Verify,
+}
+
+impl RunKind {
+    pub const ALL: [RunKind; 4] = [RunKind::Sync, RunKind::Import, RunKind::Gc, RunKind::Verify];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Sync => "sync",
+            RunKind::Import => "import",
+            RunKind::Gc => "gc",
+            RunKind::Verify => "verify",
+        }
+    }
+
+    fn key(self) -> String {
+        format!("run/{}", self.as_str())
+    }
+}
+
+/// One finished run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Run {
+    pub kind: RunKind,
+    /// Unix milliseconds.
+    pub started_at: u64,
+    pub finished_at: u64,
+    /// Finished without faults or failures.
+    pub ok: bool,
+    /// The line the command printed.
+    pub summary: String,
+    /// Who ran it: `command` (the CLI) or `serve` (background eviction).
+    pub by: String,
+    /// Command-specific numbers (for an import: the bundle's manifest summary).
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+impl Run {
+    /// A run that started at `started_at` and finishes now.
+    pub fn finished(kind: RunKind, started_at: u64, ok: bool, summary: String) -> Self {
+        Run {
+            kind,
+            started_at,
+            finished_at: now_ms(),
+            ok,
+            summary,
+            by: "command".into(),
+            details: serde_json::Value::Null,
+        }
+    }
+}
+
+/// The line `packrat gc` prints (and the summary of a background eviction).
+pub fn gc_summary(r: &crate::gc::Report, max: u64) -> String {
+    format!(
+        "gc: {} bytes before, {} after (target {max}); evicted {} blobs; kept {} pinned",
+        r.before,
+        r.after,
+        r.evicted.len(),
+        r.kept_pinned
+    )
+}
+
+pub fn gc_details(r: &crate::gc::Report, max: u64) -> serde_json::Value {
+    serde_json::json!({
+        "before": r.before,
+        "after": r.after,
+        "target": max,
+        "evicted": r.evicted.len(),
+        "kept_pinned": r.kept_pinned,
+    })
+}
+
+/// An import's numbers and the bundle's manifest summary (never its blob list).
+pub fn import_details(
+    file: &std::path::Path,
+    r: &crate::bundle::ImportReport,
+) -> serde_json::Value {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut v = serde_json::json!({
+        "file": name,
+        "entries": r.entries,
+        "blobs_new": r.blobs_new,
+        "blobs_present": r.blobs_present,
+        "bytes": r.bytes,
+        "signed": r.signed,
+    });
+    if let (Some(m), Some(obj)) = (&r.manifest, v.as_object_mut()) {
+        obj.insert("format".into(), m.format.into());
+        obj.insert("packrat_version".into(), m.packrat_version.clone().into());
+        obj.insert("created_at".into(), m.created_at.into());
+        obj.insert("blob_count".into(), m.blob_count.into());
+        obj.insert("total_bytes".into(), m.total_bytes.into());
+        obj.insert("incremental".into(), m.incremental.into());
+        obj.insert("index_sha256".into(), m.index_sha256.clone().into());
+    }
+    v
+}
+
+/// Record `run` as the last of its kind (flushed: the command exits next).
+pub fn record(store: &Store, run: &Run) -> Result<(), StoreError> {
+    store.index.put(Tree::Ops, &run.kind.key(), run)?;
+    store.index.flush_sync()
+}
+
+/// The last run of `kind`, if any.
+pub fn last(store: &Store, kind: RunKind) -> Result<Option<Run>, StoreError> {
+    store.index.get(Tree::Ops, &kind.key())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_survive_reopening_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut run = Run::finished(RunKind::Gc, 1, true, "gc: fine".into());
+            run.details = serde_json::json!({ "evicted": 3 });
+            record(&store, &run).unwrap();
+            assert!(last(&store, RunKind::Sync).unwrap().is_none());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let run = last(&store, RunKind::Gc).unwrap().unwrap();
+        assert_eq!(run.summary, "gc: fine");
+        assert_eq!(run.details["evicted"], 3);
+    }
+}
