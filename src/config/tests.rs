@@ -946,7 +946,7 @@ fn unknown_keys_are_named() {
         ("[server]\nlisen = \"127.0.0.1:8080\"\n", "config.toml: unknown key `server.lisen`"),
         ("[serverr]\nlisten = \"x\"\n", "config.toml: unknown key `serverr`"),
         ("listen = \"127.0.0.1:8080\"\n", "config.toml: unknown key `listen`"),
-        ("[storage]\nbackend = \"s3\"\n", "config.toml: unknown key `storage.backend`"),
+        ("[storage]\nbackends = \"s3\"\n", "config.toml: unknown key `storage.backends`"),
         (
             "[[forwarding.rules]]\nmatch = \"a\"\nforward = true\n[[forwarding.rules]]\nmach = \"*\"\nforward = true\n",
             "config.toml: unknown key `forwarding.rules[1].mach`",
