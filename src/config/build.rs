@@ -106,12 +106,13 @@ pub(super) fn build(
         idle_timeout: l.get(&keys::SERVER_IDLE_TIMEOUT)?,
     };
 
+    let backend = l.get(&keys::STORAGE_BACKEND)?;
     let storage = StorageConfig {
         dir: l.get(&keys::STORAGE_DIR)?,
         max_size: l.get(&keys::STORAGE_MAX_SIZE)?,
         memory_cache: l.get(&keys::STORAGE_MEMORY_CACHE)?,
-        backend: l.get(&keys::STORAGE_BACKEND)?,
-        s3: s3(&l, env)?,
+        backend,
+        s3: s3(&l, env, backend)?,
     };
 
     let token_env = l.get(&keys::UPSTREAM_TOKEN_ENV)?;
@@ -167,7 +168,11 @@ pub(super) fn build(
 }
 
 /// `[storage.s3]`, checked complete when `storage.backend = "s3"`.
-fn s3(l: &Layers<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<S3Config, ConfigError> {
+fn s3(
+    l: &Layers<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    backend: StorageBackend,
+) -> Result<S3Config, ConfigError> {
     let key = |name: &str| {
         env(name)
             .map(|v| v.trim().to_owned())
@@ -188,7 +193,7 @@ fn s3(l: &Layers<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<S3Config, 
         allow_http: l.get(&keys::STORAGE_S3_ALLOW_HTTP)?,
         local_cache: l.get(&keys::STORAGE_S3_LOCAL_CACHE)?,
     };
-    if l.get(&keys::STORAGE_BACKEND)? != StorageBackend::S3 {
+    if backend != StorageBackend::S3 {
         return Ok(c);
     }
     if c.bucket.trim().is_empty() {

@@ -16,10 +16,20 @@ pub const CONFIG: &str = "PACKRAT_CONFIG";
 /// upstream token. Read once at load, never logged.
 pub const DEFAULT_UPSTREAM_TOKEN: &str = "PACKRAT_UPSTREAM_TOKEN";
 
-/// Every variable packrat reads (the token variable only under its default
-/// name: `upstream.token_env` may name another one).
+/// The defaults of `storage.s3.access_key_env` and `storage.s3.secret_key_env`: the
+/// variables holding the object store's keys. Read once at load, never logged.
+pub const DEFAULT_S3_ACCESS_KEY: &str = "AWS_ACCESS_KEY_ID";
+pub const DEFAULT_S3_SECRET_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// Every variable packrat reads (the token and key variables only under their default
+/// names: `upstream.token_env` and `storage.s3.*_key_env` may name others).
 pub fn all() -> Vec<String> {
-    let mut names = vec![CONFIG.to_owned(), DEFAULT_UPSTREAM_TOKEN.to_owned()];
+    let mut names = vec![
+        CONFIG.to_owned(),
+        DEFAULT_UPSTREAM_TOKEN.to_owned(),
+        DEFAULT_S3_ACCESS_KEY.to_owned(),
+        DEFAULT_S3_SECRET_KEY.to_owned(),
+    ];
     names.extend(super::keys::overrides().into_iter().map(|(var, _)| var));
     names
 }

@@ -122,9 +122,9 @@ keys! {
     STORAGE_S3_REGION: String = "storage.s3.region", Str, "us-east-1".to_owned(), values::name;
     STORAGE_S3_PREFIX: String = "storage.s3.prefix", Str, String::new(), values::key_prefix;
     STORAGE_S3_ACCESS_KEY_ENV: String = "storage.s3.access_key_env", Str,
-        "AWS_ACCESS_KEY_ID".to_owned(), values::var_name;
+        super::env::DEFAULT_S3_ACCESS_KEY.to_owned(), values::var_name;
     STORAGE_S3_SECRET_KEY_ENV: String = "storage.s3.secret_key_env", Str,
-        "AWS_SECRET_ACCESS_KEY".to_owned(), values::var_name;
+        super::env::DEFAULT_S3_SECRET_KEY.to_owned(), values::var_name;
     STORAGE_S3_ALLOW_HTTP: bool = "storage.s3.allow_http", Bool, false, values::boolean;
     STORAGE_S3_LOCAL_CACHE: u64 = "storage.s3.local_cache", Size, 20 << 30, values::size;
 
