@@ -130,6 +130,12 @@ pub trait Backend: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// Every shared record of a namespace (blocking; maintenance only). Empty on fs.
+    fn shared_scan(&self, ns: &'static str) -> Result<Vec<Bytes>, StoreError> {
+        let _ = ns;
+        Ok(Vec::new())
+    }
+
     /// Bytes this node holds on its own disk for the backend (the disk tier); 0 on fs.
     fn local_bytes(&self) -> u64 {
         0

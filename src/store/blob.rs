@@ -109,6 +109,29 @@ impl BlobStore {
             .await
     }
 
+    /// Metadata variants kept beside a shared store (on fs they are in [`BlobStore::walk`]).
+    pub fn walk_local(&self) -> Vec<Listed> {
+        if self.is_shared() {
+            self.inner.local.list()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Move a bad metadata variant (as [`BlobStore::walk_local`] listed it) into `quarantine`.
+    pub fn quarantine_local(
+        &self,
+        location: &Path,
+        quarantine: &Path,
+    ) -> Result<PathBuf, StoreError> {
+        Ok(self.inner.local.quarantine(location, quarantine)?.0)
+    }
+
+    /// Every shared record of a namespace (blocking; maintenance). Empty on fs.
+    pub fn shared_scan(&self, ns: &'static str) -> Result<Vec<bytes::Bytes>, StoreError> {
+        self.inner.backend.shared_scan(ns)
+    }
+
     /// sha256 and length of a listed file blob, streamed (blocking; `verify`).
     pub fn hash_listed(&self, listed: &Listed) -> Result<(Digest, u64), StoreError> {
         self.inner.backend.hash(listed)

@@ -716,6 +716,32 @@ impl Backend for S3Backend {
         true
     }
 
+    fn shared_scan(&self, ns: &'static str) -> Result<Vec<Bytes>, StoreError> {
+        let client = self.client.clone();
+        let prefix = Key::from(format!("{}records/{ns}", self.prefix));
+        let describe = self.describe.clone();
+        self.block(async move {
+            let objects: Vec<_> = client
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| object_error(&describe, "list shared records", &e))?;
+            let mut out = Vec::with_capacity(objects.len());
+            for m in objects {
+                match client.get(&m.location).await {
+                    Ok(r) => out.push(
+                        r.bytes()
+                            .await
+                            .map_err(|e| object_error(&describe, "read a shared record", &e))?,
+                    ),
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(object_error(&describe, "read a shared record", &e)),
+                }
+            }
+            Ok(out)
+        })?
+    }
+
     fn local_bytes(&self) -> u64 {
         self.tier.bytes()
     }

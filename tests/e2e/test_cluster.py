@@ -243,6 +243,40 @@ class BucketOutage(unittest.TestCase):
             moto.stop()
 
 
+class Maintenance(unittest.TestCase):
+    """verify re-hashes the bucket's objects; gc evicts from the bucket by last access."""
+
+    def test_verify_and_gc_on_the_bucket(self):
+        moto = Moto()
+        fake = h.Fake()
+        a = s3_node(fake.url, moto).start()
+        try:
+            for v in ("1.0.0", "1.1.0"):
+                self.assertEqual(h.get(f"{a.url}{P42}/@acme%2futil", h.token_headers(h.ALICE)).status, 200)
+                r = h.get(f"{a.url}{P42}/@acme/util/-/@acme/util-{v}.tgz", h.token_headers(h.ALICE))
+                self.assertEqual(r.status, 200)
+            h.wait_until(lambda: len(moto.keys("records/blobs/")) == 2, 30, "both shared records")
+            a.stop()
+            out = a.run("verify").stdout
+            self.assertIn("verify: ", out)
+            self.assertIn("0 faults", out)
+            # A corrupted object is found by re-hashing the bucket's copy and quarantined.
+            victim = moto.keys("blobs/sha256/")[0]
+            moto.s3().put_object(Bucket=moto.bucket, Key=victim, Body=b"corrupt")
+            r = a.run("verify", check=False)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("bad blob", r.stdout)
+            self.assertEqual(len(moto.keys("blobs/sha256/")), 1)
+            self.assertEqual(len(moto.keys("quarantine/")), 1)
+            out = a.run("gc", "--max-size", "1").stdout
+            self.assertIn("evicted 1 blobs", out)
+            self.assertEqual(moto.keys("blobs/sha256/"), [])
+        finally:
+            a.cleanup()
+            fake.stop()
+            moto.stop()
+
+
 # ---- a 1 GiB blob ------------------------------------------------------------------------------
 
 BIG = 1 << 30
