@@ -128,8 +128,10 @@ fn run_shared(
         let e = last.entry(d).or_insert(0);
         *e = (*e).max(t);
     };
-    for batch in store.blobs.shared_scan(SHARED_ATIMES)? {
-        let Ok(map) = serde_json::from_slice::<HashMap<String, u64>>(&batch) else {
+    let batches = store.blobs.shared_scan(SHARED_ATIMES)?;
+    let consumed: Vec<String> = batches.iter().map(|(name, _)| name.clone()).collect();
+    for (_, batch) in &batches {
+        let Ok(map) = serde_json::from_slice::<HashMap<String, u64>>(batch) else {
             continue;
         };
         for (hex, t) in map {
@@ -156,6 +158,7 @@ fn run_shared(
         .into_iter()
         .filter_map(|(_, blob_key)| by_key.get(blob_key.as_str()).map(|e| e.digest))
         .collect();
+    let stored: HashSet<Digest> = blobs.iter().filter_map(|l| l.digest).collect();
     let mut candidates: Vec<(u64, Digest, u64)> = Vec::new();
     for listed in blobs {
         let Some(d) = listed.digest else { continue };
@@ -181,6 +184,27 @@ fn run_shared(
         progress.inc();
     }
     progress.finish();
+    // The batches read are replaced by one, of the blobs still stored: the records stay
+    // few however long the nodes run.
+    let evicted: HashSet<Digest> = report.evicted.iter().map(|(d, _)| *d).collect();
+    let merged: serde_json::Map<String, serde_json::Value> = last
+        .iter()
+        .filter(|(d, _)| !evicted.contains(d) && stored.contains(d))
+        .map(|(d, t)| (d.hex(), serde_json::Value::from(*t)))
+        .collect();
+    let bytes = serde_json::to_vec(&merged).map_err(|e| StoreError::Decode {
+        key: SHARED_ATIMES.into(),
+        reason: e.to_string(),
+    })?;
+    let name = format!(
+        "gc-{}-{:016x}",
+        crate::store::now_ms(),
+        rand::random::<u64>()
+    );
+    store
+        .blobs
+        .shared_put_blocking(SHARED_ATIMES, &name, bytes.into())?;
+    store.blobs.shared_remove(&consumed)?;
     index.flush_sync()?;
     Ok(report)
 }

@@ -13,7 +13,9 @@ use super::flight::{self, Progress, Role};
 use super::{CacheOutcome, Core};
 use crate::auth::Credential;
 use crate::error::{Error, StoreError, UpstreamError};
-use crate::store::{now_ms, BlobEntry, BlobRead, Digest, Expect, Origin, Tree};
+use crate::store::{
+    now_ms, BlobEntry, BlobRead, Digest, Expect, Origin, SharedBlob, Tree, SHARED_BLOBS,
+};
 use crate::upstream::{self, Fetched, Request};
 
 /// Blobs (tarballs, zips) up to this size are also served from the hot tier (bounded as a
@@ -382,15 +384,4 @@ impl Core {
             }
         });
     }
-}
-
-/// The shared-record namespace of "which blob answers this upstream file".
-pub(super) const SHARED_BLOBS: &str = "blobs";
-
-/// A [`BlobEntry`] as the nodes share it, with the key it answers (the object's name is only
-/// the key's hash).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SharedBlob {
-    key: String,
-    entry: BlobEntry,
 }

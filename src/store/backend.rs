@@ -130,10 +130,28 @@ pub trait Backend: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
-    /// Every shared record of a namespace (blocking; maintenance only). Empty on fs.
-    fn shared_scan(&self, ns: &'static str) -> Result<Vec<Bytes>, StoreError> {
+    /// Every shared record of a namespace, with the name of its object (blocking;
+    /// maintenance only). Empty on fs.
+    fn shared_scan(&self, ns: &'static str) -> Result<Vec<(String, Bytes)>, StoreError> {
         let _ = ns;
         Ok(Vec::new())
+    }
+
+    /// [`Backend::shared_put`] (overwriting) from a blocking caller (maintenance).
+    fn shared_put_blocking(
+        &self,
+        ns: &'static str,
+        key: &str,
+        value: Bytes,
+    ) -> Result<(), StoreError> {
+        let _ = (ns, key, value);
+        Ok(())
+    }
+
+    /// Delete shared records by the object names [`Backend::shared_scan`] gave (blocking).
+    fn shared_remove(&self, names: &[String]) -> Result<(), StoreError> {
+        let _ = names;
+        Ok(())
     }
 
     /// Bytes this node holds on its own disk for the backend (the disk tier); 0 on fs.

@@ -128,8 +128,23 @@ impl BlobStore {
     }
 
     /// Every shared record of a namespace (blocking; maintenance). Empty on fs.
-    pub fn shared_scan(&self, ns: &'static str) -> Result<Vec<bytes::Bytes>, StoreError> {
+    pub fn shared_scan(&self, ns: &'static str) -> Result<Vec<(String, bytes::Bytes)>, StoreError> {
         self.inner.backend.shared_scan(ns)
+    }
+
+    /// Delete shared records by the names [`BlobStore::shared_scan`] gave (blocking).
+    pub fn shared_remove(&self, names: &[String]) -> Result<(), StoreError> {
+        self.inner.backend.shared_remove(names)
+    }
+
+    /// Write a shared record from a blocking caller (maintenance); a no-op on fs.
+    pub fn shared_put_blocking(
+        &self,
+        ns: &'static str,
+        key: &str,
+        value: bytes::Bytes,
+    ) -> Result<(), StoreError> {
+        self.inner.backend.shared_put_blocking(ns, key, value)
     }
 
     /// sha256 and length of a listed file blob, streamed (blocking; `verify`).
@@ -140,11 +155,18 @@ impl BlobStore {
     /// A file on this machine holding the blob's bytes (maintenance: hashing, zip checks,
     /// export), if it is stored.
     pub fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
+        if self.is_shared() {
+            if let Some(p) = self.inner.local.local_path(digest) {
+                return Some(p);
+            }
+        }
         self.inner.backend.local_path(digest)
     }
 
+    /// Whether a blob is stored: a file blob, or (beside a shared store) a metadata variant.
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.inner.backend.contains(digest)
+        (self.is_shared() && self.inner.local.contains(digest))
+            || self.inner.backend.contains(digest)
     }
 
     /// Bytes of committed blobs, as counted since start plus the startup scan.
@@ -448,13 +470,23 @@ impl StagedBlob {
     }
 
     /// Make it the stored blob (a no-op if the content is already there). Blocking.
-    pub fn publish(mut self) -> Result<BlobInfo, StoreError> {
-        if !self
-            .store
-            .inner
-            .backend
-            .publish(&self.path, &self.info.digest)?
-        {
+    pub fn publish(self) -> Result<BlobInfo, StoreError> {
+        self.publish_to(false)
+    }
+
+    /// [`StagedBlob::publish`] for a metadata variant: on the node's own disk.
+    pub fn publish_local(self) -> Result<BlobInfo, StoreError> {
+        self.publish_to(true)
+    }
+
+    fn publish_to(mut self, local: bool) -> Result<BlobInfo, StoreError> {
+        let backend = if local {
+            &self.store.inner.local
+        } else {
+            &self.store.inner.backend
+        };
+        let counted = !(local && self.store.is_shared());
+        if !backend.publish(&self.path, &self.info.digest)? && counted {
             self.store
                 .inner
                 .bytes_on_disk

@@ -16,7 +16,9 @@ use std::sync::Arc;
 pub use backend::{Backend, BlobRead, FsBackend, Listed};
 pub use blob::{BlobInfo, BlobStore, BlobWriter, StagedBlob};
 pub use digest::{Digest, Expect, LockfileMismatch, Mismatch};
-pub use index::{BlobEntry, Decision, Index, MetaRecord, Origin, Tree, Variant};
+pub use index::{
+    BlobEntry, Decision, Index, MetaRecord, Origin, SharedBlob, Tree, Variant, SHARED_BLOBS,
+};
 pub use layout::{DirLock, Layout};
 pub use s3::S3Backend;
 pub use spool::Spool;

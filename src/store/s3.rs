@@ -716,7 +716,40 @@ impl Backend for S3Backend {
         true
     }
 
-    fn shared_scan(&self, ns: &'static str) -> Result<Vec<Bytes>, StoreError> {
+    fn shared_put_blocking(
+        &self,
+        ns: &'static str,
+        key: &str,
+        value: Bytes,
+    ) -> Result<(), StoreError> {
+        let (client, k) = (self.client.clone(), self.record_key(ns, key));
+        self.block(async move { client.put(&k, PutPayload::from(value)).await })?
+            .map(|_| ())
+            .map_err(|e| self.err("write a shared record", &e))
+    }
+
+    fn shared_remove(&self, names: &[String]) -> Result<(), StoreError> {
+        let client = self.client.clone();
+        let prefix = format!("{}records/", self.prefix);
+        // Only records: a name from elsewhere is never deleted through here.
+        let keys: Vec<Key> = names
+            .iter()
+            .filter(|n| n.starts_with(&prefix))
+            .map(|n| Key::from(n.as_str()))
+            .collect();
+        let describe = self.describe.clone();
+        self.block(async move {
+            for k in keys {
+                match client.delete(&k).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(object_error(&describe, "delete a shared record", &e)),
+                }
+            }
+            Ok(())
+        })?
+    }
+
+    fn shared_scan(&self, ns: &'static str) -> Result<Vec<(String, Bytes)>, StoreError> {
         let client = self.client.clone();
         let prefix = Key::from(format!("{}records/{ns}", self.prefix));
         let describe = self.describe.clone();
@@ -729,11 +762,12 @@ impl Backend for S3Backend {
             let mut out = Vec::with_capacity(objects.len());
             for m in objects {
                 match client.get(&m.location).await {
-                    Ok(r) => out.push(
+                    Ok(r) => out.push((
+                        m.location.to_string(),
                         r.bytes()
                             .await
                             .map_err(|e| object_error(&describe, "read a shared record", &e))?,
-                    ),
+                    )),
                     Err(object_store::Error::NotFound { .. }) => {}
                     Err(e) => return Err(object_error(&describe, "read a shared record", &e)),
                 }

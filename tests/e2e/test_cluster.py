@@ -260,6 +260,19 @@ class Maintenance(unittest.TestCase):
             out = a.run("verify").stdout
             self.assertIn("verify: ", out)
             self.assertIn("0 faults", out)
+            # export streams the blobs from the bucket; import writes them into another prefix.
+            bundle = os.path.join(a.tmp, "bundle.tar")
+            a.run("export", "--out", bundle)
+            c = s3_node(fake.url, moto, prefix="copy/")
+            try:
+                c.run("import", bundle)
+                self.assertEqual(
+                    sorted(k.split("/")[-1] for k in moto.keys("copy/blobs/sha256/")),
+                    sorted(k.split("/")[-1] for k in moto.keys("blobs/sha256/")),
+                )
+                self.assertEqual(len(moto.keys("copy/records/blobs/")), 2, "the imported files are shared")
+            finally:
+                c.cleanup()
             # A corrupted object is found by re-hashing the bucket's copy and quarantined.
             victim = moto.keys("blobs/sha256/")[0]
             moto.s3().put_object(Bucket=moto.bucket, Key=victim, Body=b"corrupt")
@@ -271,6 +284,8 @@ class Maintenance(unittest.TestCase):
             out = a.run("gc", "--max-size", "1").stdout
             self.assertIn("evicted 1 blobs", out)
             self.assertEqual(moto.keys("blobs/sha256/"), [])
+            # The access-time batches read are replaced by one.
+            self.assertEqual(len(moto.keys("records/atime/")), 1)
         finally:
             a.cleanup()
             fake.stop()
