@@ -236,6 +236,21 @@ impl S3Backend {
 
     /// The blob from the bucket as a verified stream (see the module docs).
     fn stream(&self, digest: Digest, size: u64) -> BoxStream<'static, io::Result<Bytes>> {
+        self.stream_from(digest, size, None)
+    }
+
+    /// [`S3Backend::stream`], continuing a first ranged `GET` already answered (`first`: its
+    /// body and where its range ends).
+    fn stream_from(
+        &self,
+        digest: Digest,
+        size: u64,
+        first: Option<(BoxStream<'static, object_store::Result<Bytes>>, u64)>,
+    ) -> BoxStream<'static, io::Result<Bytes>> {
+        let (inner, range_end) = match first {
+            Some((s, end)) => (Some(s), end),
+            None => (None, 0),
+        };
         let fill = self.tier.fits(size).then(|| TierFill {
             path: self.tmp.join(format!(
                 "{}-{:016x}.fill",
@@ -252,8 +267,8 @@ impl S3Backend {
             digest,
             size,
             got: 0,
-            range_end: 0,
-            inner: None,
+            range_end,
+            inner,
             hasher: sha2::Sha256::new(),
             held: None,
             fill,
@@ -489,15 +504,29 @@ impl Backend for S3Backend {
                     }
                 }
             }
-            let meta = match self.client.head(&self.blob_key(digest)).await {
-                Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(self.err("look up", &e)),
+            // The first range answers "is it there, how large" too: no separate HEAD.
+            let opts = GetOptions {
+                range: Some(GetRange::Bounded(0..RANGE)),
+                ..GetOptions::default()
             };
-            Ok(Some(BlobRead::Stream(
-                self.stream(*digest, meta.size),
-                meta.size,
-            )))
+            match self.client.get_opts(&self.blob_key(digest), opts).await {
+                Ok(r) => {
+                    let size = r.meta.size;
+                    let end = RANGE.min(size);
+                    let first = Some((r.into_stream(), end));
+                    Ok(Some(BlobRead::Stream(
+                        self.stream_from(*digest, size, first),
+                        size,
+                    )))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                // An empty object has no first byte to ask for.
+                Err(_) => match self.client.head(&self.blob_key(digest)).await {
+                    Ok(m) => Ok(Some(BlobRead::Stream(self.stream(*digest, m.size), m.size))),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(self.err("look up", &e)),
+                },
+            }
         })
     }
 
