@@ -10,7 +10,9 @@
 //!   under the blob's name. `object_store` 0.12 cannot make the completion conditional, so a
 //!   large blob is checked with `HEAD` first; two nodes that both pass that check write the
 //!   same verified bytes under the same sha256, and the second completion replaces identical
-//!   content. The file then becomes the disk tier's copy.
+//!   content. The file then becomes the disk tier's copy. (The upload follows verification
+//!   rather than running beside the download: the object's name is the sha256, known only at
+//!   the end, so that would need a staging key and a server-side copy.)
 //! - **Reads** come from the disk tier, else stream from the bucket in ranged `GET`s of
 //!   [`RANGE`] bytes, hashed as they pass; the last chunk is held back until the whole object
 //!   hashed to its name, so a client never receives a complete body the bucket corrupted. A
