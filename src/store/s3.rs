@@ -265,6 +265,12 @@ impl S3Backend {
         let st = Fetch {
             client: self.client.clone(),
             key: self.blob_key(&digest),
+            quarantine: Key::from(format!(
+                "{}quarantine/{}-{}",
+                self.prefix,
+                crate::store::now_ms(),
+                digest.hex()
+            )),
             describe: self.describe.clone(),
             digest,
             size,
@@ -310,6 +316,8 @@ fn object_error(describe: &str, op: &'static str, e: &object_store::Error) -> St
 struct Fetch {
     client: Arc<dyn ObjectStore>,
     key: Key,
+    /// Where the object goes if it does not hash to its name.
+    quarantine: Key,
     describe: Arc<str>,
     digest: Digest,
     size: u64,
@@ -397,16 +405,27 @@ impl Fetch {
         let hasher = std::mem::take(&mut self.hasher);
         let got = Digest(hasher.finalize().into());
         if got != self.digest {
+            // Out of the way, so the next request fetches it from the upstream again.
+            let moved = async {
+                self.client.copy(&self.key, &self.quarantine).await?;
+                self.client.delete(&self.key).await
+            }
+            .await;
             tracing::error!(
                 store = %self.describe,
                 object = %self.key,
                 actual = %got,
-                "object in the bucket does not match its digest; not served (run `packrat verify`)"
+                quarantined = moved.is_ok(),
+                quarantine = %self.quarantine,
+                "object in the bucket does not match its digest; not served, moved to quarantine"
             );
-            return Some(Err(io::Error::other(format!(
-                "{}: object {} does not match its digest",
-                self.describe, self.key
-            ))));
+            return Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: object {} does not match its digest",
+                    self.describe, self.key
+                ),
+            )));
         }
         if let Some(fill) = self.fill.take() {
             fill.commit(&self.tier, &self.digest, self.size).await;
@@ -543,15 +562,16 @@ impl Backend for S3Backend {
                         .map_err(|e| StoreError::io(self.tier.root(), e))?;
                     Ok(Some(v.into()))
                 }
-                Some(BlobRead::Stream(s, _)) => {
-                    let chunks: Vec<Bytes> =
-                        s.try_collect().await.map_err(|e| StoreError::ObjectStore {
-                            store: self.describe.to_string(),
-                            op: "read",
-                            reason: e.to_string(),
-                        })?;
-                    Ok(Some(chunks.concat().into()))
-                }
+                Some(BlobRead::Stream(s, _)) => match s.try_collect::<Vec<Bytes>>().await {
+                    Ok(chunks) => Ok(Some(chunks.concat().into())),
+                    // Corrupt in the bucket (and now quarantined): not stored.
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => Ok(None),
+                    Err(e) => Err(StoreError::ObjectStore {
+                        store: self.describe.to_string(),
+                        op: "read",
+                        reason: e.to_string(),
+                    }),
+                },
             }
         })
     }

@@ -243,6 +243,39 @@ class BucketOutage(unittest.TestCase):
             moto.stop()
 
 
+class CorruptObject(unittest.TestCase):
+    """An object that no longer hashes to its name is never served: it is quarantined and
+    the file fetched from GitLab again."""
+
+    def test_a_corrupt_object_is_quarantined_and_refetched(self):
+        moto = Moto()
+        fake = h.Fake()
+        a = s3_node(fake.url, moto).start()
+        b = s3_node(fake.url, moto).start()
+        try:
+            meta, util = f"{P42}/@acme%2futil", f"{P42}/@acme/util/-/@acme/util-1.0.0.tgz"
+            for n in (a, b):
+                self.assertEqual(h.get(n.url + meta, h.token_headers(h.ALICE)).status, 200)
+            first = h.get(a.url + util, h.token_headers(h.ALICE))
+            self.assertEqual(first.status, 200)
+            h.wait_until(lambda: moto.keys("records/blobs/"), 30, "the blob's shared record")
+            (key,) = moto.keys("blobs/sha256/")
+            moto.s3().put_object(Bucket=moto.bucket, Key=key, Body=bytes(len(first.body)))
+            fake.reset_requests()
+            r = h.get(b.url + util, h.token_headers(h.ALICE))
+            self.assertEqual((r.status, r.body), (200, first.body))
+            self.assertEqual(fake.count("util-1.0.0.tgz", "GET"), 1, "fetched from GitLab again")
+            self.assertEqual(len(moto.keys("quarantine/")), 1)
+            h.wait_until(lambda: moto.keys("blobs/sha256/") == [key], 30, "the good copy uploaded again")
+            body = moto.s3().get_object(Bucket=moto.bucket, Key=key)["Body"].read()
+            self.assertEqual(body, first.body)
+        finally:
+            a.cleanup()
+            b.cleanup()
+            fake.stop()
+            moto.stop()
+
+
 class Maintenance(unittest.TestCase):
     """verify re-hashes the bucket's objects; gc evicts from the bucket by last access."""
 
