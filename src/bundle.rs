@@ -30,7 +30,10 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::StoreError;
 use crate::progress::Progress;
-use crate::store::{now_ms, BlobEntry, Digest, Expect, MetaRecord, StagedBlob, Store, Tree};
+use crate::store::{
+    now_ms, BlobEntry, Digest, Expect, MetaRecord, SharedBlob, StagedBlob, Store, Tree,
+    SHARED_BLOBS,
+};
 
 pub const FORMAT: u32 = 1;
 const MANIFEST: &str = "manifest.json";
@@ -528,14 +531,25 @@ pub async fn import(
     // packument or the checksum database says (a forged, self-consistent bundle).
     check_content(store, &lines, &staged).map_err(|d| damaged(d.0))?;
 
-    // Everything checked out: publish blobs, then the records that point at them.
+    // Everything checked out: publish blobs, then the records that point at them. Metadata
+    // variants go to this node's own disk (beside a shared bucket, they are per node).
+    let variants: HashSet<Digest> = lines
+        .iter()
+        .filter(|l| l.tree == "meta")
+        .filter_map(|l| serde_json::from_value::<MetaRecord>(l.value.clone()).ok())
+        .flat_map(|r| r.variants.into_iter().chain(r.raw).map(|v| v.digest))
+        .collect();
     for s in staged {
         if store.blobs.contains(&s.info.digest) {
             report.blobs_present += 1;
         } else {
             report.blobs_new += 1;
         }
-        s.publish()?;
+        if variants.contains(&s.info.digest) {
+            s.publish_local()?;
+        } else {
+            s.publish()?;
+        }
     }
     for (tree, tname) in TREES {
         let batch: Vec<(String, serde_json::Value)> = lines
@@ -544,6 +558,21 @@ pub async fn import(
             .map(|l| (l.key.clone(), l.value.clone()))
             .collect();
         store.index.apply(tree, &batch)?;
+    }
+    // On a shared bucket, the other nodes learn which blob answers each imported file.
+    for l in lines.iter().filter(|l| l.tree == "blobs") {
+        let Ok(entry) = serde_json::from_value::<BlobEntry>(l.value.clone()) else {
+            continue;
+        };
+        let rec = SharedBlob {
+            key: l.key.clone(),
+            entry,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&rec) {
+            store
+                .blobs
+                .shared_put_blocking(SHARED_BLOBS, &l.key, bytes.into())?;
+        }
     }
     store.index.flush_sync()?;
     report.entries = lines.len() as u64;

@@ -75,6 +75,15 @@ pub enum StoreError {
     Decode { key: String, reason: String },
     #[error("the data directory {dir} is in use by another packrat process ({reason})")]
     Locked { dir: PathBuf, reason: String },
+    /// The object store (`storage.backend = "s3"`) failed or could not be reached: a 503 on
+    /// the request path; the node retries on the next request (no restart needed).
+    #[error("the object store ({store}) failed to {op}: {reason}")]
+    ObjectStore {
+        /// Which bucket, where (never credentials).
+        store: String,
+        op: &'static str,
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -229,6 +238,7 @@ impl Error {
             Error::Store(StoreError::TooLarge { .. } | StoreError::Unconfirmed) => {
                 StatusCode::BAD_GATEWAY
             }
+            Error::Store(StoreError::ObjectStore { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Passthrough { status, .. } | Error::Gitlab { status, .. } => *status,
             Error::Task { .. } | Error::Abandoned | Error::Sync { .. } | Error::Encode(_) => {

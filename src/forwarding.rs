@@ -76,8 +76,9 @@ fn public_key(kind: Kind, name: &str) -> String {
     format!("public-seen/{}/{}", kind.as_str(), fold(name))
 }
 
-/// Record that GitLab served `name`. Cheap when already pinned (one index read).
-pub fn pin(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {
+/// Record that GitLab served `name`. Cheap when already pinned (one index read). On a shared
+/// store the pin is written for every node too (the first node's pin stands there).
+pub async fn pin(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {
     let key = pin_key(kind, name);
     if core.pin_known(&key) {
         return Ok(());
@@ -89,20 +90,36 @@ pub fn pin(core: &Core, kind: Kind, name: &str) -> Result<(), Error> {
     if core.aux::<u64>(&public_key(kind, name))?.is_some() {
         tracing::warn!(kind = kind.as_str(), name, "name previously served from a public registry now comes from GitLab; pinned to GitLab from now on");
     }
-    core.put_aux(
+    core.put_shared_aux(
         &key,
         &Pin {
             kind,
             name: name.to_string(),
             first_seen: now_ms(),
         },
-    )?;
+    )
+    .await?;
     core.pin_seen(&key);
     Ok(())
 }
 
-/// Whether `name`, in any case, was ever served by GitLab.
-pub fn is_pinned(core: &Core, kind: Kind, name: &str) -> Result<bool, Error> {
+/// Whether `name`, in any case, was ever served by GitLab: through this node, or (on a
+/// shared store) through any node.
+pub async fn is_pinned(core: &Core, kind: Kind, name: &str) -> Result<bool, Error> {
+    let key = pin_key(kind, name);
+    if core.pin_known(&key) {
+        return Ok(true);
+    }
+    let pinned = core.shared_aux::<Pin>(&key).await?.is_some();
+    if pinned {
+        core.pin_seen(&key);
+    }
+    Ok(pinned)
+}
+
+/// [`is_pinned`] as this node knows it, without asking the shared store (checks that cannot
+/// wait on the network: which module paths stay away from the checksum database).
+pub fn is_pinned_here(core: &Core, kind: Kind, name: &str) -> Result<bool, Error> {
     let key = pin_key(kind, name);
     Ok(core.pin_known(&key) || core.aux::<Pin>(&key)?.is_some())
 }
@@ -143,8 +160,8 @@ pub enum Verdict {
 }
 
 /// Call only once the upstream is known not to have `name` (see the module docs).
-pub fn decide(core: &Core, kind: Kind, name: &str) -> Result<Verdict, Error> {
-    if is_pinned(core, kind, name)? {
+pub async fn decide(core: &Core, kind: Kind, name: &str) -> Result<Verdict, Error> {
+    if is_pinned(core, kind, name).await? {
         block(core, kind, name)?;
         return Ok(Verdict::Blocked);
     }

@@ -15,6 +15,10 @@ use crate::store::{BlobEntry, Digest, MetaRecord, Store, Tree};
 /// Aux prefix under which `sync` records the blob keys a mirror must keep.
 pub const MIRROR_PREFIX: &str = "mirror/";
 
+/// The shared-record namespace of access-time batches (`digest hex → unix ms`), one object
+/// per batch per node.
+pub const SHARED_ATIMES: &str = "atime";
+
 #[derive(Debug, Default)]
 pub struct Report {
     pub before: u64,
@@ -34,6 +38,9 @@ pub fn run(store: &Store, max_size: u64, include_pinned: bool) -> Result<Report,
     };
     if before <= max_size {
         return Ok(report);
+    }
+    if store.blobs.is_shared() {
+        return run_shared(store, &blobs, max_size, include_pinned, report);
     }
     let (entries, _) = index.scan_all::<BlobEntry>(Tree::Blobs)?;
     let (records, _) = index.scan_all::<MetaRecord>(Tree::Meta)?;
@@ -100,6 +107,104 @@ pub fn run(store: &Store, max_size: u64, include_pinned: bool) -> Result<Report,
         progress.inc();
     }
     progress.finish();
+    index.flush_sync()?;
+    Ok(report)
+}
+
+/// `gc` on a shared bucket: one node's index does not know what the others reference, so
+/// there are no orphans here; every blob is ranked by its last access across nodes (the
+/// batches every node writes, this node's own times, else when this node fetched it) and
+/// the least recently used go first. This node's mirror pins are kept.
+fn run_shared(
+    store: &Store,
+    blobs: &[crate::store::Listed],
+    max_size: u64,
+    include_pinned: bool,
+    mut report: Report,
+) -> Result<Report, StoreError> {
+    let index = &store.index;
+    let mut last: HashMap<Digest, u64> = HashMap::new();
+    let mut note = |d: Digest, t: u64| {
+        let e = last.entry(d).or_insert(0);
+        *e = (*e).max(t);
+    };
+    let batches = store.blobs.shared_scan(SHARED_ATIMES)?;
+    let consumed: Vec<String> = batches.iter().map(|(name, _)| name.clone()).collect();
+    for (_, batch) in &batches {
+        let Ok(map) = serde_json::from_slice::<HashMap<String, u64>>(batch) else {
+            continue;
+        };
+        for (hex, t) in map {
+            if let Some(d) = Digest::parse(&hex) {
+                note(d, t);
+            }
+        }
+    }
+    let (local, _) = index.scan_all::<u64>(Tree::Atime)?;
+    for (hex, t) in local {
+        if let Some(d) = Digest::parse(&hex) {
+            note(d, t);
+        }
+    }
+    let (entries, _) = index.scan_all::<BlobEntry>(Tree::Blobs)?;
+    let mut keys_of: HashMap<Digest, Vec<String>> = HashMap::new();
+    for (k, e) in &entries {
+        note(e.digest, e.fetched_at);
+        keys_of.entry(e.digest).or_default().push(k.clone());
+    }
+    let by_key: HashMap<&str, &BlobEntry> = entries.iter().map(|(k, e)| (k.as_str(), e)).collect();
+    let pinned: HashSet<Digest> = index
+        .scan::<String>(Tree::Aux, MIRROR_PREFIX)?
+        .into_iter()
+        .filter_map(|(_, blob_key)| by_key.get(blob_key.as_str()).map(|e| e.digest))
+        .collect();
+    let stored: HashSet<Digest> = blobs.iter().filter_map(|l| l.digest).collect();
+    let mut candidates: Vec<(u64, Digest, u64)> = Vec::new();
+    for listed in blobs {
+        let Some(d) = listed.digest else { continue };
+        if pinned.contains(&d) && !include_pinned {
+            report.kept_pinned += 1;
+            continue;
+        }
+        candidates.push((last.get(&d).copied().unwrap_or(0), d, listed.size));
+    }
+    candidates.sort_by_key(|&(used, _, _)| used);
+    let mut progress = Progress::new("gc", candidates.len() as u64);
+    for (_, d, size) in candidates {
+        if report.after <= max_size {
+            break;
+        }
+        for k in keys_of.get(&d).into_iter().flatten() {
+            index.remove(Tree::Blobs, k)?;
+        }
+        index.remove(Tree::Atime, &d.hex())?;
+        store.blobs.remove(&d)?;
+        report.after = report.after.saturating_sub(size);
+        report.evicted.push((d, size));
+        progress.inc();
+    }
+    progress.finish();
+    // The batches read are replaced by one, of the blobs still stored: the records stay
+    // few however long the nodes run.
+    let evicted: HashSet<Digest> = report.evicted.iter().map(|(d, _)| *d).collect();
+    let merged: serde_json::Map<String, serde_json::Value> = last
+        .iter()
+        .filter(|(d, _)| !evicted.contains(d) && stored.contains(d))
+        .map(|(d, t)| (d.hex(), serde_json::Value::from(*t)))
+        .collect();
+    let bytes = serde_json::to_vec(&merged).map_err(|e| StoreError::Decode {
+        key: SHARED_ATIMES.into(),
+        reason: e.to_string(),
+    })?;
+    let name = format!(
+        "gc-{}-{:016x}",
+        crate::store::now_ms(),
+        rand::random::<u64>()
+    );
+    store
+        .blobs
+        .shared_put_blocking(SHARED_ATIMES, &name, bytes.into())?;
+    store.blobs.shared_remove(&consumed)?;
     index.flush_sync()?;
     Ok(report)
 }

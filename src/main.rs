@@ -77,7 +77,7 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
         } => Some(packrat::signing::SigningKey::load(key)?),
         _ => None,
     };
-    let store = Store::open(&config.storage.dir).with_context(|| {
+    let store = Store::open_config(&config.storage).with_context(|| {
         format!(
             "cannot open the data directory {}",
             config.storage.dir.display()
@@ -212,7 +212,7 @@ async fn sync(
     let summary = match via {
         Some(url) => packrat::sync::via::run(&config, &url, &inputs).await?,
         None => {
-            let store = Store::open(&config.storage.dir).with_context(|| {
+            let store = Store::open_config(&config.storage).with_context(|| {
                 format!(
                     "cannot open the data directory {}",
                     config.storage.dir.display()

@@ -33,12 +33,21 @@ pub fn run(store: &Store) -> Result<Report, StoreError> {
     let mut progress = Progress::new("verify", blobs.len() as u64);
     for listed in blobs {
         report.blobs_checked += 1;
-        let path = listed.location;
         let verdict = match listed.digest {
             None => Err("its name is not a sha256 digest where the store keeps it".to_string()),
             Some(d) => {
-                let local = store.blobs.local_path(&d).unwrap_or_else(|| path.clone());
-                match BlobStore::hash_file(&local) {
+                // An object store's blob is re-hashed as it streams from the bucket (its disk
+                // tier copy is not the one the other nodes read).
+                let hashed = if store.blobs.is_shared() {
+                    store.blobs.hash_listed(&listed)
+                } else {
+                    let local = store
+                        .blobs
+                        .local_path(&d)
+                        .unwrap_or_else(|| listed.location.clone());
+                    BlobStore::hash_file(&local)
+                };
+                match hashed {
                     Ok((got, len)) => {
                         report.bytes_checked += len;
                         if got != d {
@@ -52,6 +61,7 @@ pub fn run(store: &Store) -> Result<Report, StoreError> {
                 }
             }
         };
+        let path = listed.location;
         if let Err(reason) = verdict {
             let moved = store.blobs.quarantine(&path, &quarantine)?;
             let line = format!(
@@ -65,6 +75,35 @@ pub fn run(store: &Store) -> Result<Report, StoreError> {
         progress.inc();
     }
     progress.finish();
+    // Beside a shared bucket, this node's own metadata variants.
+    for listed in store.blobs.walk_local() {
+        report.blobs_checked += 1;
+        let verdict = match listed.digest {
+            None => Err("its name is not a sha256 digest where the store keeps it".to_string()),
+            Some(d) => match BlobStore::hash_file(&listed.location) {
+                Ok((got, len)) => {
+                    report.bytes_checked += len;
+                    if got == d {
+                        good.insert(d);
+                        Ok(())
+                    } else {
+                        Err(format!("content hashes to {got}, not {d}"))
+                    }
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        if let Err(reason) = verdict {
+            let moved = store
+                .blobs
+                .quarantine_local(&listed.location, &quarantine)?;
+            report.faults.push(format!(
+                "bad blob {}: {reason}; moved to {}",
+                listed.location.display(),
+                moved.display()
+            ));
+        }
+    }
 
     let index = &store.index;
     let (entries, undecodable) = index.scan_all::<BlobEntry>(Tree::Blobs)?;

@@ -13,7 +13,9 @@ use super::flight::{self, Progress, Role};
 use super::{CacheOutcome, Core};
 use crate::auth::Credential;
 use crate::error::{Error, StoreError, UpstreamError};
-use crate::store::{now_ms, BlobEntry, Digest, Expect, Origin, Tree};
+use crate::store::{
+    now_ms, BlobEntry, BlobRead, Digest, Expect, Origin, SharedBlob, Tree, SHARED_BLOBS,
+};
 use crate::upstream::{self, Fetched, Request};
 
 /// Checks a completed download (its temp file) before it may be committed.
@@ -75,9 +77,15 @@ pub struct BlobHit {
 impl Core {
     /// Serve a blob: from the store, by joining a download in flight, or by starting one.
     pub async fn blob(self: &Arc<Self>, spec: BlobSpec) -> Result<BlobHit, Error> {
+        // On a shared store, another node may have fetched it: asked once per request (a
+        // record whose blob is gone is then refetched from the upstream).
+        let mut ask_shared = self.store.blobs.is_shared();
         loop {
             if let Some(hit) = self.blob_from_store(&spec).await? {
                 return Ok(hit);
+            }
+            if std::mem::take(&mut ask_shared) && self.adopt_shared(&spec.key).await?.is_some() {
+                continue;
             }
             if self.upstream.is_offline() {
                 return Err(self.offline_miss(&spec.url));
@@ -166,11 +174,16 @@ impl Core {
             }
         }
         match self.store.blobs.open(&entry.digest).await? {
-            Some((file, len)) => {
+            Some(read) => {
                 self.metrics.hit(spec.kind);
                 self.touch(entry.digest);
+                let len = read.len();
+                let body = match read {
+                    BlobRead::File(file, _) => BlobBody::File(file),
+                    BlobRead::Stream(stream, _) => BlobBody::Stream(stream),
+                };
                 Ok(Some(BlobHit {
-                    body: BlobBody::File(file),
+                    body,
                     len: Some(len),
                     digest: Some(entry.digest),
                     outcome: CacheOutcome::Hit,
@@ -298,18 +311,73 @@ impl Core {
         });
         let info = writer.commit().await?;
         debug_assert_eq!(info.digest, digest);
-        self.store.index.put(
-            Tree::Blobs,
-            &spec.key,
-            &BlobEntry {
-                digest: info.digest,
-                size: info.len,
-                content_type: spec.content_type.to_string(),
-                fetched_at: now_ms(),
-                etag: body.etag,
-                origin: spec.origin,
-            },
-        )?;
+        let entry = BlobEntry {
+            digest: info.digest,
+            size: info.len,
+            content_type: spec.content_type.to_string(),
+            fetched_at: now_ms(),
+            etag: body.etag,
+            origin: spec.origin,
+        };
+        self.store.index.put(Tree::Blobs, &spec.key, &entry)?;
+        self.share_record(&spec.key, &entry).await;
         Ok((info.digest, info.len))
+    }
+
+    /// On a shared store: the record another node wrote for `key`, now in this node's index
+    /// too. `None` when there is none (or on fs).
+    pub(super) async fn adopt_shared(&self, key: &str) -> Result<Option<BlobEntry>, Error> {
+        let Some(raw) = self.store.blobs.shared_get(SHARED_BLOBS, key).await? else {
+            return Ok(None);
+        };
+        let Ok(rec) = serde_json::from_slice::<SharedBlob>(&raw) else {
+            // A tombstone (a file the upstream deleted) or a record of a future format.
+            return Ok(None);
+        };
+        if rec.key != key {
+            return Ok(None);
+        }
+        self.store.index.put(Tree::Blobs, key, &rec.entry)?;
+        Ok(Some(rec.entry))
+    }
+
+    /// On a shared store: tell the other nodes which blob answers `key` (written after the
+    /// blob is durable in the bucket). A failure only costs them a download of their own.
+    pub(super) async fn share_record(&self, key: &str, entry: &BlobEntry) {
+        if !self.store.blobs.is_shared() {
+            return;
+        }
+        let rec = SharedBlob {
+            key: key.to_owned(),
+            entry: entry.clone(),
+        };
+        let Ok(bytes) = serde_json::to_vec(&rec) else {
+            return;
+        };
+        if let Err(e) = self
+            .store
+            .blobs
+            .shared_put(SHARED_BLOBS, key, bytes.into(), false)
+            .await
+        {
+            tracing::warn!(key, error = %e, "could not share the blob record; other nodes fetch it themselves");
+        }
+    }
+}
+
+impl Core {
+    /// On a shared store: no node serves `key` from the shared record any more (a file the
+    /// upstream deleted); written in the background, a tombstone over the record.
+    pub(super) fn unshare_record(&self, key: String) {
+        if !self.store.blobs.is_shared() {
+            return;
+        }
+        let blobs = self.store.blobs.clone();
+        tokio::spawn(async move {
+            let tombstone = bytes::Bytes::from_static(b"{\"gone\":true}");
+            if let Err(e) = blobs.shared_put(SHARED_BLOBS, &key, tombstone, false).await {
+                tracing::warn!(key, error = %e, "could not retire the shared blob record");
+            }
+        });
     }
 }

@@ -97,6 +97,7 @@ impl Core {
         for (key, _) in self.store.index.scan::<IgnoredAny>(Tree::Blobs, prefix)? {
             if matches(&key) {
                 self.store.index.remove(Tree::Blobs, &key)?;
+                self.unshare_record(key);
                 removed += 1;
             }
         }
@@ -118,18 +119,16 @@ impl Core {
             writer.write(chunk?.as_ref()).await?;
         }
         let info = writer.commit().await?;
-        self.store.index.put(
-            Tree::Blobs,
-            key,
-            &BlobEntry {
-                digest: info.digest,
-                size: info.len,
-                content_type: content_type.to_string(),
-                fetched_at: now_ms(),
-                etag: None,
-                origin,
-            },
-        )?;
+        let entry = BlobEntry {
+            digest: info.digest,
+            size: info.len,
+            content_type: content_type.to_string(),
+            fetched_at: now_ms(),
+            etag: None,
+            origin,
+        };
+        self.store.index.put(Tree::Blobs, key, &entry)?;
+        self.share_record(key, &entry).await;
         Ok(info.digest)
     }
 

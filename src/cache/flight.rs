@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::store::{BlobStore, Digest};
+use crate::store::{BlobRead, BlobStore, Digest};
 
 const CHUNK: usize = 64 * 1024;
 
@@ -185,6 +185,10 @@ struct Tail {
     rx: watch::Receiver<Progress>,
     blobs: BlobStore,
     file: Option<tokio::fs::File>,
+    /// The committed blob streamed from an object store (not on this node's disk).
+    stream: Option<futures_util::stream::BoxStream<'static, io::Result<Bytes>>>,
+    /// Bytes of `stream` still to drop (the client had them from the temp file).
+    skip: u64,
     pos: u64,
     done: bool,
 }
@@ -198,6 +202,8 @@ pub fn tail(
         rx,
         blobs,
         file: None,
+        stream: None,
+        skip: 0,
         pos: 0,
         done: false,
     };
@@ -250,13 +256,23 @@ async fn next_chunk(st: &mut Tail) -> Option<io::Result<Bytes>> {
                     st.done = true;
                     return None;
                 }
+                if let Some(stream) = st.stream.as_mut() {
+                    return next_from_stream(stream, &mut st.skip, &mut st.pos).await;
+                }
                 if st.file.is_none() {
                     match st.blobs.open(&digest).await {
-                        Ok(Some((mut f, _))) => {
+                        Ok(Some(BlobRead::File(mut f, _))) => {
                             if let Err(e) = f.seek(io::SeekFrom::Start(st.pos)).await {
                                 return Some(Err(e));
                             }
                             st.file = Some(f);
+                        }
+                        // Not on this node's disk: the verified stream from the object
+                        // store, past the bytes this client already has.
+                        Ok(Some(BlobRead::Stream(stream, _))) => {
+                            st.skip = st.pos;
+                            st.stream = Some(stream);
+                            continue;
                         }
                         Ok(None) => return Some(Err(io::Error::other("committed blob vanished"))),
                         Err(e) => return Some(Err(io::Error::other(e.to_string()))),
@@ -295,6 +311,31 @@ async fn read_tmp(st: &mut Tail, tmp: &PathBuf, limit: u64) -> Option<io::Result
         }
     }
     Some(read_some(st, limit).await)
+}
+
+/// The next chunk of a committed blob's stream, dropping the first `skip` bytes.
+async fn next_from_stream(
+    stream: &mut futures_util::stream::BoxStream<'static, io::Result<Bytes>>,
+    skip: &mut u64,
+    pos: &mut u64,
+) -> Option<io::Result<Bytes>> {
+    use futures_util::StreamExt as _;
+    loop {
+        let mut chunk = match stream.next().await? {
+            Ok(c) => c,
+            Err(e) => return Some(Err(e)),
+        };
+        if *skip > 0 {
+            let drop = usize::try_from((*skip).min(chunk.len() as u64)).unwrap_or(chunk.len());
+            *skip -= drop as u64;
+            let _ = chunk.split_to(drop);
+            if chunk.is_empty() {
+                continue;
+            }
+        }
+        *pos += chunk.len() as u64;
+        return Some(Ok(chunk));
+    }
 }
 
 fn abandoned() -> io::Error {

@@ -1,7 +1,8 @@
 //! Blob access times for `gc`'s least-recently-used eviction: every read of a stored file
 //! (tarball, Go file, package file), from the in-memory hot tier or from disk, is noted in
 //! memory and written to the index in one batch ([`Core::flush_atimes`], from `serve`'s
-//! housekeeping), never an index write per request.
+//! housekeeping), never an index write per request. On a shared store each batch is also
+//! one small object in the bucket, so `gc` evicts by last access across nodes.
 
 use super::Core;
 use crate::error::Error;
@@ -39,6 +40,22 @@ impl Core {
             Err(_) => return Ok(0),
         };
         self.store.index.apply(Tree::Atime, &batch)?;
+        if self.store.blobs.is_shared() && !batch.is_empty() {
+            // One object per batch, so `gc` on any node sees every node's reads.
+            let map: serde_json::Map<String, serde_json::Value> = batch.iter().cloned().collect();
+            if let Ok(bytes) = serde_json::to_vec(&map) {
+                let name = format!("{}-{:016x}", now_ms(), rand::random::<u64>());
+                let blobs = self.store.blobs.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = blobs
+                        .shared_put(crate::gc::SHARED_ATIMES, &name, bytes.into(), true)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "could not share blob access times");
+                    }
+                });
+            }
+        }
         Ok(batch.len())
     }
 }

@@ -472,18 +472,18 @@ impl Core {
             return Ok(Payload::Bytes(b));
         }
         if v.len <= self.hot_meta_max() {
-            let bytes =
-                self.store
-                    .blobs
-                    .read(&v.digest)
-                    .await?
-                    .ok_or_else(|| StoreError::Missing {
-                        digest: v.digest.to_string(),
-                    })?;
+            let bytes = self
+                .store
+                .blobs
+                .read_local(&v.digest)
+                .await?
+                .ok_or_else(|| StoreError::Missing {
+                    digest: v.digest.to_string(),
+                })?;
             self.hot.insert(v.digest, bytes.clone()).await;
             return Ok(Payload::Bytes(bytes));
         }
-        match self.store.blobs.open(&v.digest).await? {
+        match self.store.blobs.open_local(&v.digest).await? {
             Some((f, len)) => Ok(Payload::File(f, len)),
             None => Err(StoreError::Missing {
                 digest: v.digest.to_string(),

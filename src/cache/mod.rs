@@ -74,6 +74,9 @@ pub use meta::{
     Build, Built, BuiltVariant, MetaHit, MetaSpec, Payload, Retired, AUX_REVISION, HOT_MAX_ITEM,
 };
 
+/// The shared-record namespace of adapter records every node must see (origin pins).
+const SHARED_AUX: &str = "aux";
+
 /// How a read was answered (a metric label and the `X-Packrat-Cache` header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -231,6 +234,10 @@ impl Core {
 
     /// Count the store's blobs in the background (the size starts at 0 until then).
     pub fn start_size_scan(&self) {
+        // A shared bucket is not listed at every node's start (`packrat gc` lists it).
+        if self.store.blobs.is_shared() {
+            return;
+        }
         let blobs = self.store.blobs.clone();
         tokio::task::spawn_blocking(move || blobs.scan_size());
     }
@@ -249,7 +256,9 @@ impl Core {
     /// same code as `packrat gc`); `None` when it fits.
     pub fn evict_over_max_size(&self) -> Result<Option<crate::gc::Report>, Error> {
         let max = self.config.storage.max_size;
-        if self.store.blobs.bytes_on_disk() <= max {
+        // A shared bucket is not one node's to evict from in the background: `packrat gc`
+        // does it explicitly (the node's disk tier keeps itself under `local_cache`).
+        if self.store.blobs.is_shared() || self.store.blobs.bytes_on_disk() <= max {
             return Ok(None);
         }
         let started = now_ms();
@@ -459,13 +468,56 @@ impl Core {
             .collect())
     }
 
-    /// Whether the index has a blob under `key` (a file already fetched).
-    pub fn has_blob(&self, key: &str) -> Result<bool, Error> {
-        Ok(self
+    /// Whether the index has a blob under `key` (a file already fetched): on a shared store,
+    /// by any node.
+    pub async fn has_blob(&self, key: &str) -> Result<bool, Error> {
+        if self
             .store
             .index
             .get_shared::<crate::store::BlobEntry>(Tree::Blobs, key)?
-            .is_some())
+            .is_some()
+        {
+            return Ok(true);
+        }
+        Ok(self.adopt_shared(key).await?.is_some())
+    }
+
+    /// An adapter-owned record that every node sharing the store sees (origin pins): this
+    /// node's copy, else the shared one (then kept here too).
+    pub async fn shared_aux<T>(&self, key: &str) -> Result<Option<T>, Error>
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize,
+    {
+        if let Some(v) = self.aux::<T>(key)? {
+            return Ok(Some(v));
+        }
+        let Some(raw) = self.store.blobs.shared_get(SHARED_AUX, key).await? else {
+            return Ok(None);
+        };
+        match serde_json::from_slice::<T>(&raw) {
+            Ok(v) => {
+                self.put_aux(key, &v)?;
+                Ok(Some(v))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Write an adapter-owned record here and, on a shared store, for every node (the first
+    /// writer's record stands there).
+    pub async fn put_shared_aux<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), Error> {
+        if self.store.blobs.is_shared() {
+            let bytes = serde_json::to_vec(value).map_err(Error::Encode)?;
+            self.store
+                .blobs
+                .shared_put(SHARED_AUX, key, bytes.into(), true)
+                .await?;
+        }
+        self.put_aux(key, value)
     }
 
     /// Whether the index holds a metadata document under `key` (any age).

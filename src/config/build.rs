@@ -108,10 +108,13 @@ pub(super) fn build(
         ui_session_ttl: l.get(&keys::SERVER_UI_SESSION_TTL)?,
     };
 
+    let backend = l.get(&keys::STORAGE_BACKEND)?;
     let storage = StorageConfig {
         dir: l.get(&keys::STORAGE_DIR)?,
         max_size: l.get(&keys::STORAGE_MAX_SIZE)?,
         memory_cache: l.get(&keys::STORAGE_MEMORY_CACHE)?,
+        backend,
+        s3: s3(&l, env, backend)?,
     };
 
     let token_env = l.get(&keys::UPSTREAM_TOKEN_ENV)?;
@@ -164,6 +167,66 @@ pub(super) fn build(
         offline,
         source: file.map(Path::to_owned),
     })
+}
+
+/// `[storage.s3]`, checked complete when `storage.backend = "s3"`.
+fn s3(
+    l: &Layers<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+    backend: StorageBackend,
+) -> Result<S3Config, ConfigError> {
+    let key = |name: &str| {
+        env(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    };
+    let access_key_env = l.get(&keys::STORAGE_S3_ACCESS_KEY_ENV)?;
+    let secret_key_env = l.get(&keys::STORAGE_S3_SECRET_KEY_ENV)?;
+    let c = S3Config {
+        bucket: l.get(&keys::STORAGE_S3_BUCKET)?,
+        endpoint: l.get(&keys::STORAGE_S3_ENDPOINT)?,
+        region: l.get(&keys::STORAGE_S3_REGION)?,
+        prefix: l.get(&keys::STORAGE_S3_PREFIX)?,
+        access_key: key(&access_key_env),
+        secret_key: key(&secret_key_env),
+        access_key_env,
+        secret_key_env,
+        allow_http: l.get(&keys::STORAGE_S3_ALLOW_HTTP)?,
+        local_cache: l.get(&keys::STORAGE_S3_LOCAL_CACHE)?,
+    };
+    if backend != StorageBackend::S3 {
+        return Ok(c);
+    }
+    if c.bucket.trim().is_empty() {
+        return Err(at(l, &keys::STORAGE_S3_BUCKET)?
+            .error("must name the bucket when `storage.backend = \"s3\"`"));
+    }
+    if let Some(e) = &c.endpoint {
+        if e.starts_with("http://") && !c.allow_http {
+            return Err(at(l, &keys::STORAGE_S3_ENDPOINT)?.error(
+                "is plain http; use https, or set `storage.s3.allow_http = true` for a local test endpoint",
+            ));
+        }
+    }
+    if c.access_key.is_some() != c.secret_key.is_some() {
+        let (set, unset) = if c.access_key.is_some() {
+            (&c.access_key_env, &c.secret_key_env)
+        } else {
+            (&c.secret_key_env, &c.access_key_env)
+        };
+        return Err(at(l, &keys::STORAGE_S3_ACCESS_KEY_ENV)?.error(format!(
+            "the variable {set} is set but {unset} is not; set both, or neither (instance credentials)"
+        )));
+    }
+    Ok(c)
+}
+
+/// Where a key's value came from (its default: the file, for the message).
+fn at<T>(l: &Layers<'_>, k: &Key<T>) -> Result<Provenance, ConfigError> {
+    Ok(l.scalar(k)?
+        .1
+        .unwrap_or_else(|| l.in_file(k.name.to_owned())))
 }
 
 fn field(entry: &toml::Table, name: &str) -> Option<Raw> {

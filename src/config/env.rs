@@ -12,12 +12,14 @@
 /// Names the configuration file when `--config` is not given.
 pub const CONFIG: &str = "PACKRAT_CONFIG";
 
-/// Every variable packrat reads (the token variable only under its default
-/// name: `upstream.token_env` may name another one).
+/// Every variable packrat reads (the token and key variables only under their default
+/// names: `upstream.token_env` and `storage.s3.*_key_env` may name others).
 pub fn all() -> Vec<String> {
     let mut names = vec![
         CONFIG.to_owned(),
         super::keys::DEFAULT_UPSTREAM_TOKEN.to_owned(),
+        super::keys::DEFAULT_S3_ACCESS_KEY.to_owned(),
+        super::keys::DEFAULT_S3_SECRET_KEY.to_owned(),
     ];
     names.extend(super::keys::overrides().into_iter().map(|(var, _)| var));
     names

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::values::{self, Invalid, Raw};
+use super::StorageBackend;
 
 /// What a key may hold in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +103,11 @@ macro_rules! keys {
 /// once at load, never logged.
 pub const DEFAULT_UPSTREAM_TOKEN: &str = "PACKRAT_UPSTREAM_TOKEN";
 
+/// The defaults of `storage.s3.access_key_env` and `storage.s3.secret_key_env`: the
+/// variables holding the object store's keys. Read once at load, never logged.
+pub const DEFAULT_S3_ACCESS_KEY: &str = "AWS_ACCESS_KEY_ID";
+pub const DEFAULT_S3_SECRET_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
 keys! {
     SERVER_LISTEN: SocketAddr = "server.listen", Str,
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 8080)), values::listen;
@@ -122,6 +128,21 @@ keys! {
     STORAGE_DIR: PathBuf = "storage.dir", Str, PathBuf::from("./packrat-data"), values::dir;
     STORAGE_MAX_SIZE: u64 = "storage.max_size", Size, 50 << 30, values::size;
     STORAGE_MEMORY_CACHE: u64 = "storage.memory_cache", Size, 256 << 20, values::size;
+    /// Where verified blobs live: `fs` (under `storage.dir`) or `s3` (`[storage.s3]`).
+    STORAGE_BACKEND: StorageBackend = "storage.backend", Str, StorageBackend::Fs,
+        values::storage_backend;
+    /// Required with `backend = "s3"`.
+    STORAGE_S3_BUCKET: String = "storage.s3.bucket", Str, String::new(), values::text;
+    /// Empty: AWS for `region`.
+    STORAGE_S3_ENDPOINT: Option<String> = "storage.s3.endpoint", Str, None, values::optional_url;
+    STORAGE_S3_REGION: String = "storage.s3.region", Str, "us-east-1".to_owned(), values::name;
+    STORAGE_S3_PREFIX: String = "storage.s3.prefix", Str, String::new(), values::key_prefix;
+    STORAGE_S3_ACCESS_KEY_ENV: String = "storage.s3.access_key_env", Str,
+        DEFAULT_S3_ACCESS_KEY.to_owned(), values::var_name;
+    STORAGE_S3_SECRET_KEY_ENV: String = "storage.s3.secret_key_env", Str,
+        DEFAULT_S3_SECRET_KEY.to_owned(), values::var_name;
+    STORAGE_S3_ALLOW_HTTP: bool = "storage.s3.allow_http", Bool, false, values::boolean;
+    STORAGE_S3_LOCAL_CACHE: u64 = "storage.s3.local_cache", Size, 20 << 30, values::size;
 
     UPSTREAM_URL: String = "upstream.url", Str, "https://gitlab.com".to_owned(), values::http_url;
     UPSTREAM_TOKEN_ENV: String = "upstream.token_env", Str,

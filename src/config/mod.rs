@@ -84,6 +84,41 @@ pub struct StorageConfig {
     pub max_size: u64,
     /// In-memory (moka) cache budget, bytes.
     pub memory_cache: u64,
+    /// Where verified blobs live.
+    pub backend: StorageBackend,
+    /// `[storage.s3]`: used when `backend` is `S3` (checked complete then).
+    pub s3: S3Config,
+}
+
+/// `storage.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageBackend {
+    /// Everything under `storage.dir` (one node).
+    Fs,
+    /// Blobs and shared records in an S3-compatible bucket (N nodes); index, metadata
+    /// variants and the disk tier under `storage.dir`.
+    S3,
+}
+
+/// `[storage.s3]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// `None`: AWS for `region`. Otherwise an http(s) URL without trailing `/`.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Key prefix inside the bucket: empty or ending in `/`.
+    pub prefix: String,
+    /// Names of the variables holding the keys (for messages).
+    pub access_key_env: String,
+    pub secret_key_env: String,
+    /// The keys, read at load; `None` when unset (the SDK's default chain: instance roles).
+    pub access_key: Option<Secret>,
+    pub secret_key: Option<Secret>,
+    /// Plain-HTTP endpoints are refused unless this is set (local test endpoints).
+    pub allow_http: bool,
+    /// The node's disk tier for hot blobs (LRU), bytes, under `storage.dir`.
+    pub local_cache: u64,
 }
 
 /// `[upstream]`

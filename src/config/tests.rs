@@ -470,7 +470,7 @@ fn env_var_names_follow_the_pattern_and_cover_every_scalar_key() {
         assert!(all.contains(var), "{var} missing from env::all()");
     }
     assert!(all.contains(&"PACKRAT_CONFIG".to_owned()));
-    assert_eq!(all.len(), overrides.len() + 2);
+    assert_eq!(all.len(), overrides.len() + 4);
     // Scalars only: an array of tables has no environment form.
     assert!(SCALARS
         .iter()
@@ -946,7 +946,7 @@ fn unknown_keys_are_named() {
         ("[server]\nlisen = \"127.0.0.1:8080\"\n", "config.toml: unknown key `server.lisen`"),
         ("[serverr]\nlisten = \"x\"\n", "config.toml: unknown key `serverr`"),
         ("listen = \"127.0.0.1:8080\"\n", "config.toml: unknown key `listen`"),
-        ("[storage]\nbackend = \"s3\"\n", "config.toml: unknown key `storage.backend`"),
+        ("[storage]\nbackends = \"s3\"\n", "config.toml: unknown key `storage.backends`"),
         (
             "[[forwarding.rules]]\nmatch = \"a\"\nforward = true\n[[forwarding.rules]]\nmach = \"*\"\nforward = true\n",
             "config.toml: unknown key `forwarding.rules[1].mach`",
@@ -1221,4 +1221,66 @@ fn go_module_lookup_longest_prefix() {
     assert_eq!(find("gitlab.example.com/acme/toolsx"), Some("42".into()));
     assert_eq!(find("gitlab.example.com/acmex"), None);
     assert_eq!(find("github.com/x/y"), None);
+}
+
+// ---------------------------------------------------------------------------
+// [storage] backend and [storage.s3] (issue 14)
+
+#[test]
+fn the_s3_backend_takes_its_keys_and_secrets_from_the_named_variables() {
+    let text = "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\nprefix = \"edge-eu\"\nlocal_cache = \"1GiB\"\naccess_key_env = \"K\"\nsecret_key_env = \"S\"\n";
+    let c = parse_with(text, &env_of(&[("K", "id"), ("S", "secret")])).unwrap();
+    assert_eq!(c.storage.backend, StorageBackend::S3);
+    assert_eq!(c.storage.s3.bucket, "b");
+    assert_eq!(c.storage.s3.prefix, "edge-eu/");
+    assert_eq!(c.storage.s3.local_cache, GIB);
+    assert_eq!(
+        c.storage.s3.access_key.as_ref().map(Secret::expose),
+        Some("id")
+    );
+    assert!(
+        !format!("{c:?}").contains("secret\""),
+        "secrets are masked in Debug"
+    );
+    // The default stays the filesystem, with the s3 keys unchecked.
+    assert_eq!(ok("").storage.backend, StorageBackend::Fs);
+}
+
+#[test]
+fn a_bad_s3_configuration_is_refused_at_start_naming_the_key() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[storage]\nbackend = \"gcs\"\n",
+            "config.toml: key `storage.backend`: unknown storage backend \"gcs\" (expected \"fs\" or \"s3\")",
+        ),
+        (
+            "[storage]\nbackend = \"s3\"\n",
+            "config.toml: key `storage.s3.bucket`: must name the bucket when `storage.backend = \"s3\"`",
+        ),
+        (
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b\"\nendpoint = \"http://minio:9000\"\n",
+            "config.toml: key `storage.s3.endpoint`: is plain http; use https, or set `storage.s3.allow_http = true` for a local test endpoint",
+        ),
+        (
+            "[storage.s3]\nprefix = \"/abs\"\n",
+            "config.toml: key `storage.s3.prefix`: invalid key prefix \"/abs\" (expected e.g. \"edge-eu/\": no leading `/`, no empty, `.` or `..` segments)",
+        ),
+        (
+            "[storage.s3]\nbucket = 1\n",
+            "config.toml: key `storage.s3.bucket`: expected a string, found an integer",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(&err(text), want, "for:\n{text}");
+    }
+    let half = parse_with(
+        "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"b\"\n",
+        &env_of(&[("AWS_ACCESS_KEY_ID", "id")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        half.contains("AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not"),
+        "{half}"
+    );
 }

@@ -232,6 +232,31 @@ pub fn name(raw: Raw) -> Parsed<String> {
     Ok(v)
 }
 
+/// `storage.backend`: `fs` or `s3`.
+pub fn storage_backend(raw: Raw) -> Parsed<super::StorageBackend> {
+    match string(raw)?.as_str() {
+        "fs" => Ok(super::StorageBackend::Fs),
+        "s3" => Ok(super::StorageBackend::S3),
+        other => Err(Invalid(format!(
+            "unknown storage backend {other:?} (expected \"fs\" or \"s3\")"
+        ))),
+    }
+}
+
+/// An object key prefix: empty, or relative path segments; a missing trailing `/` is added.
+pub fn key_prefix(raw: Raw) -> Parsed<String> {
+    let v = string(raw)?;
+    if v.is_empty() {
+        return Ok(v);
+    }
+    if v.starts_with('/') || v.split('/').any(|s| s == "." || s == "..") || v.contains("//") {
+        return Err(Invalid(format!(
+            "invalid key prefix {v:?} (expected e.g. \"edge-eu/\": no leading `/`, no empty, `.` or `..` segments)"
+        )));
+    }
+    Ok(if v.ends_with('/') { v } else { format!("{v}/") })
+}
+
 /// Any string, as written.
 pub fn text(raw: Raw) -> Parsed<String> {
     string(raw)

@@ -200,14 +200,14 @@ async fn context<'a>(
             let verdict = if core.is_offline() {
                 // An offline mirror asks no one, so it blocks nothing: a pinned module it does
                 // not hold is a plain miss; a public one is served as it was synced.
-                if forwarding::is_pinned(core, Kind::Go, module.as_str())? {
+                if forwarding::is_pinned(core, Kind::Go, module.as_str()).await? {
                     Verdict::NotAllowed
                 } else {
                     forwarding::public_registry(core, Kind::Go, module.as_str())
                         .map_or(Verdict::NotAllowed, Verdict::Forward)
                 }
             } else {
-                forwarding::decide(core, Kind::Go, module.as_str())?
+                forwarding::decide(core, Kind::Go, module.as_str()).await?
             };
             match verdict {
                 Verdict::Forward(base) => Ctx {
@@ -294,7 +294,7 @@ impl Ctx<'_> {
             })
             .await?;
         match self.source {
-            Source::Gitlab(_) => forwarding::pin(self.core, Kind::Go, module.as_str())?,
+            Source::Gitlab(_) => forwarding::pin(self.core, Kind::Go, module.as_str()).await?,
             Source::Public(_) => forwarding::seen_public(self.core, Kind::Go, module.as_str())?,
         }
         Ok(hit)
@@ -505,7 +505,7 @@ fn under_gitlab_host<'m>(core: &Core, module: &'m str) -> Option<&'m str> {
 /// claimed by a forwarding rule that says `forward = false`. Such a module's path must
 /// never reach a public service (the checksum database).
 pub fn is_private(core: &Core, module: &str) -> Result<bool, Error> {
-    Ok(forwarding::is_pinned(core, Kind::Go, module)?
+    Ok(forwarding::is_pinned_here(core, Kind::Go, module)?
         || core.config().go.lookup(module).is_some()
         || under_gitlab_host(core, module).is_some()
         || core

@@ -342,7 +342,7 @@ pub(crate) async fn resolve(
 ) -> Result<Resolved, Error> {
     match packument(core, scope, name, credential).await {
         Ok(hit) => {
-            forwarding::pin(core, Kind::Npm, name.as_str())?;
+            forwarding::pin(core, Kind::Npm, name.as_str()).await?;
             Ok(Resolved {
                 hit,
                 origin: Origin::Gitlab,
@@ -352,7 +352,7 @@ pub(crate) async fn resolve(
         // this prefix is a plain miss (never a dependency-confusion attempt), unless it holds
         // the public package, which it serves as it was synced.
         Err(e) if e.status() == StatusCode::NOT_FOUND && core.is_offline() => {
-            if forwarding::is_pinned(core, Kind::Npm, name.as_str())? {
+            if forwarding::is_pinned(core, Kind::Npm, name.as_str()).await? {
                 return Err(e);
             }
             let registry = core
@@ -370,7 +370,7 @@ pub(crate) async fn resolve(
             }
         }
         Err(e) if e.status() == StatusCode::NOT_FOUND => {
-            let pinned = forwarding::is_pinned(core, Kind::Npm, name.as_str())?;
+            let pinned = forwarding::is_pinned(core, Kind::Npm, name.as_str()).await?;
             let registry = forwarding::public_registry(core, Kind::Npm, name.as_str());
             // Nothing would change GitLab's answer: pass it on without further questions.
             if !pinned && registry.is_none() {
@@ -379,7 +379,7 @@ pub(crate) async fn resolve(
             if !gitlab_lacks(core, scope, name, credential, &e).await {
                 return Err(e);
             }
-            match forwarding::decide(core, Kind::Npm, name.as_str())? {
+            match forwarding::decide(core, Kind::Npm, name.as_str()).await? {
                 Verdict::Forward(registry) => {
                     let hit = public_packument(core, scope, name, &registry).await?;
                     forwarding::seen_public(core, Kind::Npm, name.as_str())?;
@@ -497,7 +497,7 @@ async fn tarball_at_once(
     let url = core.gitlab_url(&format!("{}/{name}/-/{file}", scope.npm_prefix()));
     let key = blob_key(Origin::Gitlab, &url);
     // Already fetched: served only once the gate has passed, the ordinary way.
-    if core.has_blob(&key)? {
+    if core.has_blob(&key).await? {
         return Ok(None);
     }
     let (checksums, later) = expect_later();

@@ -53,7 +53,7 @@ pub enum ServeError {
 /// Run the proxy until SIGINT/SIGTERM.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
-    let store = Store::open(&config.storage.dir)?;
+    let store = Store::open_config(&config.storage)?;
     let metrics = Arc::new(Metrics::new());
     let core = Arc::new(Core::new(config.clone(), store, metrics)?);
     crate::forwarding::fold_pin_keys(&core)?;

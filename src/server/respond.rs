@@ -66,6 +66,11 @@ pub fn error_response(err: &Error) -> Response<Body> {
                 .to_string()
                 .into()
         }
+        Error::Store(s @ StoreError::ObjectStore { .. }) => {
+            json!({ "message": format!("503 Service Unavailable: {s}; blobs on this node's disk tier are still served, retry when the object store is reachable") })
+                .to_string()
+                .into()
+        }
         Error::Store(s @ StoreError::Unconfirmed) => {
             json!({ "message": format!("502 Bad Gateway: {s}") }).to_string().into()
         }

@@ -26,6 +26,24 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum BlobRead {
     /// A file on this machine (the fs backend, or an object store's disk tier).
     File(tokio::fs::File, u64),
+    /// Bytes streamed from an object store, verified as they pass: the stream ends with an
+    /// error, never cleanly, if the object does not hash to its name.
+    Stream(
+        futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>,
+        u64,
+    ),
+}
+
+impl BlobRead {
+    pub fn len(&self) -> u64 {
+        match self {
+            BlobRead::File(_, n) | BlobRead::Stream(_, n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A committed blob as a listing names it.
@@ -70,8 +88,76 @@ pub trait Backend: Send + Sync + 'static {
     /// (a zip's directory) or a plain reader (blocking).
     fn local_path(&self, digest: &Digest) -> Option<PathBuf>;
 
-    /// Move a bad blob out of the store into `dir`; returns where it went (blocking).
+    /// Move a bad blob out of the store into `dir` (an object store: under its own
+    /// `quarantine/` prefix); returns where it went (blocking).
     fn quarantine(&self, location: &Path, dir: &Path) -> Result<(PathBuf, u64), StoreError>;
+
+    /// Where the blobs are, for messages (never credentials).
+    fn describe(&self) -> String {
+        self.name().to_owned()
+    }
+
+    /// sha256 and length of a listed blob, streamed (blocking; `verify`).
+    fn hash(&self, listed: &Listed) -> Result<(Digest, u64), StoreError> {
+        super::blob::BlobStore::hash_file(&listed.location)
+    }
+
+    /// Whether nodes share this backend (and its records): an object store.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// A record every node sharing the backend sees (`ns`: its kind, e.g. `blobs`, `pins`).
+    /// `None` on a backend that is not shared.
+    fn shared_get<'a>(
+        &'a self,
+        ns: &'static str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
+        let _ = (ns, key);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Write a shared record; with `create_only`, an existing one is kept (first writer wins).
+    fn shared_put<'a>(
+        &'a self,
+        ns: &'static str,
+        key: &'a str,
+        value: Bytes,
+        create_only: bool,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let _ = (ns, key, value, create_only);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Every shared record of a namespace, with the name of its object (blocking;
+    /// maintenance only). Empty on fs.
+    fn shared_scan(&self, ns: &'static str) -> Result<Vec<(String, Bytes)>, StoreError> {
+        let _ = ns;
+        Ok(Vec::new())
+    }
+
+    /// [`Backend::shared_put`] (overwriting) from a blocking caller (maintenance).
+    fn shared_put_blocking(
+        &self,
+        ns: &'static str,
+        key: &str,
+        value: Bytes,
+    ) -> Result<(), StoreError> {
+        let _ = (ns, key, value);
+        Ok(())
+    }
+
+    /// Delete shared records by the object names [`Backend::shared_scan`] gave (blocking).
+    fn shared_remove(&self, names: &[String]) -> Result<(), StoreError> {
+        let _ = names;
+        Ok(())
+    }
+
+    /// Bytes this node holds on its own disk for the backend (the disk tier); 0 on fs.
+    fn local_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// Blobs as files under one directory of the data directory.
@@ -204,7 +290,7 @@ impl Backend for FsBackend {
 /// `dest` in `parent` and fsync `parent`; `true` if the content was already there. A shard
 /// directory created on the way is made durable in its own parent too.
 #[allow(clippy::disallowed_methods)] // store/ owns the data directory
-fn place(src: &Path, dest: &Path, parent: &Path) -> Result<bool, StoreError> {
+pub(super) fn place(src: &Path, dest: &Path, parent: &Path) -> Result<bool, StoreError> {
     if dest.is_file() {
         let _ = std::fs::remove_file(src);
         return Ok(true);

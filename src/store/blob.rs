@@ -32,7 +32,11 @@ pub struct BlobStore {
 }
 
 struct Inner {
+    /// Files (tarballs, zips, package files): on an object store, shared by every node.
     backend: Arc<dyn Backend>,
+    /// Metadata variants, built per node for its public URL: always this node's own disk
+    /// (the same backend as `backend` on fs).
+    local: Arc<dyn Backend>,
     tmp: PathBuf,
     bytes_on_disk: AtomicU64,
 }
@@ -52,9 +56,15 @@ impl BlobStore {
 
     /// Blobs in `backend`, written through this node's `tmp`.
     pub fn with_backend(backend: Arc<dyn Backend>, tmp: PathBuf) -> Self {
+        BlobStore::with_backends(backend.clone(), backend, tmp)
+    }
+
+    /// Files in `backend`, metadata variants in `local`, written through this node's `tmp`.
+    pub fn with_backends(backend: Arc<dyn Backend>, local: Arc<dyn Backend>, tmp: PathBuf) -> Self {
         BlobStore {
             inner: Arc::new(Inner {
                 backend,
+                local,
                 tmp,
                 bytes_on_disk: AtomicU64::new(0),
             }),
@@ -66,14 +76,97 @@ impl BlobStore {
         self.inner.backend.name()
     }
 
+    /// Where the files are, for messages.
+    pub fn describe(&self) -> String {
+        self.inner.backend.describe()
+    }
+
+    /// Whether the files live in a store other nodes share (records and pins too).
+    pub fn is_shared(&self) -> bool {
+        self.inner.backend.is_shared()
+    }
+
+    /// A record shared by every node on this backend (`None` on fs).
+    pub async fn shared_get(
+        &self,
+        ns: &'static str,
+        key: &str,
+    ) -> Result<Option<bytes::Bytes>, StoreError> {
+        self.inner.backend.shared_get(ns, key).await
+    }
+
+    /// Write a shared record (a no-op on fs); `create_only`: the first writer wins.
+    pub async fn shared_put(
+        &self,
+        ns: &'static str,
+        key: &str,
+        value: bytes::Bytes,
+        create_only: bool,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .backend
+            .shared_put(ns, key, value, create_only)
+            .await
+    }
+
+    /// Metadata variants kept beside a shared store (on fs they are in [`BlobStore::walk`]).
+    pub fn walk_local(&self) -> Vec<Listed> {
+        if self.is_shared() {
+            self.inner.local.list()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Move a bad metadata variant (as [`BlobStore::walk_local`] listed it) into `quarantine`.
+    pub fn quarantine_local(
+        &self,
+        location: &Path,
+        quarantine: &Path,
+    ) -> Result<PathBuf, StoreError> {
+        Ok(self.inner.local.quarantine(location, quarantine)?.0)
+    }
+
+    /// Every shared record of a namespace (blocking; maintenance). Empty on fs.
+    pub fn shared_scan(&self, ns: &'static str) -> Result<Vec<(String, bytes::Bytes)>, StoreError> {
+        self.inner.backend.shared_scan(ns)
+    }
+
+    /// Delete shared records by the names [`BlobStore::shared_scan`] gave (blocking).
+    pub fn shared_remove(&self, names: &[String]) -> Result<(), StoreError> {
+        self.inner.backend.shared_remove(names)
+    }
+
+    /// Write a shared record from a blocking caller (maintenance); a no-op on fs.
+    pub fn shared_put_blocking(
+        &self,
+        ns: &'static str,
+        key: &str,
+        value: bytes::Bytes,
+    ) -> Result<(), StoreError> {
+        self.inner.backend.shared_put_blocking(ns, key, value)
+    }
+
+    /// sha256 and length of a listed file blob, streamed (blocking; `verify`).
+    pub fn hash_listed(&self, listed: &Listed) -> Result<(Digest, u64), StoreError> {
+        self.inner.backend.hash(listed)
+    }
+
     /// A file on this machine holding the blob's bytes (maintenance: hashing, zip checks,
     /// export), if it is stored.
     pub fn local_path(&self, digest: &Digest) -> Option<PathBuf> {
+        if self.is_shared() {
+            if let Some(p) = self.inner.local.local_path(digest) {
+                return Some(p);
+            }
+        }
         self.inner.backend.local_path(digest)
     }
 
+    /// Whether a blob is stored: a file blob, or (beside a shared store) a metadata variant.
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.inner.backend.contains(digest)
+        (self.is_shared() && self.inner.local.contains(digest))
+            || self.inner.backend.contains(digest)
     }
 
     /// Bytes of committed blobs, as counted since start plus the startup scan.
@@ -158,6 +251,13 @@ impl BlobStore {
         self.create_with(expect, false).await
     }
 
+    /// [`BlobStore::create`] for a metadata variant: committed to this node's own disk.
+    async fn create_local(&self) -> Result<BlobWriter, StoreError> {
+        let mut w = self.create_with(Expect::default(), false).await?;
+        w.local = true;
+        Ok(w)
+    }
+
     /// Start writing an npm tarball whose checksums are only known later
     /// ([`BlobWriter::expect`] before verifying): sha256 and sha1 are computed as it is
     /// written (see [`Hasher::deferred`]).
@@ -186,39 +286,50 @@ impl BlobStore {
             len: 0,
             committed: false,
             verified: None,
+            local: false,
         })
     }
 
-    /// Store a small in-memory body (metadata variants) through the same protocol.
+    /// Store a small in-memory body (a metadata variant) through the same protocol, on this
+    /// node's own disk.
     pub async fn put_bytes(&self, bytes: &[u8]) -> Result<BlobInfo, StoreError> {
         let digest = Digest::of(bytes);
-        if self.contains(&digest) {
+        if self.inner.local.contains(&digest) {
             return Ok(BlobInfo {
                 digest,
                 len: bytes.len() as u64,
             });
         }
-        let mut w = self.create(Expect::default()).await?;
+        let mut w = self.create_local().await?;
         w.write(bytes).await?;
         w.commit().await
     }
 
-    /// Open a committed blob for reading.
-    pub async fn open(
+    /// Open a committed file blob for reading: a local file, or a verified stream from the
+    /// object store.
+    pub async fn open(&self, digest: &Digest) -> Result<Option<BlobRead>, StoreError> {
+        self.inner.backend.open(digest).await
+    }
+
+    /// Read a whole committed file blob into memory (small files).
+    pub async fn read(&self, digest: &Digest) -> Result<Option<bytes::Bytes>, StoreError> {
+        self.inner.backend.read(digest).await
+    }
+
+    /// Open a metadata variant stored by [`BlobStore::put_bytes`].
+    pub async fn open_local(
         &self,
         digest: &Digest,
     ) -> Result<Option<(tokio::fs::File, u64)>, StoreError> {
-        Ok(self
-            .inner
-            .backend
-            .open(digest)
-            .await?
-            .map(|BlobRead::File(f, len)| (f, len)))
+        match self.inner.local.open(digest).await? {
+            Some(BlobRead::File(f, len)) => Ok(Some((f, len))),
+            Some(BlobRead::Stream(..)) | None => Ok(None),
+        }
     }
 
-    /// Read a whole committed blob into memory (metadata variants, small files).
-    pub async fn read(&self, digest: &Digest) -> Result<Option<bytes::Bytes>, StoreError> {
-        self.inner.backend.read(digest).await
+    /// Read a metadata variant stored by [`BlobStore::put_bytes`].
+    pub async fn read_local(&self, digest: &Digest) -> Result<Option<bytes::Bytes>, StoreError> {
+        self.inner.local.read(digest).await
     }
 }
 
@@ -233,6 +344,8 @@ pub struct BlobWriter {
     committed: bool,
     /// Set once the hashes and size checked out ([`BlobWriter::verify`]).
     verified: Option<Digest>,
+    /// A metadata variant: committed to the node's own disk, not the shared backend.
+    local: bool,
 }
 
 impl BlobWriter {
@@ -325,12 +438,18 @@ impl BlobWriter {
     #[allow(clippy::disallowed_methods)] // store/ owns the data directory
     pub async fn commit(mut self) -> Result<BlobInfo, StoreError> {
         let digest = self.verify_and_sync().await?;
-        let backend = self.store.inner.backend.clone();
+        let backend = if self.local {
+            self.store.inner.local.clone()
+        } else {
+            self.store.inner.backend.clone()
+        };
         let src = self.path.clone();
         let len = self.len;
         let existed = tokio::task::spawn_blocking(move || backend.publish(&src, &digest)).await??;
         self.committed = true;
-        if !existed {
+        // Variants kept beside a shared bucket are not part of its size.
+        let counted = !(self.local && self.store.is_shared());
+        if !existed && counted {
             self.store
                 .inner
                 .bytes_on_disk
@@ -355,13 +474,23 @@ impl StagedBlob {
     }
 
     /// Make it the stored blob (a no-op if the content is already there). Blocking.
-    pub fn publish(mut self) -> Result<BlobInfo, StoreError> {
-        if !self
-            .store
-            .inner
-            .backend
-            .publish(&self.path, &self.info.digest)?
-        {
+    pub fn publish(self) -> Result<BlobInfo, StoreError> {
+        self.publish_to(false)
+    }
+
+    /// [`StagedBlob::publish`] for a metadata variant: on the node's own disk.
+    pub fn publish_local(self) -> Result<BlobInfo, StoreError> {
+        self.publish_to(true)
+    }
+
+    fn publish_to(mut self, local: bool) -> Result<BlobInfo, StoreError> {
+        let backend = if local {
+            &self.store.inner.local
+        } else {
+            &self.store.inner.backend
+        };
+        let counted = !(local && self.store.is_shared());
+        if !backend.publish(&self.path, &self.info.digest)? && counted {
             self.store
                 .inner
                 .bytes_on_disk

@@ -100,6 +100,17 @@ pub struct BlobEntry {
     pub origin: Origin,
 }
 
+/// The shared-record namespace (object store) of "which blob answers this upstream file".
+pub const SHARED_BLOBS: &str = "blobs";
+
+/// A [`BlobEntry`] as the nodes share it, with the key it answers (the record's object name
+/// is only the key's hash).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SharedBlob {
+    pub key: String,
+    pub entry: BlobEntry,
+}
+
 /// What the upstream answered a credential for a scope. Only the credential's sha256 is kept.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Decision {
