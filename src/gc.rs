@@ -92,21 +92,8 @@ pub fn run(store: &Store, max_size: u64, include_pinned: bool) -> Result<Report,
         }
     }
     candidates.sort_by_key(|&(prio, used, _, _)| (prio, used));
-    let mut progress = Progress::new("gc", candidates.len() as u64);
-    for (_, _, d, size) in candidates {
-        if report.after <= max_size {
-            break;
-        }
-        for k in keys_of.get(&d).into_iter().flatten() {
-            index.remove(Tree::Blobs, k)?;
-        }
-        index.remove(Tree::Atime, &d.hex())?;
-        store.blobs.remove(&d)?;
-        report.after = report.after.saturating_sub(size);
-        report.evicted.push((d, size));
-        progress.inc();
-    }
-    progress.finish();
+    let order = candidates.into_iter().map(|(_, _, d, size)| (d, size));
+    evict(store, &keys_of, order, max_size, &mut report)?;
     index.flush_sync()?;
     Ok(report)
 }
@@ -169,21 +156,8 @@ fn run_shared(
         candidates.push((last.get(&d).copied().unwrap_or(0), d, listed.size));
     }
     candidates.sort_by_key(|&(used, _, _)| used);
-    let mut progress = Progress::new("gc", candidates.len() as u64);
-    for (_, d, size) in candidates {
-        if report.after <= max_size {
-            break;
-        }
-        for k in keys_of.get(&d).into_iter().flatten() {
-            index.remove(Tree::Blobs, k)?;
-        }
-        index.remove(Tree::Atime, &d.hex())?;
-        store.blobs.remove(&d)?;
-        report.after = report.after.saturating_sub(size);
-        report.evicted.push((d, size));
-        progress.inc();
-    }
-    progress.finish();
+    let order = candidates.into_iter().map(|(_, d, size)| (d, size));
+    evict(store, &keys_of, order, max_size, &mut report)?;
     // The batches read are replaced by one, of the blobs still stored: the records stay
     // few however long the nodes run.
     let evicted: HashSet<Digest> = report.evicted.iter().map(|(d, _)| *d).collect();
@@ -207,4 +181,32 @@ fn run_shared(
     store.blobs.shared_remove(&consumed)?;
     index.flush_sync()?;
     Ok(report)
+}
+
+/// Evicts blobs in `order` (least wanted first) until the store is within `max_size`: their
+/// index records, access times and bytes.
+fn evict(
+    store: &Store,
+    keys_of: &HashMap<Digest, Vec<String>>,
+    order: impl ExactSizeIterator<Item = (Digest, u64)>,
+    max_size: u64,
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let index = &store.index;
+    let mut progress = Progress::new("gc", order.len() as u64);
+    for (d, size) in order {
+        if report.after <= max_size {
+            break;
+        }
+        for k in keys_of.get(&d).into_iter().flatten() {
+            index.remove(Tree::Blobs, k)?;
+        }
+        index.remove(Tree::Atime, &d.hex())?;
+        store.blobs.remove(&d)?;
+        report.after = report.after.saturating_sub(size);
+        report.evicted.push((d, size));
+        progress.inc();
+    }
+    progress.finish();
+    Ok(())
 }

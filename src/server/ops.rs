@@ -43,13 +43,7 @@ pub fn pins(core: &Core, credential: &Credential) -> Result<Response<Body>, Erro
 /// The status report as JSON (see [`super::report`]), for an operator token.
 pub async fn status(core: &Arc<Core>, credential: &Credential) -> Result<Response<Body>, Error> {
     operator(core, credential, "/-/status")?;
-    let c = core.clone();
-    let report = tokio::task::spawn_blocking(move || super::report::build(&c))
-        .await
-        .map_err(|source| Error::Task {
-            what: "the status report",
-            source,
-        })??;
+    let report = super::report::build_off_runtime(core).await?;
     let body = serde_json::to_string_pretty(&report)?;
     let mut resp = text(StatusCode::OK, body, "application/json");
     resp.headers_mut().insert(

@@ -3,6 +3,8 @@
 //! `storage.max_size`, the pins and blocked attempts of [`crate::forwarding`], the runs in
 //! the index's `ops` tree ([`crate::status::runs`]), and counts of what the index holds.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::cache::Core;
@@ -164,6 +166,17 @@ pub const PREFIXES: [(Ecosystem, &[&str], &[&str]); 3] = [
 ];
 
 /// Assemble the report. Reads the index: call it off the async threads.
+/// [`build`] on the blocking pool (it reads the index).
+pub async fn build_off_runtime(core: &Arc<Core>) -> Result<Report, Error> {
+    let c = core.clone();
+    tokio::task::spawn_blocking(move || build(&c))
+        .await
+        .map_err(|source| Error::Task {
+            what: "the status report",
+            source,
+        })?
+}
+
 pub fn build(core: &Core) -> Result<Report, Error> {
     let now = now_ms();
     let live = core.metrics().live();

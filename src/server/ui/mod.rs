@@ -119,13 +119,7 @@ pub async fn handle(
             if !ui.authorized(core, req.headers()) {
                 return Ok(html(StatusCode::OK, page::login(None), None));
             }
-            let c = core.clone();
-            let report = tokio::task::spawn_blocking(move || super::report::build(&c))
-                .await
-                .map_err(|source| Error::Task {
-                    what: "the status report",
-                    source,
-                })??;
+            let report = super::report::build_off_runtime(core).await?;
             let page = page::status(&report);
             if req.method() == Method::HEAD {
                 return Ok(html(StatusCode::OK, maud::html! {}, None));

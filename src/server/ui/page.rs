@@ -8,6 +8,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::plot::{plot, Line};
 use crate::server::report::{Holding, Report};
+use crate::status::live::Tally;
 use crate::status::Ecosystem;
 
 /// Seconds between refreshes of the status page.
@@ -131,48 +132,29 @@ fn usage_bar(id: &str, used: f64) -> Markup {
     }
 }
 
+/// One plotted line per ecosystem, its points taken from each minute by `value`.
+fn lines<'a>(r: &'a Report, value: impl Fn(&Tally) -> Option<f64>) -> Vec<Line<'a>> {
+    r.requests
+        .iter()
+        .map(|e| {
+            let (_, label, colour) = COLOURS
+                .iter()
+                .find(|(x, _, _)| *x == e.ecosystem)
+                .copied()
+                .unwrap_or((e.ecosystem, "", "#000"));
+            Line {
+                label,
+                colour,
+                values: e.per_minute.iter().map(&value).collect(),
+            }
+        })
+        .collect()
+}
+
 /// The status page.
 pub fn status(r: &Report) -> Markup {
-    let requests_lines: Vec<Line<'_>> = r
-        .requests
-        .iter()
-        .map(|e| {
-            let (_, label, colour) = COLOURS
-                .iter()
-                .find(|(x, _, _)| *x == e.ecosystem)
-                .copied()
-                .unwrap_or((e.ecosystem, "", "#000"));
-            Line {
-                label,
-                colour,
-                values: e
-                    .per_minute
-                    .iter()
-                    .map(|t| Some(t.requests as f64))
-                    .collect(),
-            }
-        })
-        .collect();
-    let ratio_lines: Vec<Line<'_>> = r
-        .requests
-        .iter()
-        .map(|e| {
-            let (_, label, colour) = COLOURS
-                .iter()
-                .find(|(x, _, _)| *x == e.ecosystem)
-                .copied()
-                .unwrap_or((e.ecosystem, "", "#000"));
-            Line {
-                label,
-                colour,
-                values: e
-                    .per_minute
-                    .iter()
-                    .map(|t| t.hit_ratio().map(|v| v * 100.0))
-                    .collect(),
-            }
-        })
-        .collect();
+    let requests_lines = lines(r, |t| Some(t.requests as f64));
+    let ratio_lines = lines(r, |t| t.hit_ratio().map(|v| v * 100.0));
     let (cache, upstream) = (r.bytes.served_from_cache, r.bytes.served_from_upstream);
     let cache_share = if cache + upstream == 0 {
         0.0
