@@ -117,13 +117,6 @@ pub async fn is_pinned(core: &Core, kind: Kind, name: &str) -> Result<bool, Erro
     Ok(pinned)
 }
 
-/// [`is_pinned`] as this node knows it, without asking the shared store (checks that cannot
-/// wait on the network: which module paths stay away from the checksum database).
-pub fn is_pinned_here(core: &Core, kind: Kind, name: &str) -> Result<bool, Error> {
-    let key = pin_key(kind, name);
-    Ok(core.pin_known(&key) || core.aux::<Pin>(&key)?.is_some())
-}
-
 /// Pins written before their keys were case-folded (data directories of earlier releases)
 /// get their folded key too, so every spelling of a pinned name stays pinned. Run once when a
 /// command opens the index for serving or syncing; returns how many it added.

@@ -503,16 +503,21 @@ fn under_gitlab_host<'m>(core: &Core, module: &'m str) -> Option<&'m str> {
 /// Whether `module` is private, as far as packrat can tell without asking anyone: pinned
 /// (GitLab served it), named by a `[[go.modules]]` mapping, under the GitLab host, or
 /// claimed by a forwarding rule that says `forward = false`. Such a module's path must
-/// never reach a public service (the checksum database).
-pub fn is_private(core: &Core, module: &str) -> Result<bool, Error> {
-    Ok(forwarding::is_pinned_here(core, Kind::Go, module)?
-        || core.config().go.lookup(module).is_some()
+/// never reach a public service (the checksum database). The pin is looked up cluster-wide
+/// on a shared store: a module pinned through any node stays away from the checksum
+/// database on every node (and with the bucket unreachable the lookup fails, never leaks).
+pub async fn is_private(core: &Core, module: &str) -> Result<bool, Error> {
+    let config = core.config();
+    if config.go.lookup(module).is_some()
         || under_gitlab_host(core, module).is_some()
-        || core
-            .config()
+        || config
             .forwarding
             .first_match(module)
-            .is_some_and(|rule| !rule.forward))
+            .is_some_and(|rule| !rule.forward)
+    {
+        return Ok(true);
+    }
+    forwarding::is_pinned(core, Kind::Go, module).await
 }
 
 /// Split `/go/<rest>` into the sumdb or a module route.

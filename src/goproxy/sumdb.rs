@@ -132,7 +132,7 @@ pub async fn handle(core: &Arc<Core>, name: &str, rest: &str) -> Result<Reply, E
     if let Some(lookup) = rest.strip_prefix("lookup/") {
         let module = lookup.rsplit_once('@').map_or(lookup, |(m, _)| m);
         let module = super::escape::unescape(module).unwrap_or_else(|| module.to_string());
-        if super::is_private(core, &module)? {
+        if super::is_private(core, &module).await? {
             tracing::info!(
                 module,
                 "not looking up a private module in the public checksum database"

@@ -73,7 +73,7 @@ pub async fn sync_module(
         pin(core, &key)?;
     }
     // Asked after the files: a module GitLab served is pinned by now, hence private.
-    if !super::is_private(core, module.as_str())? {
+    if !super::is_private(core, module.as_str()).await? {
         let lookup = format!("lookup/{}@{}", module.escaped(), version.escaped());
         let body = read_reply(fetch_sumdb(core, &lookup).await?).await?;
         let (record, size) = parse_lookup(&body).ok_or_else(|| Error::Sync {
