@@ -5,6 +5,8 @@
 //! - [`fake_public_go`]: a fake public Go module proxy (GOPROXY protocol, counters).
 //! - [`fake_sumdb`]: a real, signed Go checksum database with request counters.
 //! - [`packrat`]: runs the real packrat binary on a temp data dir.
+//! - [`serve`]: what every fake server shares: the accept loop, [`serve::Reply`], the body
+//!   type, request logs.
 //! - [`http`]: small reqwest helpers (status + body, cache outcome, metrics).
 //! - [`clients`]: real package-manager clients (npm, go) in isolated environments.
 
@@ -18,3 +20,4 @@ pub mod fake_public_npm;
 pub mod fake_sumdb;
 pub mod http;
 pub mod packrat;
+pub mod serve;
