@@ -12,13 +12,14 @@ use base64::Engine as _;
 use std::time::Instant;
 
 use crate::go_proxy::{expected_go_sum, APP_OUTPUT, GO_MODULES};
-use crate::support::clients::{describe, require_tool, Go, Npm};
+use crate::support::clients::{describe, Go, Npm};
 use crate::support::fake_gitlab::go::{h1_mod, h1_zip};
 use crate::support::fake_gitlab::world::NpmPkg;
 use crate::support::fake_gitlab::{FakeGitlab, World, ALICE_PAT};
 use crate::support::fake_public_go::{FakePublicGo, GREET};
 use crate::support::fake_sumdb::FakeSumdb;
 use crate::support::packrat::Packrat;
+use crate::support::require_tool;
 
 /// Extra packages so the lockfile has a few dozen entries.
 const GENERATED: usize = 30;
@@ -141,9 +142,7 @@ fn dir_size(p: &Path) -> u64 {
 
 #[tokio::test]
 async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
-    if !require_tool("npm") || !require_tool("go") {
-        return;
-    }
+    require_tool!("npm", "go");
     let mut world = World::standard();
     let mut deps = vec![("@acme/ui".to_string(), "^1.0.0".to_string())];
     for i in 0..GENERATED {
@@ -164,7 +163,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
     let mut edge =
         Packrat::start_with_config(&config(&edge_dir, port, &fake.url(), &gp, &sumdb.url(), ""))
             .await;
-    let npm = Npm::new().expect("npm");
+    let npm = Npm::new();
     npm.scope_registry("@acme", &registry);
     npm.auth_token(&format!("http://127.0.0.1:{port}/"), ALICE_PAT);
     let deps_ref: Vec<(&str, &str)> = deps.iter().map(|(n, r)| (n.as_str(), r.as_str())).collect();
@@ -257,7 +256,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
     let public_requests = public.requests_total();
     let air = Packrat::start_with_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
 
-    let npm2 = Npm::new().expect("npm");
+    let npm2 = Npm::new();
     npm2.scope_registry("@acme", &registry);
     npm2.write_package_json(&deps_ref);
     std::fs::copy(&lockfile, npm2.project_dir().join("package-lock.json")).unwrap();
@@ -279,7 +278,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
         Some("1.0.0")
     );
 
-    let mut go = Go::new().expect("go");
+    let mut go = Go::new();
     go.env("GOPROXY", &format!("{}/go", air.url()))
         .env(
             "GOSUMDB",

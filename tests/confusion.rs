@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use base64::Engine as _;
 
-use crate::support::clients::{describe, require_tool, Go, Npm};
+use crate::support::clients::{describe, Go, Npm};
 use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT};
 use crate::support::fake_gitlab::{FakeGitlab, NpmPkg, World};
 use crate::support::fake_public_go::{greet, FakePublicGo, GREET};
@@ -18,6 +18,7 @@ use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg, ABBREVIATED};
 use crate::support::fake_sumdb::FakeSumdb;
 use crate::support::http::{get, get_json, get_text, metric};
 use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER, OPS_TOKEN};
+use crate::support::require_tool;
 
 const BLOCKED: &str = "packrat_dependency_confusion_blocked_total";
 const P42: &str = "/api/v4/projects/42/packages/npm";
@@ -435,9 +436,7 @@ async fn a_public_name_that_appears_in_gitlab_switches_to_gitlab() {
 
 #[tokio::test]
 async fn npm_installs_a_private_and_public_tree_through_one_url() {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let mut world = World::standard();
     // A private package that depends on a public one.
     world.add_npm(
@@ -451,7 +450,7 @@ async fn npm_installs_a_private_and_public_tree_through_one_url() {
         &forwarding(&public, &[("@acme/*", false), ("*", true)], ""),
     )
     .await;
-    let npm = Npm::new().expect("npm");
+    let npm = Npm::new();
     // ONE registry URL for everything: packrat's instance-level npm endpoint.
     let registry = format!("{}{INSTANCE}/", packrat.url());
     npm.auth_token(&registry, ALICE_PAT);
@@ -741,7 +740,8 @@ async fn https_packrat(upstream: &str, extra: &str) -> (Packrat, tempfile::TempD
 
 #[tokio::test]
 async fn go_builds_a_private_and_public_module_graph_through_go() {
-    let Some(mut go) = Go::new() else { return };
+    require_tool!("go");
+    let mut go = Go::new();
     let fake = FakeGitlab::start(World::standard()).await;
     let public = public_go_with_attack().await;
     let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;

@@ -13,6 +13,7 @@ use crate::support::fake_gitlab::go::{h1_mod, h1_zip, GoFault, GO_HOST};
 use crate::support::fake_gitlab::{FakeGitlab, World, ALICE_PAT, BOB_PAT, JOB_RUNNING};
 use crate::support::fake_sumdb::{entries_for, FakeSumdb};
 use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+use crate::support::require_tool;
 
 const WEB: &str = "gitlab.example.com/acme/web";
 
@@ -124,8 +125,8 @@ async fn start_packrat_with(
 }
 
 /// A go command that talks to packrat over HTTPS with alice's PAT in `.netrc`.
-fn go_client(cert: &TestCert, goproxy: &str) -> Option<Go> {
-    let mut go = Go::new()?;
+fn go_client(cert: &TestCert, goproxy: &str) -> Go {
+    let mut go = Go::new();
     go.netrc("127.0.0.1", "alice", ALICE_PAT);
     go.env("SSL_CERT_FILE", &cert.cert_path().display().to_string())
         .env("GOPROXY", goproxy)
@@ -134,7 +135,7 @@ fn go_client(cert: &TestCert, goproxy: &str) -> Option<Go> {
         .env("GOSUMDB", "sum.golang.org")
         .env("GONOSUMDB", GO_HOST);
     go.write_module(APP_GO_MOD, APP_MAIN_GO);
-    Some(go)
+    go
 }
 
 /// `go mod download`, `go build`, run the program: it must print [`APP_OUTPUT`].
@@ -184,6 +185,7 @@ pub(crate) fn expected_go_sum(fake: &FakeGitlab) -> String {
 /// again with the upstream stopped and a fresh module cache.
 #[tokio::test]
 async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
+    require_tool!("go");
     let cert = TestCert::new();
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = start_packrat(&fake, None, Some(&cert)).await;
@@ -194,9 +196,7 @@ async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
     let project_route = format!(
         "{base}/api/v4/projects/42/packages/go,{base}/api/v4/projects/acme%2FUtils/packages/go"
     );
-    let Some(go) = go_client(&cert, &project_route) else {
-        return;
-    };
+    let go = go_client(&cert, &project_route);
     download_build_run(&go, &packrat, "project route").await;
     assert_eq!(go.go_sum().unwrap(), expected_go_sum(&fake));
     // Basic auth from .netrc reached GitLab; each zip was fetched once.
@@ -217,9 +217,7 @@ async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
 
     // packrat's one endpoint for every module: same project caches, no new zip downloads.
     let zips_before = fake.requests(".zip");
-    let Some(go) = go_client(&cert, &format!("{base}/go")) else {
-        return;
-    };
+    let go = go_client(&cert, &format!("{base}/go"));
     download_build_run(&go, &packrat, "/go/").await;
     assert_eq!(fake.requests(".zip"), zips_before);
 
@@ -227,9 +225,7 @@ async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
     // 404 for acme/Utils in project 42 that the fall-through depends on.
     fake.go_down().await;
     for goproxy in [project_route, format!("{base}/go")] {
-        let Some(go) = go_client(&cert, &goproxy) else {
-            return;
-        };
+        let go = go_client(&cert, &goproxy);
         download_build_run(&go, &packrat, &format!("upstream down, {goproxy}")).await;
     }
 }
@@ -241,6 +237,7 @@ async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
 /// that does not is refused by packrat rather than have their paths leak.
 #[tokio::test]
 async fn go_verifies_modules_against_the_checksum_database_through_packrat() {
+    require_tool!("go");
     use crate::support::fake_public_go::{FakePublicGo, GREET};
     let cert = TestCert::new();
     let world = World::standard();
@@ -261,9 +258,7 @@ async fn go_verifies_modules_against_the_checksum_database_through_packrat() {
     .await;
     let base = packrat.url().to_string();
     let sumdb_url = format!("{base}/go/sumdb/{}", sumdb.name());
-    let Some(mut go) = go_client(&cert, &format!("{base}/go")) else {
-        return;
-    };
+    let mut go = go_client(&cert, &format!("{base}/go"));
     go.env("GOSUMDB", &sumdb.gosumdb(&sumdb_url));
     let go_mod = APP_GO_MOD.replace("require (\n", &format!("require (\n\t{GREET} v1.1.0\n"));
     let main_go = APP_MAIN_GO

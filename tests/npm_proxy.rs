@@ -6,10 +6,11 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use sha1::{Digest as _, Sha1};
 
-use crate::support::clients::{describe, require_tool, Npm};
+use crate::support::clients::{describe, Npm};
 use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT, JOB_RUNNING};
 use crate::support::fake_gitlab::{FakeGitlab, NpmPkg, World};
 use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+use crate::support::require_tool;
 
 const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
 
@@ -61,12 +62,10 @@ async fn health(packrat: &Packrat) {
 /// The real npm client installs a scoped tree through packrat, then again with a fresh npm
 /// cache and the upstream stopped.
 async fn npm_install_tree(prefix: &str) {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
-    let npm = Npm::new().expect("npm");
+    let npm = Npm::new();
     let registry = format!("{}{prefix}", packrat.url());
     npm.scope_registry("@acme", &registry);
     npm.auth_token(&format!("{}/", packrat.url()), ALICE_PAT);

@@ -6,10 +6,11 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sha1::{Digest as _, Sha1};
 
-use crate::support::clients::{describe, require_tool, Npm};
+use crate::support::clients::{describe, Npm};
 use crate::support::fake_gitlab::world::{ALICE_PAT, GUEST_PAT, MAINT_PAT};
 use crate::support::fake_gitlab::{FakeGitlab, PkgSpec, World};
 use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+use crate::support::require_tool;
 
 const PROJECT_NPM: &str = "/api/v4/projects/42/packages/npm";
 const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
@@ -77,7 +78,7 @@ fn publish_body(version: &str, tarball: &[u8]) -> Vec<u8> {
 }
 
 fn npm_for(packrat: &Packrat, token: &str) -> Npm {
-    let npm = Npm::new().expect("npm");
+    let npm = Npm::new();
     npm.scope_registry("@acme", &format!("{}{PROJECT_NPM}/", packrat.url()));
     npm.auth_token(&format!("{}/", packrat.url()), token);
     // `npm publish` wants the credential of the exact registry URL.
@@ -87,9 +88,7 @@ fn npm_for(packrat: &Packrat, token: &str) -> Npm {
 
 #[tokio::test]
 async fn npm_publish_through_packrat_is_installable_at_once() {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
     let npm = npm_for(&packrat, ALICE_PAT);
@@ -172,9 +171,7 @@ async fn npm_publish_through_packrat_is_installable_at_once() {
 
 #[tokio::test]
 async fn npm_dist_tag_add_ls_rm_through_packrat() {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
     let npm = npm_for(&packrat, MAINT_PAT);
@@ -275,9 +272,7 @@ async fn dist_tag_writes_at_the_group_and_instance_prefixes() {
 
 #[tokio::test]
 async fn npm_deprecate_passes_through_and_invalidates() {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
     let npm = npm_for(&packrat, MAINT_PAT);

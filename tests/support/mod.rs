@@ -13,6 +13,26 @@
 // Each test module uses a different part of the support code.
 #![allow(dead_code)]
 
+/// The one policy for a test that needs an external tool (`npm`, `go`, ...): when the tool is
+/// missing and `CI` is set the test fails, naming the tool and how scripts/test installs it;
+/// otherwise it prints `skipping <test>: <tool> not found` and returns. Put it first in the
+/// test (or in a closure, as the self-test does).
+///
+/// ```ignore
+/// require_tool!("npm");
+/// require_tool!("npm", "go");
+/// ```
+macro_rules! require_tool {
+    ($($tool:literal),+ $(,)?) => {
+        $(
+            if !$crate::support::clients::tool_or_skip($tool, ::std::env::var_os("CI").is_some()) {
+                return;
+            }
+        )+
+    };
+}
+pub(crate) use require_tool;
+
 pub mod clients;
 pub mod fake_gitlab;
 pub mod fake_public_go;
