@@ -19,6 +19,7 @@ use crate::support::fake_gitlab::{FakeGitlab, World, ALICE_PAT};
 use crate::support::fake_public_go::{FakePublicGo, GREET};
 use crate::support::fake_sumdb::FakeSumdb;
 use crate::support::packrat::Packrat;
+use crate::support::poll;
 use crate::support::require_tool;
 
 /// Extra packages so the lockfile has a few dozen entries.
@@ -65,6 +66,11 @@ fn config(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\ndir = {:?}\n\n[upstream]\nurl = \"{upstream}\"\ntoken_env = \"AIRGAP_SYNC_TOKEN\"\n\n{extra}\n[forwarding]\ngo_proxy = \"{go_proxy}\"\ngo_sumdb = \"{sumdb}\"\n\n[[forwarding.rules]]\nmatch = \"gitlab.example.com/*\"\nforward = false\n\n[[forwarding.rules]]\nmatch = \"@acme/*\"\nforward = false\n\n[[forwarding.rules]]\nmatch = \"*\"\nforward = true\n\n{GO_MODULES}",
         dir.display().to_string()
     )
+}
+
+/// packrat on a complete config of the test's own (with its own data directory).
+async fn start_config(full_toml: &str) -> Packrat {
+    Packrat::builder().config(full_toml).start().await
 }
 
 /// go.sum of the whole app: the private modules and the public one.
@@ -160,9 +166,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
 
     // 1. On the connected side, a developer's lockfile made through packrat.
     let edge_dir = scratch.path().join("edge-data");
-    let mut edge =
-        Packrat::start_with_config(&config(&edge_dir, port, &fake.url(), &gp, &sumdb.url(), ""))
-            .await;
+    let mut edge = start_config(&config(&edge_dir, port, &fake.url(), &gp, &sumdb.url(), "")).await;
     let npm = Npm::new();
     npm.scope_registry("@acme", &registry);
     npm.auth_token(&format!("http://127.0.0.1:{port}/"), ALICE_PAT);
@@ -254,7 +258,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
     sumdb.go_down().await;
     let connections = fake.connections();
     let public_requests = public.requests_total();
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
 
     let npm2 = Npm::new();
     npm2.scope_registry("@acme", &registry);
@@ -357,7 +361,7 @@ async fn a_manifest_syncs_ranges_go_and_the_packages_index_and_via_warms_a_runni
         ),
     )
     .unwrap();
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&cfg).unwrap()).await;
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{}{path}", air.url())).send();
     let r = get("/api/v4/projects/42/packages/npm/@acme%2fui")
@@ -556,7 +560,7 @@ async fn synced_checksum_database_entries_survive_gc() {
         ),
     )
     .unwrap();
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&cfg).unwrap()).await;
     let base = format!("{}/go/sumdb/{}", air.url(), sumdb.name());
     let client = reqwest::Client::new();
     let r = client
@@ -647,7 +651,7 @@ async fn bundles_carry_no_credential_hash_and_still_serve_the_packages_index() {
         .status
         .success());
     fake.go_down().await;
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
     let r = reqwest::Client::new()
         .get(format!("{}/api/v4/projects/42/packages", air.url()))
         .header("PRIVATE-TOKEN", reader)
@@ -686,14 +690,14 @@ async fn an_interrupted_sync_resumes_and_completes() {
         .spawn()
         .unwrap();
     // Every tarball asked for; the fast ones done, the slow one still in flight: kill -9.
-    let deadline = Instant::now() + std::time::Duration::from_secs(20);
-    while fake.requests(".tgz") < N {
-        assert!(
-            Instant::now() < deadline,
-            "sync never asked for every tarball"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    poll::until(
+        "sync asked for every tarball",
+        std::time::Duration::from_secs(20),
+        || fake.requests(".tgz") >= N,
+    )
+    .await;
+    // What completed is durable only once sled's periodic flush (every 500 ms,
+    // src/store/index.rs) ran; that timer shows nowhere outside the process, so wait it out.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     first.start_kill().unwrap();
     let status = first.wait().await.unwrap();
@@ -771,7 +775,7 @@ async fn offline_scopes_match_a_project_by_id_or_path() {
     )
     .unwrap();
     fake.go_down().await;
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&cfg).unwrap()).await;
     let client = reqwest::Client::new();
     let status = |path: &'static str, token: &'static str| {
         let req = client

@@ -3,8 +3,6 @@
 //! GOSUMDB verification through `/go/sumdb/`, bad input, ill-formed zips, fall-through,
 //! `@latest`.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -12,7 +10,8 @@ use crate::support::clients::{describe, Go};
 use crate::support::fake_gitlab::go::{h1_mod, h1_zip, GoFault, GO_HOST};
 use crate::support::fake_gitlab::{FakeGitlab, World, ALICE_PAT, BOB_PAT, JOB_RUNNING};
 use crate::support::fake_sumdb::{entries_for, FakeSumdb};
-use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+use crate::support::packrat::{Packrat, TestCert};
+use crate::support::poll;
 use crate::support::require_tool;
 
 const WEB: &str = "gitlab.example.com/acme/web";
@@ -57,30 +56,6 @@ const GRAPH: &[(&str, &str)] = &[
     ("gitlab.example.com/acme/web/v2", "v2.0.0"),
 ];
 
-/// A self-signed certificate for 127.0.0.1, made at test time.
-struct TestCert {
-    dir: tempfile::TempDir,
-}
-
-impl TestCert {
-    fn new() -> TestCert {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
-        TestCert { dir }
-    }
-
-    fn cert_path(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
-    }
-
-    fn key_path(&self) -> PathBuf {
-        self.dir.path().join("key.pem")
-    }
-}
-
 /// `[[go.modules]]`: everything under acme/ lives in project 42, except acme/Utils (by path).
 pub(crate) const GO_MODULES: &str =
     "[[go.modules]]\nprefix = \"gitlab.example.com/acme\"\nproject = 42\n\n\
@@ -103,25 +78,20 @@ async fn start_packrat_with(
     tls: Option<&TestCert>,
     forwarding_extra: &str,
 ) -> Packrat {
-    let tls = tls.map_or(String::new(), |c| {
-        format!(
-            "tls_cert = {:?}\ntls_key = {:?}\n",
-            c.cert_path().display().to_string(),
-            c.key_path().display().to_string()
-        )
-    });
     let forwarding = sumdb.map_or(String::new(), |s| {
         format!(
             "[forwarding]\ngo_sumdb = \"{}\"\n{forwarding_extra}\n",
             s.url()
         )
     });
-    Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{tls}\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
-         [upstream]\nurl = \"{}\"\n\n{forwarding}\n{GO_MODULES}",
-        fake.url()
-    ))
-    .await
+    let mut packrat = Packrat::builder().upstream(&fake.url());
+    if let Some(cert) = tls {
+        packrat = packrat.tls(cert);
+    }
+    packrat
+        .toml(&format!("{forwarding}\n{GO_MODULES}"))
+        .start()
+        .await
 }
 
 /// A go command that talks to packrat over HTTPS with alice's PAT in `.netrc`.
@@ -763,12 +733,12 @@ async fn fall_through_latest_and_credentials() {
 /// packrat with nothing but `upstream_extra` under `[upstream]` and `rest` after it: no
 /// `[[go.modules]]` unless `rest` has them.
 async fn start_plain(fake: &FakeGitlab, upstream_extra: &str, rest: &str) -> Packrat {
-    Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
-         [upstream]\nurl = \"{}\"\n{upstream_extra}\n\n{rest}",
-        fake.url()
-    ))
-    .await
+    Packrat::builder()
+        .upstream(&fake.url())
+        .upstream_keys(upstream_extra)
+        .toml(rest)
+        .start()
+        .await
 }
 
 /// (status, body) of a GET with `PRIVATE-TOKEN: token` (if any).
@@ -914,11 +884,24 @@ async fn go_list_and_latest_revalidate_after_the_ttl_and_serve_stale_on_error() 
         let sha = w.go[&42].tags["v1.10.0"].clone();
         w.add_go_tag(42, "v1.12.0", &sha);
     });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
-    assert_eq!(r.status(), 200);
-    assert!(r.headers().get("warning").is_none());
-    let body = r.text().await.unwrap();
+    // Until the TTL passed the list is a hit that asks nothing upstream.
+    let list_answer = || async {
+        let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
+        let warning = r
+            .headers()
+            .get("warning")
+            .map(|v| v.to_str().unwrap().to_string());
+        (r.status(), warning, r.text().await.unwrap())
+    };
+    let (status, warning, body) = poll::eventually(
+        "the list shows v1.12.0 once the TTL passed",
+        poll::DEADLINE,
+        list_answer,
+        |(_, _, body)| body.lines().any(|l| l == "v1.12.0"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(warning.is_none());
     assert!(body.lines().any(|l| l == "v1.12.0"), "{body}");
     assert!(
         fake.requests(&format!("{WEB}/@v/list")) > asked,
@@ -931,11 +914,17 @@ async fn go_list_and_latest_revalidate_after_the_ttl_and_serve_stale_on_error() 
 
     // Upstream down and the TTL passed again: stale, and saying so.
     fake.go_down().await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["warning"], stale);
-    assert!(r.text().await.unwrap().lines().any(|l| l == "v1.12.0"));
+    // Until the TTL passed again the list is a fresh hit, without a warning.
+    let (status, warning, body) = poll::eventually(
+        "the list is stale once the TTL passed",
+        poll::DEADLINE,
+        list_answer,
+        |(_, warning, _)| warning.is_some(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(warning.as_deref(), Some(stale));
+    assert!(body.lines().any(|l| l == "v1.12.0"));
     let r = go_get(&packrat, &latest, Some(ALICE_PAT)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["warning"], stale, "@latest from a stale list");

@@ -7,6 +7,7 @@
 //! - [`packrat`]: runs the real packrat binary on a temp data dir.
 //! - [`serve`]: what every fake server shares: the accept loop, [`serve::Reply`], the body
 //!   type, request logs.
+//! - [`poll`]: waiting for a condition with a deadline (never a sleep that hopes).
 //! - [`http`]: small reqwest helpers (status + body, cache outcome, metrics).
 //! - [`clients`]: real package-manager clients (npm, go) in isolated environments.
 
@@ -40,4 +41,5 @@ pub mod fake_public_npm;
 pub mod fake_sumdb;
 pub mod http;
 pub mod packrat;
+pub mod poll;
 pub mod serve;
