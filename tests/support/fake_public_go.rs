@@ -138,21 +138,15 @@ impl FakePublicGo {
     }
 
     pub async fn start_with(versions: Vec<GoPubVersion>) -> FakePublicGo {
-        let listener = serve::bind(serve::any_loopback_port()).expect("fake public go: bind");
-        let addr = listener.local_addr().expect("local addr");
+        let (listener, addr) = serve::bind_any("fake public go");
         let state = Arc::new(State {
             modules: Mutex::new(BTreeMap::new()),
             log: RequestLog::default(),
         });
-        let handler_state = state.clone();
-        let server = serve::serve(listener, move |req| {
-            let state = handler_state.clone();
-            async move { handle(&state, &req).into_response() }
-        });
         let fake = FakePublicGo {
             addr,
+            _server: serve::serve_replies(listener, state.clone(), handle),
             state,
-            _server: server,
         };
         for v in versions {
             fake.publish(v);
@@ -219,18 +213,7 @@ impl FakePublicGo {
             .collect()
     }
 
-    /// Requests whose raw path contains `path_contains`.
-    pub fn requests(&self, path_contains: &str) -> usize {
-        self.state.log.matching(path_contains)
-    }
-
-    pub fn requests_total(&self) -> usize {
-        self.state.log.len()
-    }
-
-    pub fn request_log(&self) -> Vec<GoPubRequest> {
-        self.state.log.all()
-    }
+    serve::request_counters!(state.log => GoPubRequest);
 }
 
 /// `!x` → `X` (the GOPROXY protocol's case encoding).

@@ -142,23 +142,17 @@ impl FakePublicNpm {
 
     /// Binds 127.0.0.1:0 and serves exactly `packages`.
     pub async fn start_with(packages: Vec<PublicPkg>) -> FakePublicNpm {
-        let listener = serve::bind(serve::any_loopback_port()).expect("fake public npm: bind");
-        let addr = listener.local_addr().expect("local addr");
+        let (listener, addr) = serve::bind_any("fake public npm");
         let state = Arc::new(State {
             base_url: format!("http://{addr}"),
             packages: Mutex::new(BTreeMap::new()),
             published: Mutex::new(0),
             log: RequestLog::default(),
         });
-        let handler_state = state.clone();
-        let server = serve::serve(listener, move |req| {
-            let state = handler_state.clone();
-            async move { handle(&state, &req).into_response() }
-        });
         let fake = FakePublicNpm {
             addr,
+            _server: serve::serve_replies(listener, state.clone(), handle),
             state,
-            _server: server,
         };
         for pkg in packages {
             fake.publish(pkg);
@@ -225,19 +219,7 @@ impl FakePublicNpm {
             .map(|p| p.integrity.clone())
     }
 
-    /// Requests whose raw path contains `path_contains`.
-    pub fn requests(&self, path_contains: &str) -> usize {
-        self.state.log.matching(path_contains)
-    }
-
-    pub fn requests_total(&self) -> usize {
-        self.state.log.len()
-    }
-
-    /// The request log, oldest first.
-    pub fn request_log(&self) -> Vec<PublicRequest> {
-        self.state.log.all()
-    }
+    serve::request_counters!(state.log => PublicRequest);
 
     pub fn reset_counters(&self) {
         self.state.log.clear();

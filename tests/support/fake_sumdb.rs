@@ -211,8 +211,7 @@ pub fn parse_tile(path: &str) -> Option<(i64, u64, usize)> {
 impl FakeSumdb {
     /// Starts a database holding [`FILLER`] made-up records followed by `entries`.
     pub async fn start(entries: &[SumdbEntry]) -> FakeSumdb {
-        let listener = serve::bind(serve::any_loopback_port()).expect("bind fake sumdb");
-        let addr = listener.local_addr().expect("local addr");
+        let (listener, addr) = serve::bind_any("fake sumdb");
         let name = addr.ip().to_string();
         let kp = Ed25519KeyPair::from_seed_unchecked(&SEED).expect("ed25519 seed");
         let (vkey, key_hash) = verifier_key(&name, kp.public_key().as_ref());
@@ -253,10 +252,8 @@ impl FakeSumdb {
             signed_tree,
             log: RequestLog::default(),
         });
-        let handler_shared = shared.clone();
-        let server = serve::serve(listener, move |req| {
-            let shared = handler_shared.clone();
-            async move { answer(&shared, req.uri().path()).into_response() }
+        let server = serve::serve_replies(listener, shared.clone(), |shared, req| {
+            answer(shared, req.uri().path())
         });
         FakeSumdb {
             addr,
@@ -297,19 +294,7 @@ impl FakeSumdb {
         self.shared.records.len()
     }
 
-    /// Requests whose path contains `path_contains`.
-    pub fn requests(&self, path_contains: &str) -> usize {
-        self.shared.log.matching(path_contains)
-    }
-
-    pub fn requests_total(&self) -> usize {
-        self.shared.log.len()
-    }
-
-    /// Every request path, oldest first.
-    pub fn request_log(&self) -> Vec<String> {
-        self.shared.log.all()
-    }
+    serve::request_counters!(shared.log => String);
 
     /// Closes the listener and drops open connections: connects are refused from then on.
     pub async fn go_down(&self) {

@@ -6,11 +6,13 @@
 //! (usually: build a [`Reply`], then [`Reply::into_response`]) and starts it with [`serve`]:
 //!
 //! ```ignore
-//! let listener = serve::bind(serve::any_loopback_port())?;
+//! let (listener, addr) = serve::bind_any("fake public npm");
 //! let server = serve::serve(listener, move |req| {
 //!     let state = state.clone();
 //!     async move { handle(&state, &req).into_response() }
 //! });
+//! // or, for a handler `fn(&State, &Request<Incoming>) -> Reply`:
+//! let server = serve::serve_replies(listener, state.clone(), handle);
 //! ```
 
 use std::convert::Infallible;
@@ -61,6 +63,14 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+/// Binds any free loopback port for `what` (named in the panic if that fails); returns the
+/// listener and the address it got.
+pub fn bind_any(what: &str) -> (TcpListener, SocketAddr) {
+    let listener = bind(any_loopback_port()).unwrap_or_else(|e| panic!("{what}: bind: {e}"));
+    let addr = listener.local_addr().expect("local addr");
+    (listener, addr)
 }
 
 // ---- the accept loop ------------------------------------------------------------------------
@@ -129,6 +139,19 @@ where
         shutdown: Some(shutdown),
         task,
     }
+}
+
+/// [`serve`] for a fake whose every answer is a [`Reply`] computed from its shared state
+/// and the request.
+pub fn serve_replies<S: Send + Sync + 'static>(
+    listener: TcpListener,
+    state: Arc<S>,
+    handle: fn(&S, &Request<Incoming>) -> Reply,
+) -> Server {
+    serve(listener, move |req| {
+        let state = state.clone();
+        async move { handle(&state, &req).into_response() }
+    })
 }
 
 impl Server {
@@ -252,6 +275,35 @@ pub fn decoded_path(req: &Request<Incoming>) -> String {
 }
 
 // ---- request logs ---------------------------------------------------------------------------
+
+/// A fake's `requests(path_contains)`, `requests_total()` and `request_log()`, read from
+/// the [`RequestLog`] at `self.<path>`:
+///
+/// ```ignore
+/// impl FakePublicNpm {
+///     serve::request_counters!(state.log => PublicRequest);
+/// }
+/// ```
+#[allow(unused_macros)] // unused where only the fake GitLab is built (the example)
+macro_rules! request_counters {
+    ($($log:ident).+ => $record:ty) => {
+        /// Requests whose raw path contains `path_contains`.
+        pub fn requests(&self, path_contains: &str) -> usize {
+            self.$($log).+.matching(path_contains)
+        }
+
+        pub fn requests_total(&self) -> usize {
+            self.$($log).+.len()
+        }
+
+        /// Every request, oldest first.
+        pub fn request_log(&self) -> Vec<$record> {
+            self.$($log).+.all()
+        }
+    };
+}
+#[allow(unused_imports)] // likewise
+pub(crate) use request_counters;
 
 /// What a request log records: anything with a raw path.
 pub trait Logged: Clone {

@@ -530,8 +530,7 @@ impl FakeGitlab {
         let listener =
             serve::bind(addr).unwrap_or_else(|e| panic!("fake gitlab: bind {addr}: {e}"));
         let addr = listener.local_addr().expect("local addr");
-        let os_listener = serve::bind(serve::any_loopback_port()).expect("bind object store");
-        let os_addr = os_listener.local_addr().expect("local addr");
+        let (os_listener, os_addr) = serve::bind_any("fake object store");
         let shared = Arc::new(Shared {
             base_url: format!("http://{addr}"),
             object_store_url: format!("http://{os_addr}"),
