@@ -17,6 +17,7 @@ use crate::support::fake_gitlab::world::{
 use crate::support::fake_gitlab::{FakeGitlab, World};
 use crate::support::fake_public_go::FakePublicGo;
 use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg};
+use crate::support::files::walk;
 use crate::support::http::{cache_outcome, get, get_text, metric};
 use crate::support::packrat::Packrat;
 use crate::support::poll;
@@ -837,21 +838,6 @@ async fn tokens_never_reach_the_logs_or_the_index() {
             );
         }
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Anonymous access works exactly where GitLab allows it: project 7 (`pub/lib`) is public.

@@ -18,6 +18,7 @@ use crate::support::fake_gitlab::world::NpmPkg;
 use crate::support::fake_gitlab::{FakeGitlab, World, ALICE_PAT};
 use crate::support::fake_public_go::{FakePublicGo, GREET};
 use crate::support::fake_sumdb::FakeSumdb;
+use crate::support::files;
 use crate::support::packrat::Packrat;
 use crate::support::poll;
 use crate::support::require_tool;
@@ -127,23 +128,6 @@ fn sync_setup(
     )
     .unwrap();
     (scratch, list_path, cfg, dir)
-}
-
-fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    let p = e.path();
-                    if p.is_dir() {
-                        dir_size(&p)
-                    } else {
-                        e.metadata().map(|m| m.len()).unwrap_or(0)
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -323,7 +307,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
 
     eprintln!(
         "AIRGAP FIGURES: sync {sync_secs:.2}s into {} bytes; bundle {} bytes, export {export_secs:.2}s, import {import_secs:.2}s; offline npm ci ({} packages) {npm_ci_secs:.2}s; offline go mod download {go_secs:.2}s",
-        dir_size(&sync_dir),
+        files::size(&sync_dir),
         std::fs::metadata(&bundle).unwrap().len(),
         GENERATED + 3,
     );

@@ -7,6 +7,7 @@ use std::process::Command;
 
 use crate::support::fake_gitlab::world::ALICE_PAT;
 use crate::support::fake_gitlab::{FakeGitlab, World};
+use crate::support::files::walk;
 use crate::support::http::get_as_alice;
 use crate::support::packrat::Packrat;
 use crate::support::poll;
@@ -236,21 +237,6 @@ async fn offline_commands_refuse_a_data_dir_held_by_serve() {
         !Path::new(bundle).exists(),
         "no bundle written from a held directory"
     );
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Access times, not fetch times, decide what goes: three tarballs fetched in order a, b, c,

@@ -9,6 +9,7 @@ use sha1::{Digest as _, Sha1};
 use crate::support::clients::{describe, Npm};
 use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT, JOB_RUNNING};
 use crate::support::fake_gitlab::{FakeGitlab, NpmPkg, World};
+use crate::support::files::walk;
 use crate::support::packrat::Packrat;
 use crate::support::poll;
 use crate::support::require_tool;
@@ -392,7 +393,7 @@ async fn an_upstream_cut_breaks_every_joined_client_and_caches_nothing() {
 
 /// Neither a blob that is a prefix of `expected` nor a temp file is left in the data dir.
 fn assert_nothing_stored(packrat: &Packrat, expected: &[u8]) {
-    let partial = walk_files(&packrat.data_dir().join("blobs-v1"))
+    let partial = walk(&packrat.data_dir().join("blobs-v1"))
         .into_iter()
         .filter(|p| {
             let b = std::fs::read(p).unwrap();
@@ -404,7 +405,7 @@ fn assert_nothing_stored(packrat: &Packrat, expected: &[u8]) {
         "no (partial) tarball stored: {partial:?}"
     );
     assert_eq!(
-        walk_files(&packrat.data_dir().join("tmp")).len(),
+        walk(&packrat.data_dir().join("tmp")).len(),
         0,
         "temp files cleaned up"
     );
@@ -1041,19 +1042,4 @@ async fn raw_get(packrat: &Packrat, path: &str) -> (u16, String) {
         .unwrap_or(0);
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
-}
-
-fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk_files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }

@@ -8,6 +8,7 @@
 //! - [`serve`]: what every fake server shares: the accept loop, [`serve::Reply`], the body
 //!   type, request logs.
 //! - [`poll`]: waiting for a condition with a deadline (never a sleep that hopes).
+//! - [`files`]: the files below a directory (what packrat left in its data dir).
 //! - [`http`]: small reqwest helpers (status + body, cache outcome, metrics).
 //! - [`clients`]: real package-manager clients (npm, go) in isolated environments.
 
@@ -39,6 +40,7 @@ pub mod fake_gitlab;
 pub mod fake_public_go;
 pub mod fake_public_npm;
 pub mod fake_sumdb;
+pub mod files;
 pub mod http;
 pub mod packrat;
 pub mod poll;
