@@ -25,6 +25,10 @@
 #[allow(dead_code)]
 #[path = "../tests/support/fake_gitlab/mod.rs"]
 mod fake_gitlab;
+// What the fake's accept loop and replies are built on (`super::serve` to it).
+#[allow(dead_code)]
+#[path = "../tests/support/serve.rs"]
+mod serve;
 
 use std::io::Write as _;
 use std::net::SocketAddr;

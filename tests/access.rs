@@ -17,8 +17,10 @@ use crate::support::fake_gitlab::world::{
 use crate::support::fake_gitlab::{FakeGitlab, World};
 use crate::support::fake_public_go::FakePublicGo;
 use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg};
+use crate::support::files::walk;
 use crate::support::http::{cache_outcome, get, get_text, metric};
 use crate::support::packrat::Packrat;
+use crate::support::poll;
 
 /// The route families a cached private package is reachable through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -565,12 +567,24 @@ async fn access_lost_upstream_is_refused_once_auth_ttl_has_passed() {
     }
     assert_eq!(fake.requests_total(), before);
 
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
     for route in routes {
         let h = alice(route);
+        let h = refs(&h);
+        let url = format!("{}{}", packrat.url(), route.path());
         let before = fake.requests_total();
-        let (status, body) =
-            get_text(&format!("{}{}", packrat.url(), route.path()), &refs(&h)).await;
+        let (status, body) = if matches!(route, NpmMetadata | GoList) {
+            // The first route of a scope answers 200 from her cached decision (GitLab not
+            // asked, as above) until auth_ttl has passed; the first refusal is the sign.
+            poll::eventually(
+                &format!("{route:?}: her decision is asked again once auth_ttl passed"),
+                poll::DEADLINE,
+                || get_text(&url, &h),
+                |(status, _)| *status != 200,
+            )
+            .await
+        } else {
+            get_text(&url, &h).await
+        };
         assert_eq!(status, 404, "{route:?} after auth_ttl: {body}");
         assert_refusal_body(route, Bob, &body);
         // The first route of each scope re-asks GitLab; the rest reuse that new decision.
@@ -709,6 +723,8 @@ async fn decisions_older_than_stale_if_error_are_not_reused() {
     .await;
     let routes = [NpmMetadata, NpmTarball, GoList, GoZip];
     warm(&packrat, &routes).await;
+    // A timer, not an event: the decisions must be older than stale_if_error before GitLab
+    // goes down, and nothing packrat answers while GitLab is up shows their age.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     fake.go_down().await;
     for route in routes {
@@ -728,17 +744,17 @@ async fn tokens_never_reach_the_logs_or_the_index() {
     let (public_npm, public_go) = attacked_publics().await;
     let mut packrat = {
         let cache = "[cache]\nauth_ttl = \"0s\"\n";
-        Packrat::start_with_log(
-            &fake.url(),
-            &format!(
+        Packrat::builder()
+            .upstream(&fake.url())
+            .toml(&format!(
                 "{cache}\n{GO_MODULES}\n[forwarding]\nnpm_registry = \"{}\"\ngo_proxy = \"{}\"\n\n\
                  [[forwarding.rules]]\nmatch = \"*\"\nforward = true\n",
                 public_npm.url(),
                 public_go.url()
-            ),
-            "trace",
-        )
-        .await
+            ))
+            .rust_log("trace")
+            .start()
+            .await
     };
     let tokens = [
         ALICE_PAT,
@@ -822,21 +838,6 @@ async fn tokens_never_reach_the_logs_or_the_index() {
             );
         }
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 /// Anonymous access works exactly where GitLab allows it: project 7 (`pub/lib`) is public.
@@ -1057,9 +1058,15 @@ async fn merged_npm_documents_wide_caller_first_and_stale_refreshes_never_leak()
         let (v, _, asked) = served_versions(&fake, &packrat, prefix, &maint).await;
         assert_eq!((v.as_str(), asked > 0), (WIDE, true), "{prefix}");
 
-        // Both decided; the record goes stale and A's refresh replaces it.
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
-        let (v, _, asked) = served_versions(&fake, &packrat, prefix, &maint).await;
+        // Both decided; the record goes stale and A's refresh replaces it (until then A's
+        // reads are hits that ask GitLab nothing).
+        let (v, _, asked) = poll::eventually(
+            "A's read refreshes the record once metadata_ttl passed",
+            poll::DEADLINE,
+            || served_versions(&fake, &packrat, prefix, &maint),
+            |(_, _, asked)| *asked > 0,
+        )
+        .await;
         assert_eq!((v.as_str(), asked > 0), (WIDE, true), "{prefix}");
         // B within auth_ttl is asked again and gets only project 42's versions.
         let (v, _, asked) = served_versions(&fake, &packrat, prefix, &alice).await;

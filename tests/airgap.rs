@@ -12,13 +12,16 @@ use base64::Engine as _;
 use std::time::Instant;
 
 use crate::go_proxy::{expected_go_sum, APP_OUTPUT, GO_MODULES};
-use crate::support::clients::{describe, require_tool, Go, Npm};
+use crate::support::clients::{describe, Go, Npm};
 use crate::support::fake_gitlab::go::{h1_mod, h1_zip};
 use crate::support::fake_gitlab::world::NpmPkg;
 use crate::support::fake_gitlab::{FakeGitlab, World, ALICE_PAT};
 use crate::support::fake_public_go::{FakePublicGo, GREET};
 use crate::support::fake_sumdb::FakeSumdb;
+use crate::support::files;
 use crate::support::packrat::Packrat;
+use crate::support::poll;
+use crate::support::require_tool;
 
 /// Extra packages so the lockfile has a few dozen entries.
 const GENERATED: usize = 30;
@@ -64,6 +67,11 @@ fn config(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\ndir = {:?}\n\n[upstream]\nurl = \"{upstream}\"\ntoken_env = \"AIRGAP_SYNC_TOKEN\"\n\n{extra}\n[forwarding]\ngo_proxy = \"{go_proxy}\"\ngo_sumdb = \"{sumdb}\"\n\n[[forwarding.rules]]\nmatch = \"gitlab.example.com/*\"\nforward = false\n\n[[forwarding.rules]]\nmatch = \"@acme/*\"\nforward = false\n\n[[forwarding.rules]]\nmatch = \"*\"\nforward = true\n\n{GO_MODULES}",
         dir.display().to_string()
     )
+}
+
+/// packrat on a complete config of the test's own (with its own data directory).
+async fn start_config(full_toml: &str) -> Packrat {
+    Packrat::builder().config(full_toml).start().await
 }
 
 /// go.sum of the whole app: the private modules and the public one.
@@ -122,28 +130,9 @@ fn sync_setup(
     (scratch, list_path, cfg, dir)
 }
 
-fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    let p = e.path();
-                    if p.is_dir() {
-                        dir_size(&p)
-                    } else {
-                        e.metadata().map(|m| m.len()).unwrap_or(0)
-                    }
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
-    if !require_tool("npm") || !require_tool("go") {
-        return;
-    }
+    require_tool!("npm", "go");
     let mut world = World::standard();
     let mut deps = vec![("@acme/ui".to_string(), "^1.0.0".to_string())];
     for i in 0..GENERATED {
@@ -161,10 +150,8 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
 
     // 1. On the connected side, a developer's lockfile made through packrat.
     let edge_dir = scratch.path().join("edge-data");
-    let mut edge =
-        Packrat::start_with_config(&config(&edge_dir, port, &fake.url(), &gp, &sumdb.url(), ""))
-            .await;
-    let npm = Npm::new().expect("npm");
+    let mut edge = start_config(&config(&edge_dir, port, &fake.url(), &gp, &sumdb.url(), "")).await;
+    let npm = Npm::new();
     npm.scope_registry("@acme", &registry);
     npm.auth_token(&format!("http://127.0.0.1:{port}/"), ALICE_PAT);
     let deps_ref: Vec<(&str, &str)> = deps.iter().map(|(n, r)| (n.as_str(), r.as_str())).collect();
@@ -255,9 +242,9 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
     sumdb.go_down().await;
     let connections = fake.connections();
     let public_requests = public.requests_total();
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
 
-    let npm2 = Npm::new().expect("npm");
+    let npm2 = Npm::new();
     npm2.scope_registry("@acme", &registry);
     npm2.write_package_json(&deps_ref);
     std::fs::copy(&lockfile, npm2.project_dir().join("package-lock.json")).unwrap();
@@ -279,7 +266,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
         Some("1.0.0")
     );
 
-    let mut go = Go::new().expect("go");
+    let mut go = Go::new();
     go.env("GOPROXY", &format!("{}/go", air.url()))
         .env(
             "GOSUMDB",
@@ -320,7 +307,7 @@ async fn sync_export_import_then_npm_ci_and_go_mod_download_offline() {
 
     eprintln!(
         "AIRGAP FIGURES: sync {sync_secs:.2}s into {} bytes; bundle {} bytes, export {export_secs:.2}s, import {import_secs:.2}s; offline npm ci ({} packages) {npm_ci_secs:.2}s; offline go mod download {go_secs:.2}s",
-        dir_size(&sync_dir),
+        files::size(&sync_dir),
         std::fs::metadata(&bundle).unwrap().len(),
         GENERATED + 3,
     );
@@ -358,7 +345,7 @@ async fn a_manifest_syncs_ranges_go_and_the_packages_index_and_via_warms_a_runni
         ),
     )
     .unwrap();
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&cfg).unwrap()).await;
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{}{path}", air.url())).send();
     let r = get("/api/v4/projects/42/packages/npm/@acme%2fui")
@@ -557,7 +544,7 @@ async fn synced_checksum_database_entries_survive_gc() {
         ),
     )
     .unwrap();
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&cfg).unwrap()).await;
     let base = format!("{}/go/sumdb/{}", air.url(), sumdb.name());
     let client = reqwest::Client::new();
     let r = client
@@ -648,7 +635,7 @@ async fn bundles_carry_no_credential_hash_and_still_serve_the_packages_index() {
         .status
         .success());
     fake.go_down().await;
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&air_cfg).unwrap()).await;
     let r = reqwest::Client::new()
         .get(format!("{}/api/v4/projects/42/packages", air.url()))
         .header("PRIVATE-TOKEN", reader)
@@ -687,14 +674,14 @@ async fn an_interrupted_sync_resumes_and_completes() {
         .spawn()
         .unwrap();
     // Every tarball asked for; the fast ones done, the slow one still in flight: kill -9.
-    let deadline = Instant::now() + std::time::Duration::from_secs(20);
-    while fake.requests(".tgz") < N {
-        assert!(
-            Instant::now() < deadline,
-            "sync never asked for every tarball"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    poll::until(
+        "sync asked for every tarball",
+        std::time::Duration::from_secs(20),
+        || fake.requests(".tgz") >= N,
+    )
+    .await;
+    // What completed is durable only once sled's periodic flush (every 500 ms,
+    // src/store/index.rs) ran; that timer shows nowhere outside the process, so wait it out.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     first.start_kill().unwrap();
     let status = first.wait().await.unwrap();
@@ -772,7 +759,7 @@ async fn offline_scopes_match_a_project_by_id_or_path() {
     )
     .unwrap();
     fake.go_down().await;
-    let air = Packrat::start_with_config(&std::fs::read_to_string(&cfg).unwrap()).await;
+    let air = start_config(&std::fs::read_to_string(&cfg).unwrap()).await;
     let client = reqwest::Client::new();
     let status = |path: &'static str, token: &'static str| {
         let req = client

@@ -10,14 +10,15 @@ use serde_json::Value;
 
 use base64::Engine as _;
 
-use crate::support::clients::{describe, require_tool, Go, Npm};
+use crate::support::clients::{describe, Go, Npm};
 use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT};
 use crate::support::fake_gitlab::{FakeGitlab, NpmPkg, World};
 use crate::support::fake_public_go::{greet, FakePublicGo, GREET};
 use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg, ABBREVIATED};
 use crate::support::fake_sumdb::FakeSumdb;
 use crate::support::http::{get, get_json, get_text, metric};
-use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER, OPS_TOKEN};
+use crate::support::packrat::{Packrat, TestCert, OPS_TOKEN};
+use crate::support::require_tool;
 
 const BLOCKED: &str = "packrat_dependency_confusion_blocked_total";
 const P42: &str = "/api/v4/projects/42/packages/npm";
@@ -211,12 +212,11 @@ async fn a_private_name_never_resolves_publicly_even_after_gitlab_forgets_it() {
 #[tokio::test]
 async fn pins_endpoint_is_off_without_ops_tokens() {
     let fake = FakeGitlab::start(World::standard()).await;
-    let packrat = Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\
-         [upstream]\nurl = \"{}\"\n",
-        fake.url()
-    ))
-    .await;
+    let packrat = Packrat::builder()
+        .upstream(&fake.url())
+        .without_ops_tokens()
+        .start()
+        .await;
     for who in [&[][..], &ops()] {
         let (status, body) = get_json(&format!("{}/-/pins", packrat.url()), who).await;
         assert_eq!(status, 404, "{body}");
@@ -447,9 +447,7 @@ async fn a_public_name_that_appears_in_gitlab_switches_to_gitlab() {
 
 #[tokio::test]
 async fn npm_installs_a_private_and_public_tree_through_one_url() {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let mut world = World::standard();
     // A private package that depends on a public one.
     world.add_npm(
@@ -463,7 +461,7 @@ async fn npm_installs_a_private_and_public_tree_through_one_url() {
         &forwarding(&public, &[("@acme/*", false), ("*", true)], ""),
     )
     .await;
-    let npm = Npm::new().expect("npm");
+    let npm = Npm::new();
     // ONE registry URL for everything: packrat's instance-level npm endpoint.
     let registry = format!("{}{INSTANCE}/", packrat.url());
     npm.auth_token(&registry, ALICE_PAT);
@@ -734,26 +732,21 @@ async fn private_modules_never_reach_the_public_checksum_database() {
 }
 
 /// Serves packrat over HTTPS (the go command sends `.netrc` credentials only over https).
-async fn https_packrat(upstream: &str, extra: &str) -> (Packrat, tempfile::TempDir) {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let packrat = Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n\n\
-         [storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{upstream}\"\n\n{extra}\n",
-        cert_path.display().to_string(),
-        key_path.display().to_string(),
-    ))
-    .await;
-    (packrat, dir)
+async fn https_packrat(upstream: &str, extra: &str) -> (Packrat, TestCert) {
+    let cert = TestCert::new();
+    let packrat = Packrat::builder()
+        .upstream(upstream)
+        .tls(&cert)
+        .toml(extra)
+        .start()
+        .await;
+    (packrat, cert)
 }
 
 #[tokio::test]
 async fn go_builds_a_private_and_public_module_graph_through_go() {
-    let Some(mut go) = Go::new() else { return };
+    require_tool!("go");
+    let mut go = Go::new();
     let fake = FakeGitlab::start(World::standard()).await;
     let public = public_go_with_attack().await;
     let sumdb = FakeSumdb::start(&public.sumdb_entries()).await;
@@ -775,10 +768,7 @@ async fn go_builds_a_private_and_public_module_graph_through_go() {
     go.env("GOPROXY", &format!("{}/go", packrat.url()))
         .env("GOSUMDB", sumdb.verifier_key())
         .env("GONOSUMDB", "gitlab.example.com")
-        .env(
-            "SSL_CERT_FILE",
-            &certs.path().join("cert.pem").display().to_string(),
-        );
+        .env("SSL_CERT_FILE", &certs.cert_path().display().to_string());
     go.write_module(
         &format!("module example.com/app\n\ngo 1.19\n\nrequire (\n\t{WEB} v1.10.0\n\t{GREET} v1.1.0\n)\n"),
         &format!(

@@ -16,6 +16,7 @@ use crate::support::fake_gitlab::{
     FakeGitlab, NpmPkg, World, ALICE_PAT, BOB_PAT, DEPLOY_READ, EXPIRED_PAT, JOB_FINISHED,
     JOB_RUNNING, MAINT_PAT,
 };
+use crate::support::require_tool;
 
 const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
 const UI_TGZ: &str = "/api/v4/projects/42/packages/npm/@acme/ui/-/@acme/ui-1.1.0.tgz";
@@ -72,7 +73,8 @@ fn untar(tgz: &[u8]) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test]
 async fn npm_installs_the_scoped_tree_from_the_project_prefix() {
-    let Some(npm) = Npm::new() else { return };
+    require_tool!("npm");
+    let npm = Npm::new();
     let fake = FakeGitlab::start(World::standard()).await;
     let registry = format!("{}/api/v4/projects/42/packages/npm/", fake.url());
     npm.scope_registry("@acme", &registry);
@@ -103,7 +105,8 @@ async fn npm_installs_the_scoped_tree_from_the_project_prefix() {
 
 #[tokio::test]
 async fn npm_installs_from_the_instance_prefix_with_tarballs_on_the_project_route() {
-    let Some(npm) = Npm::new() else { return };
+    require_tool!("npm");
+    let npm = Npm::new();
     let fake = FakeGitlab::start(World::standard()).await;
     npm.scope_registry("@acme", &format!("{}/api/v4/packages/npm/", fake.url()));
     npm.auth_token(&fake.url(), ALICE_PAT);
@@ -121,7 +124,8 @@ async fn npm_installs_from_the_instance_prefix_with_tarballs_on_the_project_rout
 
 #[tokio::test]
 async fn npm_installs_a_public_package_anonymously_from_the_group_prefix() {
-    let Some(npm) = Npm::new() else { return };
+    require_tool!("npm");
+    let npm = Npm::new();
     let fake = FakeGitlab::start(World::standard()).await;
     npm.scope_registry(
         "@pub",
@@ -1040,18 +1044,27 @@ async fn bench_world_has_go_modules() {
 
 // ---- client helpers ---------------------------------------------------------------------------
 
+/// `require_tool!` skips (returns early) outside CI, and fails under CI.
 #[test]
-fn missing_tools_are_reported_not_run() {
+fn missing_tools_are_skipped_not_run_and_fail_under_ci() {
+    use crate::support::clients::tool_or_skip;
     if std::env::var_os("CI").is_none() {
-        assert!(!crate::support::clients::require_tool(
-            "packrat-no-such-tool"
-        ));
+        let mut ran = false;
+        (|| {
+            require_tool!("packrat-no-such-tool");
+            ran = true;
+        })();
+        assert!(!ran, "the rest of the test did not run");
     }
+    assert!(!tool_or_skip("packrat-no-such-tool", false));
+    let under_ci = std::panic::catch_unwind(|| tool_or_skip("packrat-no-such-tool", true));
+    assert!(under_ci.is_err(), "a missing tool fails the test under CI");
 }
 
 #[test]
 fn npm_helpers_write_the_expected_npmrc() {
-    let Some(npm) = Npm::new() else { return };
+    require_tool!("npm");
+    let npm = Npm::new();
     npm.scope_registry("acme", "http://127.0.0.1:1234/api/v4/packages/npm");
     npm.auth_token("http://127.0.0.1:1234/api/v4/packages/npm/", "t0k");
     npm.auth_token("http://127.0.0.1:1234", "root");
@@ -1385,7 +1398,8 @@ async fn go_zip_faults_serve_ill_formed_zips() {
 async fn go_downloads_from_the_fakes_and_verifies_the_checksum_database() {
     use crate::support::clients::Go;
     use crate::support::fake_sumdb::{entries_for, FakeSumdb};
-    let Some(mut go) = Go::new() else { return };
+    require_tool!("go");
+    let mut go = Go::new();
     let world = World::standard();
     let sumdb = FakeSumdb::start(&entries_for(&world)).await;
     let fake = FakeGitlab::start(world).await;

@@ -3,8 +3,6 @@
 //! GOSUMDB verification through `/go/sumdb/`, bad input, ill-formed zips, fall-through,
 //! `@latest`.
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -12,7 +10,9 @@ use crate::support::clients::{describe, Go};
 use crate::support::fake_gitlab::go::{h1_mod, h1_zip, GoFault, GO_HOST};
 use crate::support::fake_gitlab::{FakeGitlab, World, ALICE_PAT, BOB_PAT, JOB_RUNNING};
 use crate::support::fake_sumdb::{entries_for, FakeSumdb};
-use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+use crate::support::packrat::{Packrat, TestCert};
+use crate::support::poll;
+use crate::support::require_tool;
 
 const WEB: &str = "gitlab.example.com/acme/web";
 
@@ -56,30 +56,6 @@ const GRAPH: &[(&str, &str)] = &[
     ("gitlab.example.com/acme/web/v2", "v2.0.0"),
 ];
 
-/// A self-signed certificate for 127.0.0.1, made at test time.
-struct TestCert {
-    dir: tempfile::TempDir,
-}
-
-impl TestCert {
-    fn new() -> TestCert {
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
-        TestCert { dir }
-    }
-
-    fn cert_path(&self) -> PathBuf {
-        self.dir.path().join("cert.pem")
-    }
-
-    fn key_path(&self) -> PathBuf {
-        self.dir.path().join("key.pem")
-    }
-}
-
 /// `[[go.modules]]`: everything under acme/ lives in project 42, except acme/Utils (by path).
 pub(crate) const GO_MODULES: &str =
     "[[go.modules]]\nprefix = \"gitlab.example.com/acme\"\nproject = 42\n\n\
@@ -102,30 +78,25 @@ async fn start_packrat_with(
     tls: Option<&TestCert>,
     forwarding_extra: &str,
 ) -> Packrat {
-    let tls = tls.map_or(String::new(), |c| {
-        format!(
-            "tls_cert = {:?}\ntls_key = {:?}\n",
-            c.cert_path().display().to_string(),
-            c.key_path().display().to_string()
-        )
-    });
     let forwarding = sumdb.map_or(String::new(), |s| {
         format!(
             "[forwarding]\ngo_sumdb = \"{}\"\n{forwarding_extra}\n",
             s.url()
         )
     });
-    Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n{tls}\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
-         [upstream]\nurl = \"{}\"\n\n{forwarding}\n{GO_MODULES}",
-        fake.url()
-    ))
-    .await
+    let mut packrat = Packrat::builder().upstream(&fake.url());
+    if let Some(cert) = tls {
+        packrat = packrat.tls(cert);
+    }
+    packrat
+        .toml(&format!("{forwarding}\n{GO_MODULES}"))
+        .start()
+        .await
 }
 
 /// A go command that talks to packrat over HTTPS with alice's PAT in `.netrc`.
-fn go_client(cert: &TestCert, goproxy: &str) -> Option<Go> {
-    let mut go = Go::new()?;
+fn go_client(cert: &TestCert, goproxy: &str) -> Go {
+    let mut go = Go::new();
     go.netrc("127.0.0.1", "alice", ALICE_PAT);
     go.env("SSL_CERT_FILE", &cert.cert_path().display().to_string())
         .env("GOPROXY", goproxy)
@@ -134,7 +105,7 @@ fn go_client(cert: &TestCert, goproxy: &str) -> Option<Go> {
         .env("GOSUMDB", "sum.golang.org")
         .env("GONOSUMDB", GO_HOST);
     go.write_module(APP_GO_MOD, APP_MAIN_GO);
-    Some(go)
+    go
 }
 
 /// `go mod download`, `go build`, run the program: it must print [`APP_OUTPUT`].
@@ -184,6 +155,7 @@ pub(crate) fn expected_go_sum(fake: &FakeGitlab) -> String {
 /// again with the upstream stopped and a fresh module cache.
 #[tokio::test]
 async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
+    require_tool!("go");
     let cert = TestCert::new();
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = start_packrat(&fake, None, Some(&cert)).await;
@@ -194,9 +166,7 @@ async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
     let project_route = format!(
         "{base}/api/v4/projects/42/packages/go,{base}/api/v4/projects/acme%2FUtils/packages/go"
     );
-    let Some(go) = go_client(&cert, &project_route) else {
-        return;
-    };
+    let go = go_client(&cert, &project_route);
     download_build_run(&go, &packrat, "project route").await;
     assert_eq!(go.go_sum().unwrap(), expected_go_sum(&fake));
     // Basic auth from .netrc reached GitLab; each zip was fetched once.
@@ -217,9 +187,7 @@ async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
 
     // packrat's one endpoint for every module: same project caches, no new zip downloads.
     let zips_before = fake.requests(".zip");
-    let Some(go) = go_client(&cert, &format!("{base}/go")) else {
-        return;
-    };
+    let go = go_client(&cert, &format!("{base}/go"));
     download_build_run(&go, &packrat, "/go/").await;
     assert_eq!(fake.requests(".zip"), zips_before);
 
@@ -227,9 +195,7 @@ async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
     // 404 for acme/Utils in project 42 that the fall-through depends on.
     fake.go_down().await;
     for goproxy in [project_route, format!("{base}/go")] {
-        let Some(go) = go_client(&cert, &goproxy) else {
-            return;
-        };
+        let go = go_client(&cert, &goproxy);
         download_build_run(&go, &packrat, &format!("upstream down, {goproxy}")).await;
     }
 }
@@ -241,6 +207,7 @@ async fn go_builds_through_the_project_route_and_go_endpoint_then_from_cache() {
 /// that does not is refused by packrat rather than have their paths leak.
 #[tokio::test]
 async fn go_verifies_modules_against_the_checksum_database_through_packrat() {
+    require_tool!("go");
     use crate::support::fake_public_go::{FakePublicGo, GREET};
     let cert = TestCert::new();
     let world = World::standard();
@@ -261,9 +228,7 @@ async fn go_verifies_modules_against_the_checksum_database_through_packrat() {
     .await;
     let base = packrat.url().to_string();
     let sumdb_url = format!("{base}/go/sumdb/{}", sumdb.name());
-    let Some(mut go) = go_client(&cert, &format!("{base}/go")) else {
-        return;
-    };
+    let mut go = go_client(&cert, &format!("{base}/go"));
     go.env("GOSUMDB", &sumdb.gosumdb(&sumdb_url));
     let go_mod = APP_GO_MOD.replace("require (\n", &format!("require (\n\t{GREET} v1.1.0\n"));
     let main_go = APP_MAIN_GO
@@ -768,12 +733,12 @@ async fn fall_through_latest_and_credentials() {
 /// packrat with nothing but `upstream_extra` under `[upstream]` and `rest` after it: no
 /// `[[go.modules]]` unless `rest` has them.
 async fn start_plain(fake: &FakeGitlab, upstream_extra: &str, rest: &str) -> Packrat {
-    Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n\
-         [upstream]\nurl = \"{}\"\n{upstream_extra}\n\n{rest}",
-        fake.url()
-    ))
-    .await
+    Packrat::builder()
+        .upstream(&fake.url())
+        .upstream_keys(upstream_extra)
+        .toml(rest)
+        .start()
+        .await
 }
 
 /// (status, body) of a GET with `PRIVATE-TOKEN: token` (if any).
@@ -919,11 +884,24 @@ async fn go_list_and_latest_revalidate_after_the_ttl_and_serve_stale_on_error() 
         let sha = w.go[&42].tags["v1.10.0"].clone();
         w.add_go_tag(42, "v1.12.0", &sha);
     });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
-    assert_eq!(r.status(), 200);
-    assert!(r.headers().get("warning").is_none());
-    let body = r.text().await.unwrap();
+    // Until the TTL passed the list is a hit that asks nothing upstream.
+    let list_answer = || async {
+        let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
+        let warning = r
+            .headers()
+            .get("warning")
+            .map(|v| v.to_str().unwrap().to_string());
+        (r.status(), warning, r.text().await.unwrap())
+    };
+    let (status, warning, body) = poll::eventually(
+        "the list shows v1.12.0 once the TTL passed",
+        poll::DEADLINE,
+        list_answer,
+        |(_, _, body)| body.lines().any(|l| l == "v1.12.0"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(warning.is_none());
     assert!(body.lines().any(|l| l == "v1.12.0"), "{body}");
     assert!(
         fake.requests(&format!("{WEB}/@v/list")) > asked,
@@ -936,11 +914,17 @@ async fn go_list_and_latest_revalidate_after_the_ttl_and_serve_stale_on_error() 
 
     // Upstream down and the TTL passed again: stale, and saying so.
     fake.go_down().await;
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let r = go_get(&packrat, &list, Some(ALICE_PAT)).await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["warning"], stale);
-    assert!(r.text().await.unwrap().lines().any(|l| l == "v1.12.0"));
+    // Until the TTL passed again the list is a fresh hit, without a warning.
+    let (status, warning, body) = poll::eventually(
+        "the list is stale once the TTL passed",
+        poll::DEADLINE,
+        list_answer,
+        |(_, warning, _)| warning.is_some(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(warning.as_deref(), Some(stale));
+    assert!(body.lines().any(|l| l == "v1.12.0"));
     let r = go_get(&packrat, &latest, Some(ALICE_PAT)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["warning"], stale, "@latest from a stale list");

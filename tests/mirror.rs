@@ -7,8 +7,10 @@ use std::process::Command;
 
 use crate::support::fake_gitlab::world::ALICE_PAT;
 use crate::support::fake_gitlab::{FakeGitlab, World};
+use crate::support::files::walk;
 use crate::support::http::get_as_alice;
 use crate::support::packrat::Packrat;
+use crate::support::poll;
 
 fn packrat_cmd(config: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_packrat"))
@@ -237,21 +239,6 @@ async fn offline_commands_refuse_a_data_dir_held_by_serve() {
     );
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 /// Access times, not fetch times, decide what goes: three tarballs fetched in order a, b, c,
 /// then `a` read again, then gc to a size that fits two: `b` (fetched after `a`, but now the
 /// least recently used) is evicted. A blob `sync` pinned stays unless `--include-pinned`.
@@ -281,7 +268,8 @@ async fn gc_evicts_least_recently_used_and_keeps_pinned() {
     let mut sizes = Vec::new();
     for (n, v) in order {
         sizes.push(get(tarball(n, v)).await);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // Each fetch gets an access time of its own (unix ms).
+        poll::next_millisecond().await;
     }
     // A cache hit on the oldest fetch makes it the most recently used.
     get(tarball(order[0].0, order[0].1)).await;
@@ -369,7 +357,8 @@ async fn serve_evicts_in_the_background_past_max_size() {
     ];
     for (n, v) in order {
         get(tarball(n, v)).await;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // Each fetch gets an access time of its own (unix ms).
+        poll::next_millisecond().await;
     }
     packrat.stop().await; // flushes the batched access times
     let blobs_size: u64 = walk(&packrat.data_dir().join("blobs-v1"))
@@ -383,15 +372,13 @@ async fn serve_evicts_in_the_background_past_max_size() {
             &format!("[storage]\nmax_size = \"{}\"\n", blobs_size - 1),
         )
         .await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !packrat.logs().contains("evicted least-recently-used blobs") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no background eviction: {}",
-            packrat.logs()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    assert!(
+        packrat
+            .wait_for_log(&["evicted least-recently-used blobs"], poll::DEADLINE)
+            .await,
+        "no background eviction: {}",
+        packrat.logs()
+    );
     let after: u64 = walk(&packrat.data_dir().join("blobs-v1"))
         .iter()
         .map(|p| std::fs::metadata(p).unwrap().len())
@@ -412,7 +399,7 @@ async fn serve_evicts_in_the_background_past_max_size() {
 #[tokio::test]
 async fn verify_after_kill_9_during_downloads_finds_nothing_wrong() {
     let fake = FakeGitlab::start(World::standard()).await;
-    let packrat = Packrat::start(&fake.url(), "").await;
+    let mut packrat = Packrat::start(&fake.url(), "").await;
     let client = reqwest::Client::new();
     let base = format!("{}/api/v4/projects/42/packages/npm", packrat.url());
     for meta in ["@acme%2fui", "@acme%2futils", "@acme%2fcore"] {
@@ -431,13 +418,12 @@ async fn verify_after_kill_9_during_downloads_finds_nothing_wrong() {
             let _ = c.get(url).header("PRIVATE-TOKEN", ALICE_PAT).send().await;
         });
     }
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let pid = packrat.pid().unwrap();
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Every download in flight: GitLab holds each answer for 300 ms.
+    poll::until("GitLab was asked for every tarball", poll::DEADLINE, || {
+        fake.requests(".tgz") >= 4
+    })
+    .await;
+    packrat.kill_9().await;
     let cfg = config_for(packrat.data_dir(), "");
     let out = packrat_cmd(&cfg, &["verify"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -3,21 +3,20 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::support::clients::{describe, require_tool, Npm};
+use crate::support::clients::{describe, Npm};
 use crate::support::fake_gitlab::world::ALICE_PAT;
 use crate::support::fake_gitlab::{FakeGitlab, World};
 use crate::support::packrat::Packrat;
+use crate::support::require_tool;
 
 const MIRROR_TOKEN: &str = "mirror-reader-token";
 
 #[tokio::test]
 async fn an_offline_mirror_serves_npm_from_its_index_without_any_connection() {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let fake = FakeGitlab::start(World::standard()).await;
     let mut packrat = Packrat::start(&fake.url(), "").await;
-    let npm = Npm::new().expect("npm");
+    let npm = Npm::new();
     let registry = format!("{}/api/v4/projects/42/packages/npm/", packrat.url());
     npm.scope_registry("@acme", &registry);
     npm.auth_token(&format!("{}/", packrat.url()), ALICE_PAT);
@@ -34,7 +33,7 @@ async fn an_offline_mirror_serves_npm_from_its_index_without_any_connection() {
         .await;
     let connections_before = fake.connections();
 
-    let npm = Npm::new().expect("npm");
+    let npm = Npm::new();
     npm.scope_registry("@acme", &registry);
     npm.auth_token(&format!("{}/", packrat.url()), MIRROR_TOKEN);
     npm.write_package_json(&[("@acme/ui", "^1.0.0")]);

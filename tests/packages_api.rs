@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::support::fake_gitlab::world::{ALICE_PAT, BOB_PAT, MAINT_PAT};
 use crate::support::fake_gitlab::{FakeGitlab, PkgSpec, World};
-use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+use crate::support::packrat::Packrat;
 
 /// The headers GitLab's pagination sets, plus the content type.
 const COMPARED_HEADERS: &[&str] = &[
@@ -288,11 +288,11 @@ async fn files_pipelines_and_show_links_name_the_configured_public_url() {
     let (world, ids) = rich_world();
     let fake = FakeGitlab::start(world).await;
     let public = "https://mirror.example.test:8443";
-    let packrat = Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\npublic_url = \"{public}\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{}\"\n",
-        fake.url()
-    ))
-    .await;
+    let packrat = Packrat::builder()
+        .upstream(&fake.url())
+        .server_keys(&format!("public_url = \"{public}\""))
+        .start()
+        .await;
     let get = |path: String| {
         client()
             .get(format!("{}{path}", packrat.url()))

@@ -6,29 +6,23 @@ use std::time::Duration;
 use crate::support::fake_gitlab::{FakeGitlab, World};
 use crate::support::fake_public_npm::{FakePublicNpm, PublicPkg};
 use crate::support::http::get_as_alice as get;
-use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER, OPS_TOKEN};
+use crate::support::packrat::{Packrat, TestCert, OPS_TOKEN};
+use crate::support::poll;
 
 const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
 
 #[tokio::test]
 async fn serves_https_with_the_configured_certificate() {
     let fake = FakeGitlab::start(World::standard()).await;
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let packrat = Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = {:?}\ntls_key = {:?}\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n[upstream]\nurl = \"{}\"\n",
-        cert_path.display().to_string(),
-        key_path.display().to_string(),
-        fake.url()
-    ))
-    .await;
+    let cert = TestCert::new();
+    let packrat = Packrat::builder()
+        .upstream(&fake.url())
+        .tls(&cert)
+        .start()
+        .await;
     assert!(packrat.url().starts_with("https://"), "{}", packrat.url());
     let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
         .build()
         .unwrap();
     let r = get(&client, &format!("{}{UI_META}", packrat.url())).await;
@@ -60,14 +54,11 @@ async fn a_killed_server_restarts_on_its_data_and_serves_from_cache() {
         .unwrap()
         .to_string();
     let first = get(&client, &tarball).await.bytes().await.unwrap();
-    // Let the index's periodic flush run, then kill -9: no chance to clean up.
+    // Let the index's periodic flush run, then kill -9: no chance to clean up. The flush is
+    // sled's own timer (every 500 ms, src/store/index.rs) and shows nowhere outside the
+    // process, so this one waits out the timer with a margin rather than polling.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let pid = packrat.pid().unwrap();
-    std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    packrat.kill_9().await;
     packrat.restart().await;
     fake.go_down().await;
     let tarball = tarball.replace(tarball.split("/api/").next().unwrap(), packrat.url());
@@ -83,8 +74,13 @@ async fn shutdown_lets_in_flight_requests_finish() {
     let mut packrat = Packrat::start(&fake.url(), "").await;
     fake.delay(Duration::from_millis(1500));
     let url = format!("{}{UI_META}", packrat.url());
+    let before = fake.requests_total();
     let pending = tokio::spawn(async move { get(&reqwest::Client::new(), &url).await.status() });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // In flight: GitLab has the request and holds its answer for 1.5 s.
+    poll::until("the request reached GitLab", poll::DEADLINE, || {
+        fake.requests_total() > before
+    })
+    .await;
     let exit = packrat.stop().await;
     assert_eq!(
         pending.await.unwrap(),

@@ -6,10 +6,11 @@ use base64::Engine as _;
 use serde_json::{json, Value};
 use sha1::{Digest as _, Sha1};
 
-use crate::support::clients::{describe, require_tool, Npm};
+use crate::support::clients::{describe, Npm};
 use crate::support::fake_gitlab::world::{ALICE_PAT, GUEST_PAT, MAINT_PAT};
 use crate::support::fake_gitlab::{FakeGitlab, PkgSpec, World};
-use crate::support::packrat::{Packrat, DATA_DIR_PLACEHOLDER};
+use crate::support::packrat::Packrat;
+use crate::support::require_tool;
 
 const PROJECT_NPM: &str = "/api/v4/projects/42/packages/npm";
 const UI_META: &str = "/api/v4/projects/42/packages/npm/@acme%2fui";
@@ -77,7 +78,7 @@ fn publish_body(version: &str, tarball: &[u8]) -> Vec<u8> {
 }
 
 fn npm_for(packrat: &Packrat, token: &str) -> Npm {
-    let npm = Npm::new().expect("npm");
+    let npm = Npm::new();
     npm.scope_registry("@acme", &format!("{}{PROJECT_NPM}/", packrat.url()));
     npm.auth_token(&format!("{}/", packrat.url()), token);
     // `npm publish` wants the credential of the exact registry URL.
@@ -87,9 +88,7 @@ fn npm_for(packrat: &Packrat, token: &str) -> Npm {
 
 #[tokio::test]
 async fn npm_publish_through_packrat_is_installable_at_once() {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
     let npm = npm_for(&packrat, ALICE_PAT);
@@ -172,9 +171,7 @@ async fn npm_publish_through_packrat_is_installable_at_once() {
 
 #[tokio::test]
 async fn npm_dist_tag_add_ls_rm_through_packrat() {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
     let npm = npm_for(&packrat, MAINT_PAT);
@@ -275,9 +272,7 @@ async fn dist_tag_writes_at_the_group_and_instance_prefixes() {
 
 #[tokio::test]
 async fn npm_deprecate_passes_through_and_invalidates() {
-    if !require_tool("npm") {
-        return;
-    }
+    require_tool!("npm");
     let fake = FakeGitlab::start(World::standard()).await;
     let packrat = Packrat::start(&fake.url(), "").await;
     let npm = npm_for(&packrat, MAINT_PAT);
@@ -353,11 +348,11 @@ async fn publish_bodies_are_checked_before_anything_is_forwarded() {
 #[tokio::test]
 async fn publish_over_max_body_is_413_and_never_reaches_gitlab() {
     let fake = FakeGitlab::start(World::standard()).await;
-    let packrat = Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body = \"1KiB\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{}\"\n",
-        fake.url()
-    ))
-    .await;
+    let packrat = Packrat::builder()
+        .upstream(&fake.url())
+        .server_keys("max_body = \"1KiB\"")
+        .start()
+        .await;
     let body = publish_body("9.9.9", &vec![7u8; 4096]);
     let r = send(
         reqwest::Method::PUT,
@@ -387,11 +382,11 @@ async fn publish_over_max_body_is_413_and_never_reaches_gitlab() {
 #[tokio::test]
 async fn a_chunked_publish_over_max_body_is_413_and_never_reaches_gitlab() {
     let fake = FakeGitlab::start(World::standard()).await;
-    let packrat = Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nmax_body = \"2MiB\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{}\"\n",
-        fake.url()
-    ))
-    .await;
+    let packrat = Packrat::builder()
+        .upstream(&fake.url())
+        .server_keys("max_body = \"2MiB\"")
+        .start()
+        .await;
     // A streamed body has no Content-Length: the limit must hold while it arrives.
     let body = publish_body("9.9.8", &vec![7u8; 3 << 20]);
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -798,11 +793,11 @@ async fn deleting_a_go_package_revalidates_the_go_list() {
 #[tokio::test]
 async fn a_write_that_times_out_is_a_504_and_changes_nothing() {
     let fake = FakeGitlab::start(World::standard()).await;
-    let packrat = Packrat::start_with_config(&format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\ndir = \"{DATA_DIR_PLACEHOLDER}\"\n\n[upstream]\nurl = \"{}\"\ntimeout = \"1s\"\n",
-        fake.url()
-    ))
-    .await;
+    let packrat = Packrat::builder()
+        .upstream(&fake.url())
+        .upstream_keys("timeout = \"1s\"")
+        .start()
+        .await;
     let list = format!("{}/api/v4/projects/42/packages?per_page=100", packrat.url());
     let id = ui_id(&fake, "1.0.0");
     let (_, before, _) = get_json(&list, MAINT_PAT).await;

@@ -11,22 +11,14 @@
 //! version of a *private* module path whose code says "EVIL".
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
 
 use super::fake_gitlab::go::{h1_mod, h1_zip, info_time, module_zip, GoCommit};
 use super::fake_sumdb::SumdbEntry;
+use super::serve::{self, lock, Logged, Reply, RequestLog, Server};
 
 /// The public module every Go test can use.
 pub const GREET: &str = "example.com/pub/greet";
@@ -114,21 +106,23 @@ pub struct GoPubRequest {
     pub had_credentials: bool,
 }
 
+impl Logged for GoPubRequest {
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 struct State {
     /// module → version → published
     modules: Mutex<BTreeMap<String, BTreeMap<String, GoPubVersion>>>,
-    log: Mutex<Vec<GoPubRequest>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    log: RequestLog<GoPubRequest>,
 }
 
 /// A running fake public Go proxy; dropping it stops the listener.
 pub struct FakePublicGo {
     addr: SocketAddr,
     state: Arc<State>,
-    task: JoinHandle<()>,
+    _server: Server,
 }
 
 const T0: u64 = 1_672_531_200; // 2023-01-01T00:00:00Z
@@ -144,17 +138,14 @@ impl FakePublicGo {
     }
 
     pub async fn start_with(versions: Vec<GoPubVersion>) -> FakePublicGo {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake public go: bind");
-        let addr = listener.local_addr().expect("local addr");
+        let (listener, addr) = serve::bind_any("fake public go");
         let state = Arc::new(State {
             modules: Mutex::new(BTreeMap::new()),
-            log: Mutex::new(Vec::new()),
+            log: RequestLog::default(),
         });
         let fake = FakePublicGo {
             addr,
-            task: tokio::spawn(serve(listener, state.clone())),
+            _server: serve::serve_replies(listener, state.clone(), handle),
             state,
         };
         for v in versions {
@@ -222,27 +213,7 @@ impl FakePublicGo {
             .collect()
     }
 
-    /// Requests whose raw path contains `path_contains`.
-    pub fn requests(&self, path_contains: &str) -> usize {
-        lock(&self.state.log)
-            .iter()
-            .filter(|r| r.path.contains(path_contains))
-            .count()
-    }
-
-    pub fn requests_total(&self) -> usize {
-        lock(&self.state.log).len()
-    }
-
-    pub fn request_log(&self) -> Vec<GoPubRequest> {
-        lock(&self.state.log).clone()
-    }
-}
-
-impl Drop for FakePublicGo {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    serve::request_counters!(state.log => GoPubRequest);
 }
 
 /// `!x` → `X` (the GOPROXY protocol's case encoding).
@@ -282,48 +253,21 @@ fn latest(versions: &BTreeMap<String, GoPubVersion>) -> Option<&GoPubVersion> {
     best(false).or_else(|| best(true))
 }
 
-type Body = BoxBody<Bytes, io::Error>;
-
-fn reply(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let body: Bytes = body.into();
-    let len = body.len();
-    let mut r = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
-    *r.status_mut() = StatusCode::from_u16(status).expect("status");
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_str(content_type).expect("content type"),
-    );
-    r.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(len));
-    r
+fn not_found() -> Reply {
+    Reply::text(404, "not found\n")
 }
 
-fn not_found() -> Response<Body> {
-    reply(404, "text/plain; charset=utf-8", "not found\n")
-}
-
-fn info(v: &GoPubVersion) -> Response<Body> {
+fn info(v: &GoPubVersion) -> Reply {
     let body = serde_json::json!({"Version": v.version, "Time": info_time(v.time)});
-    reply(200, "application/json", body.to_string())
+    Reply::new(200, "application/json", body.to_string())
 }
 
-fn handle(state: &State, req: &hyper::Request<hyper::body::Incoming>) -> Response<Body> {
-    let had_credentials = [
-        "authorization",
-        "private-token",
-        "job-token",
-        "deploy-token",
-    ]
-    .iter()
-    .any(|h| req.headers().contains_key(*h));
-    let raw = req.uri().path().to_string();
-    lock(&state.log).push(GoPubRequest {
-        path: raw.clone(),
-        had_credentials,
+fn handle(state: &State, req: &hyper::Request<hyper::body::Incoming>) -> Reply {
+    state.log.push(GoPubRequest {
+        path: req.uri().path().to_string(),
+        had_credentials: serve::has_credentials(req.headers()),
     });
-    let path = percent_encoding::percent_decode_str(&raw)
-        .decode_utf8_lossy()
-        .into_owned();
+    let path = serve::decoded_path(req);
     let Some(path) = path.strip_prefix('/') else {
         return not_found();
     };
@@ -342,7 +286,7 @@ fn handle(state: &State, req: &hyper::Request<hyper::body::Incoming>) -> Respons
     };
     if file == "list" {
         let list: String = versions.keys().map(|v| format!("{v}\n")).collect();
-        return reply(200, "text/plain; charset=utf-8", list);
+        return Reply::text(200, list);
     }
     let Some((version, ext)) = file.rsplit_once('.') else {
         return not_found();
@@ -352,30 +296,8 @@ fn handle(state: &State, req: &hyper::Request<hyper::body::Incoming>) -> Respons
     };
     match ext {
         "info" => info(v),
-        "mod" => reply(200, "text/plain; charset=utf-8", v.go_mod()),
-        "zip" => reply(200, "application/zip", v.zip()),
+        "mod" => Reply::text(200, v.go_mod()),
+        "zip" => Reply::new(200, "application/zip", v.zip()),
         _ => not_found(),
-    }
-}
-
-async fn serve(listener: TcpListener, state: Arc<State>) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let state = state.clone();
-                conns.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(&state, &req)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }
     }
 }

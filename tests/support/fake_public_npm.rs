@@ -14,25 +14,17 @@
 //! removed while it runs; every request is counted.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use sha1::Sha1;
 use sha2::{Digest, Sha512};
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
 
 use super::fake_gitlab::world::{semver_cmp, tgz};
+use super::serve::{self, lock, Logged, Reply, RequestLog, Server};
 
 /// The abbreviated-metadata media type npm sends in `Accept`.
 pub const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
@@ -106,23 +98,25 @@ pub struct PublicRequest {
     pub had_credentials: bool,
 }
 
+impl Logged for PublicRequest {
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
 struct State {
     base_url: String,
     /// name → version → published
     packages: Mutex<BTreeMap<String, BTreeMap<String, Published>>>,
     published: Mutex<u64>,
-    log: Mutex<Vec<PublicRequest>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    log: RequestLog<PublicRequest>,
 }
 
 /// A running fake public npm registry; dropping it stops the listener.
 pub struct FakePublicNpm {
     addr: SocketAddr,
     state: Arc<State>,
-    task: JoinHandle<()>,
+    _server: Server,
 }
 
 impl FakePublicNpm {
@@ -148,19 +142,16 @@ impl FakePublicNpm {
 
     /// Binds 127.0.0.1:0 and serves exactly `packages`.
     pub async fn start_with(packages: Vec<PublicPkg>) -> FakePublicNpm {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("fake public npm: bind");
-        let addr = listener.local_addr().expect("local addr");
+        let (listener, addr) = serve::bind_any("fake public npm");
         let state = Arc::new(State {
             base_url: format!("http://{addr}"),
             packages: Mutex::new(BTreeMap::new()),
             published: Mutex::new(0),
-            log: Mutex::new(Vec::new()),
+            log: RequestLog::default(),
         });
         let fake = FakePublicNpm {
             addr,
-            task: tokio::spawn(serve(listener, state.clone())),
+            _server: serve::serve_replies(listener, state.clone(), handle),
             state,
         };
         for pkg in packages {
@@ -228,31 +219,10 @@ impl FakePublicNpm {
             .map(|p| p.integrity.clone())
     }
 
-    /// Requests whose raw path contains `path_contains`.
-    pub fn requests(&self, path_contains: &str) -> usize {
-        lock(&self.state.log)
-            .iter()
-            .filter(|r| r.path.contains(path_contains))
-            .count()
-    }
-
-    pub fn requests_total(&self) -> usize {
-        lock(&self.state.log).len()
-    }
-
-    /// The request log, oldest first.
-    pub fn request_log(&self) -> Vec<PublicRequest> {
-        lock(&self.state.log).clone()
-    }
+    serve::request_counters!(state.log => PublicRequest);
 
     pub fn reset_counters(&self) {
-        lock(&self.state.log).clear();
-    }
-}
-
-impl Drop for FakePublicNpm {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.state.log.clear();
     }
 }
 
@@ -402,52 +372,26 @@ fn abbreviated_packument(full: &Value) -> Value {
     })
 }
 
-type Body = BoxBody<Bytes, io::Error>;
-
-fn reply(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    let body: Bytes = body.into();
-    let len = body.len();
-    let mut r = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
-    *r.status_mut() = StatusCode::from_u16(status).expect("status");
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_str(content_type).expect("content type"),
-    );
-    r.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(len));
-    r
+fn not_found() -> Reply {
+    Reply::new(404, "application/json", r#"{"error":"Not found"}"#)
 }
 
-fn not_found() -> Response<Body> {
-    reply(404, "application/json", r#"{"error":"Not found"}"#)
-}
-
-fn handle(state: &State, req: &hyper::Request<hyper::body::Incoming>) -> Response<Body> {
+fn handle(state: &State, req: &hyper::Request<hyper::body::Incoming>) -> Reply {
     let accept = req
         .headers()
         .get(hyper::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let had_credentials = [
-        "authorization",
-        "private-token",
-        "job-token",
-        "deploy-token",
-    ]
-    .iter()
-    .any(|h| req.headers().contains_key(*h));
-    lock(&state.log).push(PublicRequest {
+    state.log.push(PublicRequest {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
         accept: accept.clone(),
-        had_credentials,
+        had_credentials: serve::has_credentials(req.headers()),
     });
     if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
-        return reply(405, "application/json", r#"{"error":"Method not allowed"}"#);
+        return Reply::new(405, "application/json", r#"{"error":"Method not allowed"}"#);
     }
-    let path = percent_encoding::percent_decode_str(req.uri().path())
-        .decode_utf8_lossy()
-        .into_owned();
+    let path = serve::decoded_path(req);
     let Some(path) = path.strip_prefix('/') else {
         return not_found();
     };
@@ -460,7 +404,7 @@ fn handle(state: &State, req: &hyper::Request<hyper::body::Incoming>) -> Respons
             .iter()
             .find(|(v, _)| tarball_url("", name, v).ends_with(&format!("/-/{file}")))
             .map_or_else(not_found, |(_, p)| {
-                reply(200, "application/octet-stream", p.tarball.clone())
+                Reply::new(200, "application/octet-stream", p.tarball.clone())
             });
     }
     let Some(versions) = packages.get(path) else {
@@ -469,37 +413,11 @@ fn handle(state: &State, req: &hyper::Request<hyper::body::Incoming>) -> Respons
     let full = full_packument(&state.base_url, path, versions);
     if accept.as_deref().is_some_and(|a| a.contains(ABBREVIATED)) {
         let doc = abbreviated_packument(&full);
-        return reply(
+        return Reply::new(
             200,
             ABBREVIATED,
             serde_json::to_vec(&doc).expect("abbreviated"),
         );
     }
-    reply(
-        200,
-        "application/json",
-        serde_json::to_vec(&full).expect("full"),
-    )
-}
-
-async fn serve(listener: TcpListener, state: Arc<State>) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let state = state.clone();
-                conns.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(&state, &req)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }
-    }
+    Reply::json(200, &full)
 }

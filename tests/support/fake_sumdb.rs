@@ -10,24 +10,16 @@
 //! (`tile/8/0/001.p/W` and `tile/8/1/000.p/1`), as against a big public database.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use sha2::{Digest as _, Sha256};
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
 
 use crate::support::fake_gitlab::go::{h1_mod, h1_zip};
 use crate::support::fake_gitlab::World;
+use crate::support::serve::{self, lock, Reply, RequestLog, Server};
 
 /// Made-up records logged before the real ones.
 pub const FILLER: usize = 300;
@@ -83,21 +75,17 @@ struct Shared {
     /// `module@version` → record id
     ids: HashMap<String, usize>,
     signed_tree: String,
-    log: Mutex<Vec<String>>,
-    total: AtomicUsize,
+    /// Every request path.
+    log: RequestLog<String>,
 }
 
-struct Listener {
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
+/// A running fake checksum database; dropping it stops the listener.
 pub struct FakeSumdb {
     addr: SocketAddr,
     name: String,
     vkey: String,
     shared: Arc<Shared>,
-    listener: Mutex<Option<Listener>>,
+    server: Mutex<Option<Server>>,
 }
 
 fn leaf_hash(data: &[u8]) -> Hash {
@@ -223,8 +211,7 @@ pub fn parse_tile(path: &str) -> Option<(i64, u64, usize)> {
 impl FakeSumdb {
     /// Starts a database holding [`FILLER`] made-up records followed by `entries`.
     pub async fn start(entries: &[SumdbEntry]) -> FakeSumdb {
-        let listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind fake sumdb");
-        let addr = listener.local_addr().expect("local addr");
+        let (listener, addr) = serve::bind_any("fake sumdb");
         let name = addr.ip().to_string();
         let kp = Ed25519KeyPair::from_seed_unchecked(&SEED).expect("ed25519 seed");
         let (vkey, key_hash) = verifier_key(&name, kp.public_key().as_ref());
@@ -263,14 +250,16 @@ impl FakeSumdb {
             leaves,
             ids,
             signed_tree,
-            log: Mutex::new(Vec::new()),
-            total: AtomicUsize::new(0),
+            log: RequestLog::default(),
+        });
+        let server = serve::serve_replies(listener, shared.clone(), |shared, req| {
+            answer(shared, req.uri().path())
         });
         FakeSumdb {
             addr,
             name,
             vkey,
-            listener: Mutex::new(Some(serve(listener, shared.clone()))),
+            server: Mutex::new(Some(server)),
             shared,
         }
     }
@@ -305,127 +294,28 @@ impl FakeSumdb {
         self.shared.records.len()
     }
 
-    /// Requests whose path contains `path_contains`.
-    pub fn requests(&self, path_contains: &str) -> usize {
-        self.shared
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|p| p.contains(path_contains))
-            .count()
-    }
-
-    pub fn requests_total(&self) -> usize {
-        self.shared.total.load(Ordering::SeqCst)
-    }
-
-    /// Every request path, oldest first.
-    pub fn request_log(&self) -> Vec<String> {
-        self.shared
-            .log
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
+    serve::request_counters!(shared.log => String);
 
     /// Closes the listener and drops open connections: connects are refused from then on.
     pub async fn go_down(&self) {
-        let listener = self
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(Listener { shutdown, task }) = listener {
-            let _ = shutdown.send(());
-            let _ = task.await;
+        let server = lock(&self.server).take();
+        if let Some(server) = server {
+            server.shutdown().await;
         }
     }
 }
 
-impl Drop for FakeSumdb {
-    fn drop(&mut self) {
-        if let Some(l) = self
-            .listener
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            l.task.abort();
-        }
-    }
+fn not_found() -> Reply {
+    Reply::text(404, "not found\n")
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(256)
-}
-
-fn serve(listener: TcpListener, shared: Arc<Shared>) -> Listener {
-    let (shutdown, mut shutdown_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = &mut shutdown_rx => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let shared = shared.clone();
-                    conns.spawn(async move {
-                        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                            let shared = shared.clone();
-                            async move { Ok::<_, Infallible>(answer(&shared, req.uri().path())) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            }
-        }
-        drop(listener);
-        conns.shutdown().await;
-    });
-    Listener { shutdown, task }
-}
-
-fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        content_type.parse().expect("content type"),
-    );
-    r
-}
-
-fn not_found() -> Response<Full<Bytes>> {
-    reply(
-        StatusCode::NOT_FOUND,
-        "text/plain; charset=utf-8",
-        "not found\n",
-    )
-}
-
-fn answer(shared: &Shared, path: &str) -> Response<Full<Bytes>> {
-    shared.total.fetch_add(1, Ordering::SeqCst);
-    shared
-        .log
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(path.to_string());
+fn answer(shared: &Shared, path: &str) -> Reply {
+    shared.log.push(path.to_string());
     let Some(rest) = path.strip_prefix('/') else {
         return not_found();
     };
     if rest == "latest" {
-        return reply(
-            StatusCode::OK,
-            "text/plain; charset=utf-8",
-            shared.signed_tree.clone(),
-        );
+        return Reply::text(200, shared.signed_tree.clone());
     }
     if let Some(key) = rest.strip_prefix("lookup/") {
         let decoded = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
@@ -434,9 +324,8 @@ fn answer(shared: &Shared, path: &str) -> Response<Full<Bytes>> {
             shared.ids.get(&key).copied()
         });
         return match found {
-            Some(id) => reply(
-                StatusCode::OK,
-                "text/plain; charset=utf-8",
+            Some(id) => Reply::text(
+                200,
                 format!("{id}\n{}\n{}", shared.records[id], shared.signed_tree),
             ),
             None => not_found(),
@@ -465,7 +354,7 @@ fn answer(shared: &Shared, path: &str) -> Response<Full<Bytes>> {
             body.extend_from_slice(&tree_hash(&shared.leaves[i * span..(i + 1) * span]));
         }
     }
-    reply(StatusCode::OK, "application/octet-stream", body)
+    Reply::new(200, "application/octet-stream", body)
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! with fault switches and counters for tests.
 //!
 //! Layout:
-//! - `mod.rs` (this file): the hyper 1 server and its lifecycle (`go_down` / `come_back`),
-//!   the request/reply types every route module uses, authentication (API.md §4), GitLab
-//!   error bodies (§6), fault switches, counters and the fake object store.
+//! - `mod.rs` (this file): the server's lifecycle (`go_down` / `come_back`; the accept loop and
+//!   [`Reply`] are `support/serve.rs`'s), the request type every route module uses,
+//!   authentication (API.md §4), GitLab error bodies (§6), fault switches, counters and the
+//!   fake object store.
 //! - [`world`]: groups, projects, tokens, packages; tarball generation.
 //! - [`npm`]: the npm routes (API.md §1).
 //! - [`npm_writes`]: npm publish, deprecate and dist-tag writes (API.md §1.7, §1.8).
@@ -26,28 +27,24 @@ pub mod packages;
 pub mod world;
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use hyper::{HeaderMap, Method, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
 
+// A sibling module: `support::serve` in the tests, `serve` in `examples/fake_gitlab.rs`.
+pub use super::serve::Reply;
+use super::serve::{self, lock, Body, Server, CREDENTIAL_HEADERS};
 pub use world::*;
 
 /// Where GitLab's npm request forwarding points (never resolvable).
@@ -57,8 +54,6 @@ pub const PUBLIC_REGISTRY: &str = "https://public-registry.invalid";
 /// catch-all `404 {"error":"404 Not Found"}`.
 const ROUTES: &[fn(&Shared, &FakeRequest) -> Option<Reply>] =
     &[npm_writes::route, packages::route, npm::route, go::route];
-
-type Body = BoxBody<Bytes, io::Error>;
 
 // ---- requests and replies -------------------------------------------------------------------
 
@@ -95,52 +90,9 @@ pub fn decode(s: &str) -> String {
         .into_owned()
 }
 
-/// A complete response, before faults are applied.
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    /// Boxed to keep `Result<_, Reply>` small.
-    pub headers: Box<HeaderMap>,
-    pub body: Bytes,
-}
-
+/// GitLab's error bodies, on the shared [`Reply`] (a complete response, before faults are
+/// applied).
 impl Reply {
-    pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Reply {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, hv(content_type));
-        Reply {
-            status: StatusCode::from_u16(status).expect("valid status"),
-            headers: Box::new(headers),
-            body: body.into(),
-        }
-    }
-
-    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
-        Reply::new(
-            status,
-            "application/json",
-            serde_json::to_vec(value).expect("json"),
-        )
-    }
-
-    pub fn header(mut self, name: &str, value: &str) -> Reply {
-        self.headers.insert(
-            HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-            hv(value),
-        );
-        self
-    }
-
-    /// A Grape `redirect`: `Location` plus a short text/plain body.
-    pub fn redirect(status: u16, location: &str) -> Reply {
-        Reply::new(
-            status,
-            "text/plain",
-            format!("This resource has been moved temporarily to {location}."),
-        )
-        .header(LOCATION.as_str(), location)
-    }
-
     /// 401 `{"message":"401 Unauthorized"}`
     pub fn unauthorized() -> Reply {
         Reply::json(401, &json!({"message": "401 Unauthorized"}))
@@ -206,10 +158,6 @@ impl Reply {
             &json!({"message": format!("{} {}", status, code.canonical_reason().unwrap_or("Error"))}),
         )
     }
-}
-
-fn hv(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).expect("header value")
 }
 
 /// A strong ETag for a body.
@@ -507,17 +455,12 @@ pub struct Shared {
     log: Mutex<Vec<RequestRecord>>,
     log_enabled: AtomicBool,
     requests_total: AtomicUsize,
-    connections: AtomicUsize,
+    connections: Arc<AtomicUsize>,
     /// key → (bytes, content type); filled when a redirect to it is issued.
     objects: Mutex<HashMap<String, (Bytes, &'static str)>>,
     object_store_requests: AtomicUsize,
     object_store_auth_seen: Mutex<Vec<String>>,
     packuments: Mutex<HashMap<(u64, String), Rendered>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A test that panicked while holding a lock must not hide the real failure elsewhere.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
@@ -567,33 +510,27 @@ impl Shared {
     }
 }
 
-struct Listener {
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
 /// A running fake GitLab. Dropping it stops both listeners and drops their connections.
 pub struct FakeGitlab {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    listener: Mutex<Option<Listener>>,
-    object_store: Listener,
+    server: Mutex<Option<Server>>,
+    _object_store: Server,
 }
 
 impl FakeGitlab {
     /// Binds `127.0.0.1:0` (and a second port for the object store) and starts serving
     /// `world` on the current tokio runtime.
     pub async fn start(world: World) -> FakeGitlab {
-        FakeGitlab::start_on(world, "127.0.0.1:0".parse().expect("addr")).await
+        FakeGitlab::start_on(world, serve::any_loopback_port()).await
     }
 
     /// Like [`FakeGitlab::start`] on a chosen address (must be 127.0.0.1).
     pub async fn start_on(world: World, addr: SocketAddr) -> FakeGitlab {
-        assert!(addr.ip().is_loopback(), "the fake binds loopback only");
-        let listener = bind(addr).unwrap_or_else(|e| panic!("fake gitlab: bind {addr}: {e}"));
+        let listener =
+            serve::bind(addr).unwrap_or_else(|e| panic!("fake gitlab: bind {addr}: {e}"));
         let addr = listener.local_addr().expect("local addr");
-        let os_listener = bind("127.0.0.1:0".parse().expect("addr")).expect("bind object store");
-        let os_addr = os_listener.local_addr().expect("local addr");
+        let (os_listener, os_addr) = serve::bind_any("fake object store");
         let shared = Arc::new(Shared {
             base_url: format!("http://{addr}"),
             object_store_url: format!("http://{os_addr}"),
@@ -603,7 +540,7 @@ impl FakeGitlab {
             log: Mutex::new(Vec::new()),
             log_enabled: AtomicBool::new(true),
             requests_total: AtomicUsize::new(0),
-            connections: AtomicUsize::new(0),
+            connections: Arc::new(AtomicUsize::new(0)),
             objects: Mutex::new(HashMap::new()),
             object_store_requests: AtomicUsize::new(0),
             object_store_auth_seen: Mutex::new(Vec::new()),
@@ -611,8 +548,8 @@ impl FakeGitlab {
         });
         FakeGitlab {
             addr,
-            listener: Mutex::new(Some(serve(listener, shared.clone(), Side::Gitlab))),
-            object_store: serve(os_listener, shared.clone(), Side::ObjectStore),
+            server: Mutex::new(Some(serve_gitlab(listener, &shared))),
+            _object_store: serve_object_store(os_listener, &shared),
             shared,
         }
     }
@@ -759,22 +696,21 @@ impl FakeGitlab {
     /// Stops accepting: closes the listener and drops every open connection, so connects are
     /// refused until [`FakeGitlab::come_back`]. Returns once that is true.
     pub async fn go_down(&self) {
-        let listener = lock(&self.listener).take();
-        if let Some(Listener { shutdown, task }) = listener {
-            let _ = shutdown.send(());
-            let _ = task.await;
+        let server = lock(&self.server).take();
+        if let Some(server) = server {
+            server.shutdown().await;
         }
     }
 
     /// Re-binds the same port (SO_REUSEADDR) and serves again.
     pub async fn come_back(&self) {
-        let mut slot = lock(&self.listener);
+        let mut slot = lock(&self.server);
         if slot.is_some() {
             return;
         }
-        let listener =
-            bind(self.addr).unwrap_or_else(|e| panic!("fake gitlab: re-bind {}: {e}", self.addr));
-        *slot = Some(serve(listener, self.shared.clone(), Side::Gitlab));
+        let listener = serve::bind(self.addr)
+            .unwrap_or_else(|e| panic!("fake gitlab: re-bind {}: {e}", self.addr));
+        *slot = Some(serve_gitlab(listener, &self.shared));
     }
 
     // ---- counters ----
@@ -830,68 +766,20 @@ impl FakeGitlab {
     }
 }
 
-impl Drop for FakeGitlab {
-    fn drop(&mut self) {
-        if let Some(listener) = lock(&self.listener).take() {
-            listener.task.abort();
-        }
-        self.object_store.task.abort();
-    }
+fn serve_gitlab(listener: tokio::net::TcpListener, shared: &Arc<Shared>) -> Server {
+    let shared = shared.clone();
+    serve::serve_counting(listener, Some(shared.connections.clone()), move |req| {
+        let shared = shared.clone();
+        async move { handle(&shared, req).await }
+    })
 }
 
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
-
-#[derive(Clone, Copy)]
-enum Side {
-    Gitlab,
-    ObjectStore,
-}
-
-/// The accept loop. On shutdown it drops the listener first (connects are refused from then
-/// on), then aborts every connection task and waits for them.
-fn serve(listener: TcpListener, shared: Arc<Shared>, side: Side) -> Listener {
-    let (shutdown, mut shutdown_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = &mut shutdown_rx => break,
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        continue;
-                    };
-                    if let Side::Gitlab = side {
-                        shared.connections.fetch_add(1, Ordering::SeqCst);
-                    }
-                    let shared = shared.clone();
-                    conns.spawn(async move {
-                        let service = hyper::service::service_fn(move |req| {
-                            let shared = shared.clone();
-                            async move {
-                                Ok::<_, Infallible>(match side {
-                                    Side::Gitlab => handle(&shared, req).await,
-                                    Side::ObjectStore => handle_object_store(&shared, req).await,
-                                })
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
-                    });
-                }
-            }
-        }
-        drop(listener);
-        conns.shutdown().await;
-    });
-    Listener { shutdown, task }
+fn serve_object_store(listener: tokio::net::TcpListener, shared: &Arc<Shared>) -> Server {
+    let shared = shared.clone();
+    serve::serve(listener, move |req| {
+        let shared = shared.clone();
+        async move { handle_object_store(&shared, req).await }
+    })
 }
 
 async fn collect(req: hyper::Request<hyper::body::Incoming>) -> FakeRequest {
@@ -954,10 +842,15 @@ fn cut_on_purpose() -> io::Error {
 }
 
 fn into_response(reply: Reply, fault: Option<BodyFault>) -> Response<Body> {
-    let len = reply.body.len();
-    let body: Body = match fault {
+    reply.into_response_with(|body| faulty_body(body, fault))
+}
+
+/// The body as a fault leaves it: cut or held after its first bytes, else whole.
+fn faulty_body(body: Bytes, fault: Option<BodyFault>) -> Body {
+    let len = body.len();
+    match fault {
         Some(BodyFault::Cut(n)) if n < len => {
-            let head = reply.body.slice(..n);
+            let head = body.slice(..n);
             // Give hyper a moment to flush the head before the error aborts the connection.
             let stream = futures_util::stream::iter([Ok(Frame::data(head))]).chain(
                 futures_util::stream::once(async {
@@ -968,8 +861,8 @@ fn into_response(reply: Reply, fault: Option<BodyFault>) -> Response<Body> {
             BodyExt::boxed(StreamBody::new(stream))
         }
         Some(BodyFault::Pause(Pause { after, mut gate })) if after < len => {
-            let head = reply.body.slice(..after);
-            let rest = reply.body.slice(after..);
+            let head = body.slice(..after);
+            let rest = body.slice(after..);
             let stream = futures_util::stream::iter([Ok(Frame::data(head))]).chain(
                 futures_util::stream::once(async move {
                     let state = gate
@@ -985,29 +878,9 @@ fn into_response(reply: Reply, fault: Option<BodyFault>) -> Response<Body> {
             );
             BodyExt::boxed(StreamBody::new(stream))
         }
-        _ => Full::new(reply.body)
-            .map_err(|never| match never {})
-            .boxed(),
-    };
-    let mut response = Response::new(body);
-    *response.status_mut() = reply.status;
-    *response.headers_mut() = *reply.headers;
-    if reply.status != StatusCode::NOT_MODIFIED {
-        response
-            .headers_mut()
-            .insert(CONTENT_LENGTH, HeaderValue::from(len));
+        _ => serve::full(body),
     }
-    response
 }
-
-const CREDENTIAL_HEADERS: &[&str] = &[
-    "authorization",
-    "private-token",
-    "job-token",
-    "deploy-token",
-    "cookie",
-    "proxy-authorization",
-];
 
 /// The fake object store: `GET /bucket/<key>?...X-Amz-Signature=...` serves what a redirect
 /// put there, and records any credential header it receives.
@@ -1054,5 +927,5 @@ async fn handle_object_store(
             }
         }
     };
-    into_response(reply, None)
+    reply.into_response()
 }
