@@ -225,6 +225,34 @@ async fn pins_endpoint_is_off_without_ops_tokens() {
     }
 }
 
+/// Guessing operator tokens: every wrong one counts against one budget across the operator
+/// endpoints; past it every token, right ones too, is a 429 until the window turns.
+#[tokio::test]
+async fn wrong_operator_tokens_past_the_budget_are_429_on_every_operator_endpoint() {
+    let fake = FakeGitlab::start(World::standard()).await;
+    let packrat = Packrat::start(&fake.url(), "").await;
+    let url = packrat.url();
+    let mut statuses = Vec::new();
+    // 60 guesses: even if a window turns during the loop, one window sees more than 20.
+    for i in 0..60 {
+        let endpoint = if i % 2 == 0 { "/-/pins" } else { "/-/status" };
+        let wrong = format!("Bearer wrong-{i}");
+        let (status, _) = get_json(&format!("{url}{endpoint}"), &[("Authorization", &wrong)]).await;
+        statuses.push(status);
+    }
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|&&s| s == 401).count() <= 20,
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&429), "no budget: {statuses:?}");
+    let (status, body) = get_json(&format!("{url}/-/pins"), &ops()).await;
+    assert!(status == 429 || status == 200, "{status} {body}");
+}
+
 /// The public registry down is not GitLab down: a forwarded name says which upstream failed
 /// (502), not the outage refusal for GitLab-checked access.
 #[tokio::test]

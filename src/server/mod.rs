@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod conn;
+mod guesses;
 pub mod ops;
 pub mod report;
 pub mod respond;
@@ -74,7 +75,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     core.set_public_url(config.public_url_for(bound));
     let scheme = if tls.is_some() { "https" } else { "http" };
     let ui = Arc::new(ui::Ui::new(config.server.ui_session_ttl, tls.is_some()));
-    core.start_size_scan();
     tokio::spawn(housekeeping(core.clone()));
     tracing::info!(
         listen = %bound,
@@ -227,8 +227,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
 /// Every 30 s: write the batched blob access times; when the store has grown past
 /// `storage.max_size`, evict least-recently-used blobs (the same code as `packrat gc`).
-/// Every 10 min (and at start): delete access decisions too old to be used.
+/// Every 10 min (and at start): delete access decisions too old to be used. The first
+/// eviction check waits for the size scan of the blob store, so a store already past
+/// `max_size` at start is trimmed at once rather than 30 s later.
 async fn housekeeping(core: Arc<Core>) {
+    core.scan_size().await;
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for n in 0u64.. {

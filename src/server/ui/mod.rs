@@ -6,7 +6,8 @@
 //!   (`Secure` when serving TLS), kept server-side for `server.ui_session_ttl`.
 //! - Both POSTs need an `Origin` naming this server: anything else is a cross-site request
 //!   (403). Login bodies are bounded; the token is compared in constant time and never
-//!   logged; a wrong one is answered after a delay, one wrong guess at a time.
+//!   logged; a wrong one is answered after a delay, and wrong tokens past a budget shared
+//!   by every operator endpoint get a 429 before any comparison ([`super::guesses`]).
 //! - Nothing the cache holds appears without a session (or an operator token header): the
 //!   login page carries no data.
 
@@ -68,8 +69,6 @@ pub struct Ui {
     sessions: Sessions,
     /// Serving TLS: the cookie says `Secure`.
     secure: bool,
-    /// Wrong guesses wait in turn.
-    wrong: tokio::sync::Mutex<()>,
 }
 
 impl Ui {
@@ -77,7 +76,6 @@ impl Ui {
         Ui {
             sessions: Sessions::new(ttl),
             secure,
-            wrong: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -90,13 +88,17 @@ impl Ui {
         .ok()
     }
 
-    /// Does the request carry a live session, or an operator token as `/-/status` takes it?
-    fn authorized(&self, core: &Core, headers: &HeaderMap) -> bool {
-        session::from_headers(headers).is_some_and(|id| self.sessions.valid(id))
-            || offline::ops_allows(
-                &core.config().server.ops_tokens,
-                &Credential::from_headers(headers),
-            )
+    /// Does the request carry a live session, or an operator token as `/-/status` takes it
+    /// (a token counted against the wrong-token budget, [`super::guesses`])?
+    fn authorized(&self, core: &Core, headers: &HeaderMap) -> Result<bool, Error> {
+        if session::from_headers(headers).is_some_and(|id| self.sessions.valid(id)) {
+            return Ok(true);
+        }
+        let credential = Credential::from_headers(headers);
+        if credential.is_anonymous() {
+            return Ok(false);
+        }
+        super::guesses::check(|| offline::ops_allows(&core.config().server.ops_tokens, &credential))
     }
 }
 
@@ -116,7 +118,7 @@ pub async fn handle(
     }
     match route {
         UiRoute::Page => {
-            if !ui.authorized(core, req.headers()) {
+            if !ui.authorized(core, req.headers())? {
                 return Ok(html(StatusCode::OK, page::login(None), None));
             }
             let report = super::report::build_off_runtime(core).await?;
@@ -129,13 +131,14 @@ pub async fn handle(
         UiRoute::Login => {
             same_origin(core, req.headers(), req.uri())?;
             let token = read_token(req).await?;
-            if offline::ops_token_ok(&core.config().server.ops_tokens, token.expose()) {
+            let tokens = &core.config().server.ops_tokens;
+            if super::guesses::check(|| offline::ops_token_ok(tokens, token.expose()))? {
                 let id = ui.sessions.create();
                 tracing::info!("operator logged in to the status page");
                 return Ok(see_other(ui.cookie(&id, ui.sessions.ttl().as_secs())));
             }
-            // One wrong guess at a time, each answered after the delay.
-            let _turn = ui.wrong.lock().await;
+            // Counted already (the budget holds however many arrive at once); each wrong one
+            // is also answered only after the delay.
             tokio::time::sleep(WRONG_TOKEN_DELAY).await;
             tracing::info!("refused a wrong operator token at the status page login");
             Ok(html(
