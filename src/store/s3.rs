@@ -58,6 +58,9 @@ const RANGE: u64 = 32 << 20;
 /// File reads while uploading.
 const READ_BUF: usize = 1 << 20;
 
+/// The largest shared record (a blob entry, a pin, a batch of access times) read back.
+const MAX_SHARED_RECORD: u64 = 4 << 20;
+
 pub struct S3Backend {
     client: Arc<dyn ObjectStore>,
     prefix: String,
@@ -721,6 +724,16 @@ impl Backend for S3Backend {
     ) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         Box::pin(async move {
             match self.client.get(&self.record_key(ns, key)).await {
+                // A record is a few hundred bytes: a larger object is not one of ours, and is
+                // never read into memory whole.
+                Ok(r) if r.meta.size > MAX_SHARED_RECORD => {
+                    tracing::warn!(
+                        ns,
+                        size = r.meta.size,
+                        "ignored an oversized shared record in the bucket"
+                    );
+                    Ok(None)
+                }
                 Ok(r) => r
                     .bytes()
                     .await
