@@ -232,14 +232,16 @@ impl Core {
         self.store.blobs.bytes_on_disk()
     }
 
-    /// Count the store's blobs in the background (the size starts at 0 until then).
-    pub fn start_size_scan(&self) {
+    /// Count the store's blobs, off the runtime (the size reads 0 until this is done).
+    pub async fn scan_size(&self) {
         // A shared bucket is not listed at every node's start (`packrat gc` lists it).
         if self.store.blobs.is_shared() {
             return;
         }
         let blobs = self.store.blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.scan_size());
+        if let Err(e) = tokio::task::spawn_blocking(move || blobs.scan_size()).await {
+            tracing::warn!(error = %e, "the blob store's size scan failed");
+        }
     }
 
     /// Flush the index to disk.
