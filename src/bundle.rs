@@ -362,6 +362,35 @@ pub struct ImportReport {
     pub manifest: Option<Manifest>,
 }
 
+impl ImportReport {
+    /// An import's numbers and the bundle's manifest summary (never its blob list).
+    pub fn details(&self, file: &std::path::Path) -> serde_json::Value {
+        let r = self;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut v = serde_json::json!({
+            "file": name,
+            "entries": r.entries,
+            "blobs_new": r.blobs_new,
+            "blobs_present": r.blobs_present,
+            "bytes": r.bytes,
+            "signed": r.signed,
+        });
+        if let (Some(m), Some(obj)) = (&r.manifest, v.as_object_mut()) {
+            obj.insert("format".into(), m.format.into());
+            obj.insert("packrat_version".into(), m.packrat_version.clone().into());
+            obj.insert("created_at".into(), m.created_at.into());
+            obj.insert("blob_count".into(), m.blob_count.into());
+            obj.insert("total_bytes".into(), m.total_bytes.into());
+            obj.insert("incremental".into(), m.incremental.into());
+            obj.insert("index_sha256".into(), m.index_sha256.clone().into());
+        }
+        v
+    }
+}
+
 /// Load a bundle into the store, verifying everything before anything becomes visible. With
 /// `trusted` keys, the manifest must carry a valid signature by one of them.
 pub async fn import(

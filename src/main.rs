@@ -129,7 +129,7 @@ async fn offline_command(command: Command, config: Config) -> anyhow::Result<boo
                 file.display()
             );
             let mut run = Run::finished(RunKind::Import, started, true, line.clone());
-            run.details = runs::import_details(&file, &r);
+            run.details = r.details(&file);
             runs::record(&store, &run)?;
             println_stdout(&line);
             Ok(true)

@@ -88,35 +88,6 @@ pub fn gc_details(r: &crate::gc::Report, max: u64) -> serde_json::Value {
     })
 }
 
-/// An import's numbers and the bundle's manifest summary (never its blob list).
-pub fn import_details(
-    file: &std::path::Path,
-    r: &crate::bundle::ImportReport,
-) -> serde_json::Value {
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut v = serde_json::json!({
-        "file": name,
-        "entries": r.entries,
-        "blobs_new": r.blobs_new,
-        "blobs_present": r.blobs_present,
-        "bytes": r.bytes,
-        "signed": r.signed,
-    });
-    if let (Some(m), Some(obj)) = (&r.manifest, v.as_object_mut()) {
-        obj.insert("format".into(), m.format.into());
-        obj.insert("packrat_version".into(), m.packrat_version.clone().into());
-        obj.insert("created_at".into(), m.created_at.into());
-        obj.insert("blob_count".into(), m.blob_count.into());
-        obj.insert("total_bytes".into(), m.total_bytes.into());
-        obj.insert("incremental".into(), m.incremental.into());
-        obj.insert("index_sha256".into(), m.index_sha256.clone().into());
-    }
-    v
-}
-
 /// Record `run` as the last of its kind (flushed: the command exits next).
 pub fn record(store: &Store, run: &Run) -> Result<(), StoreError> {
     store.index.put(Tree::Ops, &run.kind.key(), run)?;

@@ -99,7 +99,7 @@ pub trait Backend: Send + Sync + 'static {
 
     /// sha256 and length of a listed blob, streamed (blocking; `verify`).
     fn hash(&self, listed: &Listed) -> Result<(Digest, u64), StoreError> {
-        super::blob::BlobStore::hash_file(&listed.location)
+        hash_file(&listed.location)
     }
 
     /// Whether nodes share this backend (and its records): an object store.
@@ -312,4 +312,24 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, e))
+}
+
+/// sha256 and length of a file, streamed in 256 KiB reads (blocking).
+#[allow(clippy::disallowed_methods)] // store/ owns the data directory
+pub(super) fn hash_file(path: &Path) -> Result<(Digest, u64), StoreError> {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| StoreError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((Digest(h.finalize().into()), len))
 }

@@ -212,21 +212,7 @@ impl BlobStore {
 
     /// sha256 of a file, streamed (blocking; call off the async threads).
     pub fn hash_file(path: &Path) -> Result<(Digest, u64), StoreError> {
-        use sha2::Digest as _;
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| StoreError::io(path, e))?;
-        let mut h = sha2::Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut len = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(|e| StoreError::io(path, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            len += n as u64;
-        }
-        Ok((Digest(h.finalize().into()), len))
+        super::backend::hash_file(path)
     }
 
     /// A fresh, unused temp file name in the tmp area.

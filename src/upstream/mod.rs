@@ -9,7 +9,9 @@
 //! or tarball fetch ([`Forward`]) to a configured public registry's origin, or to a path
 //! that names the package.
 
-use std::pin::Pin;
+mod fetched;
+mod redirect;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,10 +25,12 @@ pub use crate::error::NotFound;
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
 pub use crate::urls::{origin_of, redact};
+use fetched::classify;
+pub use fetched::{read_all, Body, ByteStream, Fetched};
+pub use redirect::follow_location;
+use redirect::{follow, is_public_forward};
 
 const MAX_REDIRECTS: usize = 5;
-
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 
 /// Whether the upstream may be contacted at all (offline mode holds no client).
 enum Connectivity {
@@ -89,75 +93,6 @@ pub enum Forward<'a> {
     Metadata(&'a str),
     /// A tarball of this package name.
     Tarball(&'a str),
-}
-
-/// A successful upstream body.
-pub struct Body {
-    pub status: StatusCode,
-    pub etag: Option<String>,
-    pub len: Option<u64>,
-    pub content_type: Option<String>,
-    pub headers: HeaderMap,
-    pub stream: ByteStream,
-    /// Where it came from (redacted), for messages.
-    pub url: String,
-}
-
-impl Body {
-    /// The whole body in memory, refusing more than `limit` bytes.
-    pub async fn read_all(self, limit: u64) -> Result<Bytes, UpstreamError> {
-        read_all(self.stream, limit, &self.url).await
-    }
-}
-
-/// The upstream's answer, classified.
-pub enum Fetched {
-    Body(Body),
-    NotModified {
-        etag: Option<String>,
-    },
-    NotFound {
-        body: Bytes,
-        /// What GitLab says is missing (classified here, once).
-        what: NotFound,
-    },
-    /// Any other 4xx: a refusal to pass on unchanged (401, 403, 400, …).
-    Denied {
-        status: StatusCode,
-        body: Bytes,
-        www_authenticate: Option<String>,
-    },
-    ForwardedToPublic {
-        location: String,
-    },
-}
-
-impl Fetched {
-    /// A successful body, or what a client gets instead: GitLab's refusal or not-found as it
-    /// sent it, a 404 for GitLab's forwarding to a public registry, an error for a 304 to a
-    /// request that was not conditional.
-    pub fn into_body(self, url: &str) -> Result<Body, crate::error::Error> {
-        use crate::error::Error;
-        match self {
-            Fetched::Body(b) => Ok(b),
-            Fetched::NotFound { body, .. } => {
-                Err(Error::passthrough(StatusCode::NOT_FOUND, body, None))
-            }
-            Fetched::Denied {
-                status,
-                body,
-                www_authenticate,
-            } => Err(Error::passthrough(status, body, www_authenticate)),
-            Fetched::ForwardedToPublic { .. } => {
-                Err(Error::gitlab(StatusCode::NOT_FOUND, "404 Not Found"))
-            }
-            Fetched::NotModified { .. } => Err(Error::Upstream(UpstreamError::Status {
-                url: redact(url),
-                status: 304,
-                setting: "upstream.url",
-            })),
-        }
-    }
 }
 
 /// A write's answer from the upstream, for the client as GitLab sent it.
@@ -641,26 +576,6 @@ pub fn local_client(timeout: Duration) -> Result<reqwest::Client, UpstreamError>
         })
 }
 
-/// Read a whole upstream body into memory, refusing more than `limit` bytes.
-pub async fn read_all(
-    mut stream: ByteStream,
-    limit: u64,
-    url: &str,
-) -> Result<Bytes, UpstreamError> {
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(UpstreamError::Body {
-                url: redact(url),
-                reason: format!("document larger than {limit} bytes"),
-            });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
 /// A stream fed by a task (no extra crate for generators).
 fn async_stream<F, Fut>(f: F) -> ByteStream
 where
@@ -682,85 +597,6 @@ fn header_str(h: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-fn classify(
-    url: &str,
-    e: &reqwest::Error,
-    timeout: Duration,
-    setting: &'static str,
-) -> UpstreamError {
-    if e.is_timeout() {
-        UpstreamError::Timeout {
-            url: redact(url),
-            secs: timeout.as_secs(),
-        }
-    } else {
-        // reqwest's own message repeats the URL; the causes say what happened.
-        let mut causes = Vec::new();
-        let mut src = std::error::Error::source(e);
-        while let Some(s) = src {
-            causes.push(s.to_string());
-            src = s.source();
-        }
-        let reason = if causes.is_empty() {
-            e.to_string()
-        } else {
-            causes.join(": ")
-        };
-        UpstreamError::Unreachable {
-            url: redact(url),
-            reason,
-            setting,
-        }
-    }
-}
-
-/// [`follow`] on text: where `location` leads from `base` (for tools and the fuzzer).
-pub fn follow_location(base: &str, location: &str) -> Option<String> {
-    follow(&url::Url::parse(base).ok()?, location).map(String::from)
-}
-
-/// Where a redirect's `Location` leads from `base`, parsed as the HTTP client will parse it
-/// (relative, scheme-relative and backslash forms included), without userinfo. `None` when
-/// it names nothing fetchable (not http or https, or not a URL).
-fn follow(base: &url::Url, location: &str) -> Option<url::Url> {
-    let mut next = base.join(location.trim()).ok()?;
-    if !matches!(next.scheme(), "http" | "https") || next.host().is_none() {
-        return None;
-    }
-    // Userinfo in a Location would make the client send Basic credentials of its own choosing.
-    next.set_username("").ok()?;
-    next.set_password(None).ok()?;
-    Some(next)
-}
-
-/// Is a cross-origin redirect of a GitLab npm fetch GitLab forwarding it to a public
-/// registry (`https://<registry>/<name>`, any path prefix, the scope's `/` encoded or not)?
-/// Yes when it goes to a configured public registry's origin, when its decoded path ends
-/// with `/<name>`, or for a tarball names `/<name>/-/<file>`. Anything else is object
-/// storage.
-fn is_public_forward(location: &str, forward: Forward<'_>, public_origins: &[String]) -> bool {
-    let target = origin_of(location);
-    if public_origins.contains(&target) {
-        return true;
-    }
-    let path = location
-        .split_once("://")
-        .map_or(location, |(_, r)| r)
-        .split_once('/')
-        .map_or("", |(_, p)| p);
-    let path = path.split(['?', '#']).next().unwrap_or(path);
-    let decoded = percent_encoding::percent_decode_str(path)
-        .decode_utf8_lossy()
-        .to_ascii_lowercase();
-    let path = format!("/{}", decoded.trim_end_matches('/'));
-    match forward {
-        Forward::Metadata(name) => path.ends_with(&format!("/{}", name.to_ascii_lowercase())),
-        Forward::Tarball(name) => path
-            .rsplit_once(&format!("/{}/-/", name.to_ascii_lowercase()))
-            .is_some_and(|(_, file)| !file.is_empty()),
-    }
 }
 
 #[cfg(test)]
@@ -785,99 +621,5 @@ mod tests {
         );
         assert_eq!(c(r#"{"message":"404 Not Found"}"#), NotFound::Other);
         assert_eq!(c(""), NotFound::Other);
-    }
-
-    #[test]
-    fn origins_and_redaction() {
-        assert_eq!(origin_of("http://A.example:81/x?y"), "http://a.example:81");
-        assert_eq!(origin_of("http://A.example:80/x"), "http://a.example");
-        assert_eq!(
-            redact("https://u:p@h.example/a/b?private_token=x"),
-            "https://h.example/a/b"
-        );
-        let base = url::Url::parse("http://h/a/b").unwrap();
-        let hop = |l: &str| follow(&base, l).map(|u| u.to_string());
-        assert_eq!(hop("/c").as_deref(), Some("http://h/c"));
-        assert_eq!(hop("http://o/c").as_deref(), Some("http://o/c"));
-        assert_eq!(hop("c").as_deref(), Some("http://h/a/c"));
-    }
-
-    /// The host a Location names is the one the HTTP client connects to, however it is
-    /// spelled; userinfo is dropped.
-    #[test]
-    fn hostile_locations_name_the_host_the_client_would_reach() {
-        let base = url::Url::parse("http://127.0.0.1:1000/api/v4/x").unwrap();
-        let origin = base.origin();
-        for (loc, evil) in [
-            ("http://127.0.0.1:2000\\@127.0.0.1:1000/x", true),
-            ("//127.0.0.1:2000/x", true),
-            ("/\\127.0.0.1:2000/x", true),
-            ("http://127.0.0.1:2000#@127.0.0.1:1000/x", true),
-            ("http://127.0.0.1:2000?@127.0.0.1:1000/x", true),
-            ("http://u:p@127.0.0.1:2000/x", true),
-            ("http://127.0.0.1:1000@127.0.0.1:2000/x", true),
-            ("HTTP://127.0.0.1:2000/x", true),
-            ("/elsewhere", false),
-            ("HTTP://127.0.0.1:1000/same", false),
-        ] {
-            let next = follow(&base, loc).unwrap();
-            assert_eq!(next.origin() != origin, evil, "{loc} -> {next}");
-            assert_eq!(next.username(), "", "{loc}");
-            assert_eq!(next.password(), None, "{loc}");
-        }
-        assert!(follow(&base, "file:///etc/passwd").is_none());
-        assert!(follow(&base, "javascript:alert(1)").is_none());
-    }
-
-    #[test]
-    fn public_forward_detection() {
-        let none: &[String] = &[];
-        let meta = Forward::Metadata("@acme/ui");
-        let tgz = Forward::Tarball("@acme/ui");
-        for loc in [
-            "https://reg.example/@acme/ui",
-            "https://reg.example/@acme%2fui",
-            "https://reg.example/@acme%2Fui/",
-            "http://127.0.0.1:9/some/prefix/@acme%2fui",
-        ] {
-            assert!(is_public_forward(loc, meta, none), "{loc}");
-        }
-        assert!(is_public_forward(
-            "https://reg.example/npm/@acme/ui/-/ui-1.0.0.tgz",
-            tgz,
-            none
-        ));
-        assert!(is_public_forward(
-            "https://reg.example/@acme%2fui/-/ui-1.0.0.tgz",
-            tgz,
-            none
-        ));
-        assert!(!is_public_forward(
-            "https://s3.example/bucket/metadata.json?X-Amz-Signature=1",
-            meta,
-            none
-        ));
-        assert!(!is_public_forward(
-            "https://s3.example/bucket/ab/cd/0123.tgz?X-Amz-Signature=1",
-            tgz,
-            none
-        ));
-        assert!(!is_public_forward(
-            "https://s3.example/bucket/@acme/uix",
-            meta,
-            none
-        ));
-        // Any path on a configured public registry.
-        let public = ["https://registry.npmjs.org".to_string()];
-        assert!(is_public_forward(
-            "https://Registry.npmjs.org/whatever?x=1",
-            meta,
-            &public
-        ));
-        assert!(!is_public_forward(
-            "https://s3.example/whatever",
-            tgz,
-            &public
-        ));
     }
 }
