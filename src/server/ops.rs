@@ -58,11 +58,16 @@ pub async fn status(core: &Arc<Core>, credential: &Credential) -> Result<Respons
 fn operator(core: &Core, credential: &Credential, what: &str) -> Result<(), Error> {
     let tokens = &core.config().server.ops_tokens;
     if tokens.is_empty() {
+        let on_the_host = if what == "/-/pins" {
+            ", or run `packrat pins` on the host"
+        } else {
+            ""
+        };
         return Err(Error::gitlab(
             StatusCode::NOT_FOUND,
             format!(
                 "404 Not Found: {what} is off; set server.ops_tokens to the sha256 of an \
-                 operator token to enable it, or run `packrat pins` on the host"
+                 operator token to enable it{on_the_host}"
             ),
         ));
     }
