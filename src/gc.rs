@@ -42,22 +42,14 @@ pub fn run(store: &Store, max_size: u64, include_pinned: bool) -> Result<Report,
     if store.blobs.is_shared() {
         return run_shared(store, &blobs, max_size, include_pinned, report);
     }
-    let (entries, _) = index.scan_all::<BlobEntry>(Tree::Blobs)?;
     let (records, _) = index.scan_all::<MetaRecord>(Tree::Meta)?;
     let metadata: HashSet<Digest> = records
         .iter()
         .flat_map(|(_, r)| r.variants.iter().chain(r.raw.iter()).map(|v| v.digest))
         .collect();
-    let mut keys_of: HashMap<Digest, Vec<String>> = HashMap::new();
-    for (k, e) in &entries {
-        keys_of.entry(e.digest).or_default().push(k.clone());
-    }
+    let (entries, _) = index.scan_all::<BlobEntry>(Tree::Blobs)?;
     let by_key: HashMap<&str, &BlobEntry> = entries.iter().map(|(k, e)| (k.as_str(), e)).collect();
-    let pinned: HashSet<Digest> = index
-        .scan::<String>(Tree::Aux, MIRROR_PREFIX)?
-        .into_iter()
-        .filter_map(|(_, blob_key)| by_key.get(blob_key.as_str()).map(|e| e.digest))
-        .collect();
+    let (keys_of, pinned) = keys_and_pins(store, &entries, &by_key)?;
     let atime = |d: &Digest, fallback: u64| -> u64 {
         index
             .get::<u64>(Tree::Atime, &d.hex())
@@ -134,17 +126,11 @@ fn run_shared(
         }
     }
     let (entries, _) = index.scan_all::<BlobEntry>(Tree::Blobs)?;
-    let mut keys_of: HashMap<Digest, Vec<String>> = HashMap::new();
-    for (k, e) in &entries {
+    for (_, e) in &entries {
         note(e.digest, e.fetched_at);
-        keys_of.entry(e.digest).or_default().push(k.clone());
     }
     let by_key: HashMap<&str, &BlobEntry> = entries.iter().map(|(k, e)| (k.as_str(), e)).collect();
-    let pinned: HashSet<Digest> = index
-        .scan::<String>(Tree::Aux, MIRROR_PREFIX)?
-        .into_iter()
-        .filter_map(|(_, blob_key)| by_key.get(blob_key.as_str()).map(|e| e.digest))
-        .collect();
+    let (keys_of, pinned) = keys_and_pins(store, &entries, &by_key)?;
     let stored: HashSet<Digest> = blobs.iter().filter_map(|l| l.digest).collect();
     let mut candidates: Vec<(u64, Digest, u64)> = Vec::new();
     for listed in blobs {
@@ -181,6 +167,26 @@ fn run_shared(
     store.blobs.shared_remove(&consumed)?;
     index.flush_sync()?;
     Ok(report)
+}
+
+/// Which index keys name each blob, and which blobs a mirror pin keeps.
+#[allow(clippy::type_complexity)]
+fn keys_and_pins(
+    store: &Store,
+    entries: &[(String, BlobEntry)],
+    by_key: &HashMap<&str, &BlobEntry>,
+) -> Result<(HashMap<Digest, Vec<String>>, HashSet<Digest>), StoreError> {
+    let mut keys_of: HashMap<Digest, Vec<String>> = HashMap::new();
+    for (k, e) in entries {
+        keys_of.entry(e.digest).or_default().push(k.clone());
+    }
+    let pinned = store
+        .index
+        .scan::<String>(Tree::Aux, MIRROR_PREFIX)?
+        .into_iter()
+        .filter_map(|(_, blob_key)| by_key.get(blob_key.as_str()).map(|e| e.digest))
+        .collect();
+    Ok((keys_of, pinned))
 }
 
 /// Evicts blobs in `order` (least wanted first) until the store is within `max_size`: their
