@@ -36,6 +36,8 @@ pub struct ConnState {
     epoch: Instant,
     kill: Notify,
     done: AtomicBool,
+    /// A request on this connection had a body (so it is never parked: see [`super::park`]).
+    had_body: AtomicBool,
 }
 
 impl ConnState {
@@ -47,6 +49,7 @@ impl ConnState {
             epoch: Instant::now(),
             kill: Notify::new(),
             done: AtomicBool::new(false),
+            had_body: AtomicBool::new(false),
         }
     }
 
@@ -61,10 +64,25 @@ impl ConnState {
     /// A request started: the connection is in use until the guard (held by the response
     /// body) drops.
     pub fn begin(self: &Arc<Self>) -> InFlight {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::AcqRel);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.last_change.store(self.now(), Ordering::Release);
         InFlight(self.clone())
+    }
+
+    /// Requests started on this connection so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Acquire)
+    }
+
+    /// A request with a body arrived.
+    pub fn saw_body(&self) {
+        self.had_body.store(true, Ordering::Release);
+    }
+
+    /// No request is in flight, none has had a body, and one started after `round_start`.
+    pub fn bodiless_and_idle_since(&self, round_start: u64) -> bool {
+        self.idle() && !self.had_body.load(Ordering::Acquire) && self.requests() > round_start
     }
 
     /// Resolves once the connection should be closed: idle for too long, or evicted.

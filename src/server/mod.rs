@@ -1,6 +1,6 @@
 //! The HTTP server: `serve` opens the store and builds the cache core, then runs a graceful
-//! accept loop over hyper 1 (HTTP/1.1 keep-alive and h2c; h2 by ALPN with TLS), connection
-//! lifetimes and limit ([`conn`]), the background housekeeping (access times, eviction past
+//! accept loop over hyper 1 ([`protocol`]: HTTP/1.1 keep-alive, parked while idle by
+//! [`park`], and h2c; h2 by ALPN with TLS), connection lifetimes and limit ([`conn`]), the background housekeeping (access times, eviction past
 //! `storage.max_size`, expiry of old access decisions), and shutdown on SIGINT/SIGTERM that
 //! lets in-flight requests finish and flushes the index. The status report and the operator
 //! page are [`report`] and [`ui`].
@@ -9,9 +9,12 @@ pub mod body;
 pub mod conn;
 mod guesses;
 pub mod ops;
+mod park;
+mod protocol;
 pub mod report;
 pub mod respond;
 pub mod router;
+mod service;
 pub mod ui;
 
 use std::net::SocketAddr;
@@ -19,13 +22,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::cache::Core;
 use crate::config::Config;
@@ -90,27 +91,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         println!("packrat listening on {scheme}://{bound}");
     }
 
-    let graceful = GracefulShutdown::new();
     let connections = Arc::new(conn::Connections::new(conn::connection_limit(
         config.server.max_connections,
     )));
-    let (header_timeout, idle_timeout) = (
-        config.server.header_read_timeout,
-        config.server.idle_timeout,
-    );
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .keep_alive(true);
-    // Pings find peers that went away without a word (half-open h2).
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    let builder = Arc::new(builder);
+    let protocols = Arc::new(protocol::Protocols::new(park::Timeouts {
+        header_read: config.server.header_read_timeout,
+        idle: config.server.idle_timeout,
+    }));
+    let stopping = CancellationToken::new();
+    let tasks = TaskTracker::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
@@ -131,83 +120,40 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let core = core.clone();
-        let ui = ui.clone();
-        let in_use = state.clone();
-        let service = service_fn(move |req| {
-            let core = core.clone();
-            let ui = ui.clone();
-            let guard = in_use.begin();
+        let service = service::Handler::new(core.clone(), ui.clone(), state.clone());
+        let (protocols, stopping, tls) = (protocols.clone(), stopping.clone(), tls.clone());
+        let span = tracing::debug_span!("connection", %peer);
+        tasks.spawn(
             async move {
-                let resp = std::panic::AssertUnwindSafe(router::handle(core, ui, req))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| {
-                        tracing::error!("a request handler panicked; answered 500");
-                        respond::fallback()
-                    });
-                Ok::<_, std::convert::Infallible>(resp.map(|b| conn::Guarded::wrap(b, guard)))
-            }
-        });
-        let builder = builder.clone();
-        match &tls {
-            None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    tokio::select! {
-                        r = conn => if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        },
-                        () = state.expired(header_timeout, idle_timeout) => {
-                            tracing::debug!(%peer, "closed an idle connection");
-                        }
+                match &tls {
+                    None => {
+                        protocols
+                            .serve_plain(stream, state.clone(), service, &stopping)
+                            .await
                     }
-                    state.finish();
-                });
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(
-                        header_timeout.min(Duration::from_secs(10)),
-                        acceptor.accept(stream),
-                    );
-                    let tls_stream = tokio::select! {
-                        r = handshake => match r {
-                            Ok(Ok(s)) => Some(s),
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                None
-                            }
-                            Err(_) => None,
-                        },
-                        () = state.expired(header_timeout, idle_timeout) => None,
-                    };
-                    if let Some(tls_stream) = tls_stream {
-                        let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-                        tokio::select! {
-                            r = watcher.watch(conn.into_owned()) => if let Err(e) = r {
-                                tracing::debug!(%peer, error = %e, "connection ended with an error");
-                            },
-                            () = state.expired(header_timeout, idle_timeout) => {
-                                tracing::debug!(%peer, "closed an idle connection");
-                            }
-                        }
+                    Some(acceptor) => {
+                        protocols
+                            .serve_tls(stream, acceptor, state.clone(), service, &stopping)
+                            .await
                     }
-                    state.finish();
-                });
+                }
+                state.finish();
             }
-        }
+            .instrument(span),
+        );
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            tracing::warn!("in-flight requests did not finish within {}s", SHUTDOWN_GRACE.as_secs());
-        }
+    stopping.cancel();
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "in-flight requests did not finish within {}s",
+            SHUTDOWN_GRACE.as_secs()
+        );
     }
     // Downloads whose clients are served may still be committing (fsync, rename, index):
     // let them land before the index is flushed.

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import re
 import socket
 import tarfile
 import tempfile
@@ -471,6 +472,83 @@ class IdleConnections(Base):
         # HTTP/2 prior knowledge: the preface and an empty SETTINGS frame, then silence.
         s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         self.assertIsNotNone(self.closed_within(s, 15), "an idle h2c connection stayed open")
+
+    def read_responses(self, sock, count):
+        """The status lines of `count` responses (Content-Length or chunked) read off sock."""
+        sock.settimeout(10)
+        data, statuses = b"", []
+        while len(statuses) < count:
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk, f"closed after {len(statuses)} of {count} responses")
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if m:
+                while len(data) < int(m.group(1)):
+                    data += sock.recv(65536)
+                data = data[int(m.group(1)):]
+            else:
+                while b"0\r\n\r\n" not in data:
+                    data += sock.recv(65536)
+                data = data.split(b"0\r\n\r\n", 1)[1]
+            statuses.append(head.split(b"\r\n", 1)[0])
+        self.assertEqual(data, b"", "bytes after the last response")
+        return statuses
+
+    def test_keepalive_serves_again_after_going_quiet(self):
+        # A quiet keep-alive connection gives its buffers back (server/park.rs) and must
+        # then serve its next request, whole or in pieces, like any other.
+        s = self.connect()
+        req = b"GET /-/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        for pieces in ([req], [req[:9], req[9:]], [req[:-2], req[-2:]], [req[:1], req[1:]]):
+            for piece in pieces:
+                s.sendall(piece)
+                time.sleep(0.3)
+            self.assertEqual(self.read_responses(s, 1), [b"HTTP/1.1 200 OK"], pieces)
+        s.close()
+
+    def test_pipelined_requests_across_pauses(self):
+        s = self.connect()
+        req = b"GET /-/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        s.sendall(req * 3)
+        self.assertEqual(self.read_responses(s, 3), [b"HTTP/1.1 200 OK"] * 3)
+        # One and a half requests, a pause long enough to go quiet, then the rest.
+        s.sendall(req + req[:20])
+        time.sleep(0.5)
+        s.sendall(req[20:] + req)
+        self.assertEqual(self.read_responses(s, 3), [b"HTTP/1.1 200 OK"] * 3)
+        s.close()
+
+    def test_request_bodies_then_keepalive(self):
+        s = self.connect()
+        body = b'{"name":"x"}'
+        post = (b"POST /api/v4/packages/npm/-/npm/v1/security/audits/quick HTTP/1.1\r\nHost: x\r\n"
+                b"PRIVATE-TOKEN: " + h.ALICE.encode() + b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+        get = b"GET /-/health HTTP/1.1\r\nHost: x\r\n\r\n"
+        # The body ends in the head's blank line: it must be read as a body, not a quiet end.
+        tricky = b"\r\n\r\n"
+        tricky_post = post.replace(str(len(body)).encode(), b"4", 1)
+        s.sendall(post)
+        time.sleep(0.3)
+        s.sendall(body)
+        first = self.read_responses(s, 1)
+        s.sendall(tricky_post)
+        time.sleep(0.3)
+        s.sendall(tricky)
+        second = self.read_responses(s, 1)
+        time.sleep(0.3)
+        s.sendall(get)
+        self.assertEqual(self.read_responses(s, 1), [b"HTTP/1.1 200 OK"])
+        for status in first + second:
+            self.assertRegex(status, rb"^HTTP/1.1 [2-4]\d\d ", status)
+        s.close()
+
+    def test_connection_close_is_honoured(self):
+        s = self.connect()
+        s.sendall(b"GET /-/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertEqual(self.read_responses(s, 1), [b"HTTP/1.1 200 OK"])
+        self.assertIsNotNone(self.closed_within(s, 5), "Connection: close left it open")
 
     def test_flood_of_silent_connections(self):
         # More silent sockets than packrat's connection limit (server.max_connections, 1000
