@@ -3,6 +3,8 @@
 //! HTTP/1.1 by ALPN. Every connection ends when it expires or is evicted ([`super::conn`]),
 //! and finishes its requests when the server shuts down.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,19 +81,8 @@ impl Protocols {
             return park::serve(stream, opening, state, service, &self.http1, shutdown, t).await;
         }
         let io = TokioIo::new(RoundIo::new(stream, opening, state.clone(), false));
-        let mut conn = Box::pin(self.http2.serve_connection(io, service));
-        tokio::select! {
-            r = conn.as_mut() => if let Err(e) = r {
-                tracing::debug!(error = %e, "h2c connection ended with an error");
-            },
-            () = state.expired(t.header_read, t.idle) => {
-                tracing::debug!("closed an idle connection");
-            }
-            () = shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
-        }
+        let conn = Box::pin(self.http2.serve_connection(io, service));
+        run_to_end(conn, |c| c.graceful_shutdown(), &state, t, shutdown).await;
     }
 
     /// A TLS socket: handshake (bounded by the header-read timeout, at most 10 s), then h2 or
@@ -121,18 +112,33 @@ impl Protocols {
             () = state.expired(t.header_read, t.idle) => return,
             () = shutdown.cancelled() => return,
         };
-        let mut conn = Box::pin(self.tls.serve_connection(TokioIo::new(stream), service));
-        tokio::select! {
-            r = conn.as_mut() => if let Err(e) = r {
-                tracing::debug!(error = %e, "connection ended with an error");
-            },
-            () = state.expired(t.header_read, t.idle) => {
-                tracing::debug!("closed an idle connection");
-            }
-            () = shutdown.cancelled() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+        let conn = Box::pin(self.tls.serve_connection(TokioIo::new(stream), service));
+        run_to_end(conn, |c| c.graceful_shutdown(), &state, t, shutdown).await;
+    }
+}
+
+/// Drive a connection to its end, or until it expires or is evicted; on shutdown, ask it to
+/// stop (`graceful`) and let its requests finish.
+async fn run_to_end<C, E>(
+    mut conn: Pin<Box<C>>,
+    graceful: impl FnOnce(Pin<&mut C>),
+    state: &ConnState,
+    t: Timeouts,
+    shutdown: &CancellationToken,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::select! {
+        r = conn.as_mut() => if let Err(e) = r {
+            tracing::debug!(error = %e, "connection ended with an error");
+        },
+        () = state.expired(t.header_read, t.idle) => {
+            tracing::debug!("closed an idle connection");
+        }
+        () = shutdown.cancelled() => {
+            graceful(conn.as_mut());
+            let _ = conn.await;
         }
     }
 }
